@@ -1,0 +1,50 @@
+//! What happened to a ticket. Events are a public contract: once written they are
+//! never changed, so a variant's fields are only ever added to under a new schema
+//! version (upcast at the store boundary, never here).
+
+use serde::{Deserialize, Serialize};
+
+/// One fact about one ticket. The envelope (ids, version, time, metadata) lives in
+/// the `eventstore` crate; this is the payload and its type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    TicketOpened {
+        customer: String,
+        subject: String,
+        message: String,
+    },
+    /// open → triaged
+    TicketTriaged,
+    /// triaged → open
+    TicketReopened,
+    /// open or triaged → closed; final for the status.
+    TicketClosed,
+    AgentAssigned {
+        agent: String,
+    },
+    AgentUnassigned,
+    NoteAdded {
+        text: String,
+    },
+}
+
+impl Event {
+    /// The stable type name stored with the event.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::TicketOpened { .. } => "TicketOpened",
+            Event::TicketTriaged => "TicketTriaged",
+            Event::TicketReopened => "TicketReopened",
+            Event::TicketClosed => "TicketClosed",
+            Event::AgentAssigned { .. } => "AgentAssigned",
+            Event::AgentUnassigned => "AgentUnassigned",
+            Event::NoteAdded { .. } => "NoteAdded",
+        }
+    }
+
+    /// The schema version this code writes for the event's type.
+    pub fn schema_version(&self) -> u32 {
+        1
+    }
+}

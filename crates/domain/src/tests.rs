@@ -1,0 +1,291 @@
+//! The rules in given / when / then form, plus the laws of the fold.
+
+use proptest::prelude::*;
+
+use crate::*;
+
+/// A tiny given/when/then harness: no database, no clock.
+struct Given(Vec<Event>);
+
+fn given(events: impl IntoIterator<Item = Event>) -> Given {
+    Given(events.into_iter().collect())
+}
+
+struct When(Result<Vec<Event>, DomainError>);
+
+impl Given {
+    fn when(self, command: Command) -> When {
+        When(decide(&fold(&self.0), command))
+    }
+}
+
+impl When {
+    #[track_caller]
+    fn then(self, expected: impl IntoIterator<Item = Event>) {
+        assert_eq!(self.0, Ok(expected.into_iter().collect::<Vec<_>>()));
+    }
+
+    #[track_caller]
+    fn then_err(self, expected: DomainError) {
+        assert_eq!(self.0, Err(expected));
+    }
+}
+
+fn opened() -> Event {
+    Event::TicketOpened {
+        customer: "ACME".into(),
+        subject: "Printer on fire".into(),
+        message: "It is on fire.".into(),
+    }
+}
+
+fn open_command() -> Command {
+    Command::Open(OpenTicket::new(" ACME ", "Printer on fire", "It is on fire.").unwrap())
+}
+
+fn change(status: Option<Status>, agent: Option<Option<&str>>, note: Option<&str>) -> Command {
+    Command::Change(ChangeTicket::new(status, agent, note).unwrap())
+}
+
+fn status(s: Status) -> Command {
+    change(Some(s), None, None)
+}
+
+#[test]
+fn opening_a_new_ticket_records_it_with_trimmed_fields() {
+    given([]).when(open_command()).then([opened()]);
+}
+
+#[test]
+fn opening_an_existing_ticket_is_refused() {
+    given([opened()])
+        .when(open_command())
+        .then_err(DomainError::AlreadyExists);
+}
+
+#[test]
+fn changing_a_missing_ticket_is_not_found() {
+    given([])
+        .when(status(Status::Triaged))
+        .then_err(DomainError::NotFound);
+}
+
+#[test]
+fn open_ticket_can_be_triaged_closed_or_left_open() {
+    given([opened()])
+        .when(status(Status::Triaged))
+        .then([Event::TicketTriaged]);
+    given([opened()])
+        .when(status(Status::Closed))
+        .then([Event::TicketClosed]);
+    given([opened()]).when(status(Status::Open)).then([]);
+}
+
+#[test]
+fn triaged_ticket_can_be_reopened_or_closed() {
+    given([opened(), Event::TicketTriaged])
+        .when(status(Status::Open))
+        .then([Event::TicketReopened]);
+    given([opened(), Event::TicketTriaged])
+        .when(status(Status::Closed))
+        .then([Event::TicketClosed]);
+}
+
+#[test]
+fn setting_the_current_status_appends_nothing() {
+    given([opened(), Event::TicketTriaged])
+        .when(status(Status::Triaged))
+        .then([]);
+    given([opened(), Event::TicketClosed])
+        .when(status(Status::Closed))
+        .then([]);
+}
+
+#[test]
+fn closed_is_final_for_status() {
+    for requested in [Status::Open, Status::Triaged] {
+        given([opened(), Event::TicketClosed])
+            .when(status(requested))
+            .then_err(DomainError::ClosedIsFinal { requested });
+    }
+}
+
+#[test]
+fn closed_ticket_still_takes_notes_and_agents() {
+    given([opened(), Event::TicketClosed])
+        .when(change(None, Some(Some("ana")), Some("post mortem")))
+        .then([
+            Event::AgentAssigned {
+                agent: "ana".into(),
+            },
+            Event::NoteAdded {
+                text: "post mortem".into(),
+            },
+        ]);
+}
+
+#[test]
+fn a_refused_status_refuses_the_whole_command() {
+    given([opened(), Event::TicketClosed])
+        .when(change(Some(Status::Open), Some(Some("ana")), Some("x")))
+        .then_err(DomainError::ClosedIsFinal {
+            requested: Status::Open,
+        });
+}
+
+#[test]
+fn agent_assignment_changes_only_when_different() {
+    let assigned = Event::AgentAssigned {
+        agent: "ana".into(),
+    };
+    given([opened()])
+        .when(change(None, Some(Some("ana")), None))
+        .then([assigned.clone()]);
+    given([opened(), assigned.clone()])
+        .when(change(None, Some(Some("ana")), None))
+        .then([]);
+    given([opened(), assigned.clone()])
+        .when(change(None, Some(Some("bo")), None))
+        .then([Event::AgentAssigned { agent: "bo".into() }]);
+    given([opened(), assigned])
+        .when(change(None, Some(None), None))
+        .then([Event::AgentUnassigned]);
+    given([opened()])
+        .when(change(None, Some(None), None))
+        .then([]);
+}
+
+#[test]
+fn one_change_can_carry_status_agent_and_note_in_that_order() {
+    given([opened()])
+        .when(change(
+            Some(Status::Triaged),
+            Some(Some("ana")),
+            Some("on it"),
+        ))
+        .then([
+            Event::TicketTriaged,
+            Event::AgentAssigned {
+                agent: "ana".into(),
+            },
+            Event::NoteAdded {
+                text: "on it".into(),
+            },
+        ]);
+}
+
+#[test]
+fn every_note_is_recorded_even_when_repeated() {
+    let note = Event::NoteAdded {
+        text: "ping".into(),
+    };
+    given([opened(), note.clone()])
+        .when(change(None, None, Some("ping")))
+        .then([note]);
+}
+
+#[test]
+fn field_rules_name_the_field() {
+    let err = OpenTicket::new("   ", "s", "m").unwrap_err();
+    assert_eq!(err.field, "customer");
+    let err = OpenTicket::new("c", &"s".repeat(201), "m").unwrap_err();
+    assert_eq!(err.field, "subject");
+    assert!(err.rule.contains("at most 200"), "{}", err.rule);
+    assert!(
+        OpenTicket::new("c", &"é".repeat(200), "m").is_ok(),
+        "limits count characters, not bytes"
+    );
+    let err = OpenTicket::new("c", "s", &"m".repeat(10_001)).unwrap_err();
+    assert_eq!(err.field, "message");
+    let err = ChangeTicket::new(None, None, Some(" \n\t ")).unwrap_err();
+    assert_eq!(err.field, "note");
+    let err = ChangeTicket::new(None, Some(Some(&"a".repeat(101))), None).unwrap_err();
+    assert_eq!(err.field, "agent");
+    let err = ChangeTicket::new(None, None, None).unwrap_err();
+    assert_eq!(err.field, "body");
+}
+
+#[test]
+fn status_parses_only_its_three_names() {
+    for s in Status::ALL {
+        assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+    }
+    assert!("Closed".parse::<Status>().is_err());
+}
+
+#[test]
+fn events_serialise_with_their_type_name() {
+    for event in [
+        opened(),
+        Event::TicketClosed,
+        Event::NoteAdded { text: "x".into() },
+    ] {
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], event.type_name());
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+}
+
+fn arbitrary_change() -> impl Strategy<Value = Command> {
+    let status = prop::option::of(prop::sample::select(Status::ALL.to_vec()));
+    let agent = prop::option::of(prop::option::of(prop::sample::select(vec!["ana", "bo"])));
+    let note = prop::option::of(Just("note"));
+    (status, agent, note)
+        .prop_filter("at least one field", |(s, a, n)| {
+            s.is_some() || a.is_some() || n.is_some()
+        })
+        .prop_map(|(s, a, n)| change(s, a, n))
+}
+
+/// Runs a random sequence of commands and keeps the accepted events.
+fn history(commands: Vec<Command>) -> Vec<Event> {
+    let mut events = vec![opened()];
+    for command in commands {
+        if let Ok(new) = decide(&fold(&events), command) {
+            events.extend(new);
+        }
+    }
+    events
+}
+
+proptest! {
+    #[test]
+    fn folding_in_any_chunking_gives_the_same_state(
+        commands in prop::collection::vec(arbitrary_change(), 0..30),
+        cut in 0usize..100,
+    ) {
+        let events = history(commands);
+        let cut = cut % (events.len() + 1);
+        let (head, tail) = events.split_at(cut);
+        let resumed = tail.iter().fold(fold(head), evolve);
+        prop_assert_eq!(resumed, fold(&events));
+    }
+
+    #[test]
+    fn closed_stays_closed(commands in prop::collection::vec(arbitrary_change(), 0..30)) {
+        let events = history(commands);
+        let mut seen_closed = false;
+        for event in &events {
+            let changes_status = matches!(
+                event,
+                Event::TicketTriaged | Event::TicketReopened | Event::TicketClosed
+            );
+            prop_assert!(!(seen_closed && changes_status), "status changed after close: {:?}", event);
+            seen_closed |= *event == Event::TicketClosed;
+        }
+    }
+
+    #[test]
+    fn deciding_twice_is_idempotent_for_status_and_agent(
+        commands in prop::collection::vec(arbitrary_change(), 0..20),
+        s in prop::sample::select(Status::ALL.to_vec()),
+    ) {
+        let mut events = history(commands);
+        let command = change(Some(s), Some(Some("ana")), None);
+        if let Ok(first) = decide(&fold(&events), command.clone()) {
+            events.extend(first);
+            prop_assert_eq!(decide(&fold(&events), command), Ok(vec![]));
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The event store's contract, independent of any database.
+//!
+//! This crate owns the event envelope ([`NewEvent`] going in, [`RecordedEvent`]
+//! coming out), the codec between domain events and stored payloads (with the
+//! upcasting hook for old schema versions), and the [`EventStore`] trait every
+//! backend implements. Its semantics (atomic appends, optimistic concurrency on
+//! the per-ticket version, a gap-free global position in commit order, tailing)
+//! are pinned by the `conformance` crate's suite, run against every backend.
+
+mod codec;
+mod envelope;
+
+pub use codec::DecodeError;
+pub use envelope::{Metadata, NewEvent, RecordedEvent};
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// A place in the global order of all events: 1 for the first event ever
+/// appended, then gap-free and in commit order. 0 means "before everything".
+pub type Position = u64;
+
+/// What a caller of the store must do about a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the ticket first; reload and decide again.
+    #[error("ticket {ticket_id} is at version {actual}, not the expected {expected}")]
+    Conflict {
+        ticket_id: Uuid,
+        expected: u64,
+        actual: u64,
+    },
+    /// The database could not be reached or failed; the operation may be retried.
+    #[error("event store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data breaks an invariant; retrying will not help.
+    #[error("event store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+/// An append-only store of ticket events.
+#[async_trait]
+pub trait EventStore: Send + Sync + std::fmt::Debug {
+    /// Appends `events` to the ticket's stream, all or none, if the stream is at
+    /// `expected_version` (0 for a new ticket). Returns the events as recorded,
+    /// with versions `expected_version + 1 ..` and their global positions.
+    /// An empty `events` appends nothing and returns nothing.
+    async fn append(
+        &self,
+        ticket_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// One ticket's events in version order; empty for an unknown ticket.
+    async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events with a position above `after`, in position order.
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the newest event (0 when the store is empty).
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// Waits until an event above `after` exists or `max_wait` passes; says which.
+    /// This is the tailer's prompt wake-up: backends answer as soon as they can
+    /// learn of a new event (an in-process signal, a change stream, a cheap poll).
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        max_wait: Duration,
+    ) -> Result<bool, StoreError>;
+}
