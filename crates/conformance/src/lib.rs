@@ -1,1 +1,116 @@
-//! placeholder
+//! The store contract, written once: behavioural cases every backend's
+//! [`EventStore`] and [`ViewStore`] must pass.
+//!
+//! Each case is a public async function that panics, with a message naming the
+//! broken promise, when the store misbehaves. A backend runs them all with one
+//! line in its integration tests:
+//!
+//! ```ignore
+//! async fn make_store() -> (Arc<dyn EventStore>, Arc<dyn ViewStore>, TempDir) { ... }
+//! conformance::store_contract_tests!(make_store);
+//! ```
+//!
+//! `make_store` (any expression callable with no arguments that returns a future)
+//! must give a fresh, empty backend for every case, plus a guard of any type
+//! that keeps it alive (a temporary folder, a database to drop) until the case
+//! ends. The expansion is one `#[tokio::test]` per case on a multi-threaded
+//! runtime, so the calling crate needs `tokio` with the `macros` and
+//! `rt-multi-thread` features.
+//!
+//! Nothing here knows a backend: cases see only the two traits, and build their
+//! events and view changes with the real domain events, envelope and fold.
+
+mod events;
+mod fixtures;
+mod views;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use events::{
+    append_returns_what_reads_return, append_then_read_stream, concurrent_appends_to_many_tickets,
+    concurrent_appends_to_one_ticket, empty_append_writes_nothing, multi_event_append_is_atomic,
+    read_all_pages_cover_everything_once, unknown_ticket_has_empty_stream,
+    wait_returns_at_once_when_behind, wait_times_out_without_appends, wait_wakes_on_an_append,
+    wrong_expected_version_conflicts,
+};
+pub use fixtures::catch_up;
+pub use views::{
+    commit_writes_views_and_moves_checkpoint, empty_store_starts_at_zero, list_filters_by_status,
+    list_is_newest_first_with_ties_by_id, list_pages_cover_every_row_once,
+    rows_never_go_back_a_version, stale_commit_changes_nothing,
+};
+
+#[doc(hidden)]
+pub use eventstore::EventStore;
+#[doc(hidden)]
+pub use readmodel::ViewStore;
+
+/// The longest a case may take before it counts as hung.
+pub const CASE_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs one case, failing it if it hangs (a lost wake-up, a deadlock) rather
+/// than stalling the whole test run.
+pub async fn within_time_limit(case: &str, run: impl Future<Output = ()>) {
+    if tokio::time::timeout(CASE_TIME_LIMIT, run).await.is_err() {
+        panic!("{case} did not finish within {CASE_TIME_LIMIT:?}");
+    }
+}
+
+/// Expands into one `#[tokio::test]` per contract case. See the crate docs.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make_store:expr) => {
+        $crate::__store_contract_case!($make_store, events, empty_append_writes_nothing);
+        $crate::__store_contract_case!($make_store, events, append_then_read_stream);
+        $crate::__store_contract_case!($make_store, events, append_returns_what_reads_return);
+        $crate::__store_contract_case!($make_store, events, wrong_expected_version_conflicts);
+        $crate::__store_contract_case!($make_store, shared, concurrent_appends_to_one_ticket);
+        $crate::__store_contract_case!($make_store, shared, concurrent_appends_to_many_tickets);
+        $crate::__store_contract_case!($make_store, shared, multi_event_append_is_atomic);
+        $crate::__store_contract_case!($make_store, events, read_all_pages_cover_everything_once);
+        $crate::__store_contract_case!($make_store, events, wait_times_out_without_appends);
+        $crate::__store_contract_case!($make_store, shared, wait_wakes_on_an_append);
+        $crate::__store_contract_case!($make_store, events, wait_returns_at_once_when_behind);
+        $crate::__store_contract_case!($make_store, events, unknown_ticket_has_empty_stream);
+        $crate::__store_contract_case!($make_store, both, empty_store_starts_at_zero);
+        $crate::__store_contract_case!($make_store, both, commit_writes_views_and_moves_checkpoint);
+        $crate::__store_contract_case!($make_store, both, stale_commit_changes_nothing);
+        $crate::__store_contract_case!($make_store, both, rows_never_go_back_a_version);
+        $crate::__store_contract_case!($make_store, both, list_is_newest_first_with_ties_by_id);
+        $crate::__store_contract_case!($make_store, both, list_filters_by_status);
+        $crate::__store_contract_case!($make_store, both, list_pages_cover_every_row_once);
+    };
+}
+
+/// One case of [`store_contract_tests!`], by what the case takes: the event
+/// store by reference, by `Arc` (to share it with spawned tasks), or both stores.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_case {
+    ($make_store:expr, events, $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let (events, _views, _guard) = ($make_store)().await;
+            let events: ::std::sync::Arc<dyn $crate::EventStore> = events;
+            $crate::within_time_limit(stringify!($case), $crate::$case(&*events)).await;
+        }
+    };
+    ($make_store:expr, shared, $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let (events, _views, _guard) = ($make_store)().await;
+            let events: ::std::sync::Arc<dyn $crate::EventStore> = events;
+            $crate::within_time_limit(stringify!($case), $crate::$case(events)).await;
+        }
+    };
+    ($make_store:expr, both, $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let (events, views, _guard) = ($make_store)().await;
+            let events: ::std::sync::Arc<dyn $crate::EventStore> = events;
+            let views: ::std::sync::Arc<dyn $crate::ViewStore> = views;
+            $crate::within_time_limit(stringify!($case), $crate::$case(&*events, &*views)).await;
+        }
+    };
+}

@@ -1,1 +1,130 @@
-//! placeholder
+//! The embedded backend: one SQLite file holds the event store, the read models
+//! and their checkpoint.
+//!
+//! [`SqliteStore`] implements both [`eventstore::EventStore`] and
+//! [`readmodel::ViewStore`]. Two processes use the file at once (ticketd appends
+//! events, ticket-projector writes views), as do many tasks in each, so:
+//!
+//! - every write transaction is `BEGIN IMMEDIATE`, and this process has a
+//!   single writer connection (`connection`);
+//! - reads use their own connections and, the file being in WAL mode, never
+//!   wait for a writer;
+//! - all SQLite work runs on tokio's blocking pool, never on a runtime thread;
+//! - the schema comes from the versioned files in `migrations/sqlite/`, applied
+//!   at [`SqliteStore::open`] (`migrate`).
+//!
+//! Modules: `connection` (opening, pragmas, writer and reader pool), `migrate`
+//! (the schema runner), `events` (the event store), `views` (the view store),
+//! `text` (how times and ids are spelled), `error` (failures and their mapping).
+
+mod connection;
+mod error;
+mod events;
+mod migrate;
+mod text;
+mod views;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use eventstore::{Position, StoreError};
+use tokio::sync::watch;
+
+use crate::connection::Connections;
+use crate::error::DbError;
+
+pub use error::OpenError;
+pub use migrate::{AppliedMigration, migrations};
+
+/// The SQLite backend. Cloning is cheap: clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: Connections,
+    /// The newest position this process knows of. Appends here publish it after
+    /// commit so that in-process waiters wake at once; appends by other
+    /// processes are noticed by polling (see `wait_for_events`).
+    head: watch::Sender<Position>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.db.path())
+            .field("head", &*self.shared.head.borrow())
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database file, creating it and its folder if missing, and
+    /// brings its schema up to date. Safe to call from several processes at once.
+    pub fn open(path: &Path) -> Result<SqliteStore, OpenError> {
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|source| OpenError::CreateFolder {
+                path: folder.to_owned(),
+                source,
+            })?;
+        }
+        let db = Connections::open(path)?;
+        db.write(|connection| migrate::apply(connection, path))?;
+        let head = db
+            .write(|connection| events::head(connection))
+            .map_err(OpenError::sqlite(path, "reading the head position"))?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                db,
+                head: watch::Sender::new(head),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.shared.db.path()
+    }
+
+    /// The migrations recorded in the file, in version order.
+    pub async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, StoreError> {
+        self.read(|connection| migrate::applied(connection).map_err(DbError::Corrupt))
+            .await
+            .map_err(StoreError::from)
+    }
+
+    /// Runs `job` on the writer connection, on the blocking pool.
+    async fn write<T, E>(
+        &self,
+        job: impl FnOnce(&mut rusqlite::Connection, &watch::Sender<Position>) -> Result<T, DbError<E>>
+        + Send
+        + 'static,
+    ) -> Result<T, DbError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            shared.db.write(|connection| job(connection, &shared.head))
+        })
+        .await
+        .map_err(DbError::Task)?
+    }
+
+    /// Runs `job` on a read connection, on the blocking pool.
+    async fn read<T, E>(
+        &self,
+        job: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError<E>> + Send + 'static,
+    ) -> Result<T, DbError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.db.read(job))
+            .await
+            .map_err(DbError::Task)?
+    }
+}

@@ -1,0 +1,121 @@
+//! The connections to the database file: one writer, a small pool of readers.
+//!
+//! SQLite allows one writer at a time per file, across all processes. In this
+//! process the writer is one connection behind a mutex; against other processes
+//! every write transaction starts with `BEGIN IMMEDIATE`, which takes the write
+//! lock up front (waiting up to the busy timeout) instead of upgrading a read
+//! transaction later, the upgrade being what can fail with `SQLITE_BUSY` at once.
+//! In WAL mode readers see the last committed snapshot and never wait for the
+//! writer, so reads go through their own connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{DbError, OpenError};
+
+/// How long a connection waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle read connections kept for reuse; more may be open while busy.
+const MAX_IDLE_READERS: usize = 4;
+
+pub(crate) struct Connections {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A panic while a connection was locked leaves it usable: an open transaction
+/// was rolled back when its guard dropped during the unwind.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Connections {
+    /// Opens (creating if needed) the file and its writer connection, and puts
+    /// the file in WAL mode.
+    pub(crate) fn open(path: &Path) -> Result<Self, OpenError> {
+        let writer = Connection::open(path).map_err(OpenError::sqlite(path, "opening the file"))?;
+        writer
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(OpenError::sqlite(path, "setting busy_timeout"))?;
+        // WAL lets the projector process read (and the query side serve) while
+        // ticketd writes. The mode is stored in the file; setting it again is a
+        // no-op.
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(OpenError::sqlite(path, "setting journal_mode=WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenError::NotWal {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        // FULL syncs the WAL on every commit: an acknowledged append survives a
+        // power cut, not only a crash of the process.
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(OpenError::sqlite(path, "setting synchronous=FULL"))?;
+        writer
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(OpenError::sqlite(path, "setting foreign_keys=ON"))?;
+        Ok(Connections {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `job` on the writer connection. Blocking: call from a blocking task.
+    pub(crate) fn write<T>(&self, job: impl FnOnce(&mut Connection) -> T) -> T {
+        job(&mut lock(&self.writer))
+    }
+
+    /// Runs `job` on a read connection. Blocking: call from a blocking task.
+    pub(crate) fn read<T, E>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, DbError<E>>,
+    ) -> Result<T, DbError<E>> {
+        let idle = lock(&self.readers).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.open_reader()?,
+        };
+        let result = job(&connection);
+        let mut idle = lock(&self.readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(connection);
+        }
+        result
+    }
+
+    fn open_reader(&self) -> Result<Connection, rusqlite::Error> {
+        // No CREATE flag: a file deleted under us is an error, not a new empty
+        // database.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let connection = Connection::open_with_flags(&self.path, flags)?;
+        // Readers rarely wait in WAL mode, but can while another connection
+        // recovers the WAL index after a crash.
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        // A guard against a read path that writes by mistake.
+        connection.pragma_update(None, "query_only", "ON")?;
+        Ok(connection)
+    }
+}

@@ -1,0 +1,226 @@
+//! The schema: the SQL files in `migrations/sqlite/` at the workspace root,
+//! compiled in, and the runner that applies each exactly once.
+//!
+//! Each migration runs in its own `BEGIN IMMEDIATE` transaction together with
+//! the `schema_migrations` row that records it. Two processes opening a fresh
+//! file at once are serialised by the write lock, and each re-checks inside the
+//! transaction whether the migration is already there, so none runs twice. The
+//! recorded checksum catches a migration edited after it was applied.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::OpenError;
+use crate::text;
+
+struct Migration {
+    version: u32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// In version order. A new file in `migrations/sqlite/` is added here too (a test
+/// checks the two agree).
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_events",
+        sql: include_str!("../../../migrations/sqlite/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_views",
+        sql: include_str!("../../../migrations/sqlite/0002_views.sql"),
+    },
+];
+
+/// The migrations this build knows, as (version, name), in order.
+pub fn migrations() -> impl Iterator<Item = (u32, &'static str)> {
+    MIGRATIONS.iter().map(|m| (m.version, m.name))
+}
+
+/// One row of `schema_migrations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub name: String,
+    /// FNV-1a 64 of the migration's text, as 16 hex digits.
+    pub checksum: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// The bookkeeping table is the one piece of schema outside the migration
+/// files: it has to exist before the first of them can be recorded.
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+) STRICT";
+
+/// FNV-1a 64, over the text with carriage returns dropped so that a checkout
+/// with Windows line endings does not look like an edit.
+fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sql.bytes().filter(|b| *b != b'\r') {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Applies every migration not yet applied, in order; refuses a database whose
+/// applied migrations differ from this build's.
+pub(crate) fn apply(connection: &mut Connection, path: &std::path::Path) -> Result<(), OpenError> {
+    for migration in MIGRATIONS {
+        apply_one(connection, path, migration)?;
+    }
+    refuse_unknown(connection, path)
+}
+
+fn apply_one(
+    connection: &mut Connection,
+    path: &std::path::Path,
+    migration: &Migration,
+) -> Result<(), OpenError> {
+    let step = |what: &str| OpenError::sqlite(path, format!("{what} {}", migration.name));
+    let current = checksum(migration.sql);
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(step("locking the database to apply"))?;
+    tx.execute_batch(CREATE_LEDGER)
+        .map_err(step("creating schema_migrations before"))?;
+    let recorded: Option<String> = tx
+        .query_row(
+            "SELECT checksum FROM schema_migrations WHERE version = ?1",
+            [migration.version],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(step("checking"))?;
+    match recorded {
+        Some(recorded) if recorded == current => return Ok(()),
+        Some(recorded) => {
+            return Err(OpenError::MigrationEdited {
+                path: path.to_owned(),
+                version: migration.version,
+                name: migration.name.to_owned(),
+                recorded,
+                current,
+            });
+        }
+        None => {}
+    }
+    tx.execute_batch(migration.sql).map_err(step("applying"))?;
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![
+            migration.version,
+            migration.name,
+            current,
+            text::time(Utc::now())
+        ],
+    )
+    .map_err(step("recording"))?;
+    tx.commit().map_err(step("committing"))?;
+    tracing::info!(path = %path.display(), migration = migration.name, "applied migration");
+    Ok(())
+}
+
+/// A migration recorded in the file but missing here means a newer build wrote
+/// the schema; running against it could misread or miswrite data.
+fn refuse_unknown(connection: &Connection, path: &std::path::Path) -> Result<(), OpenError> {
+    let newest = MIGRATIONS.last().map_or(0, |m| m.version);
+    let unknown: Option<(u32, String)> = connection
+        .query_row(
+            "SELECT version, name FROM schema_migrations WHERE version > ?1
+             ORDER BY version LIMIT 1",
+            [newest],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(OpenError::sqlite(path, "checking for unknown migrations"))?;
+    match unknown {
+        Some((version, name)) => Err(OpenError::UnknownMigration {
+            path: path.to_owned(),
+            version,
+            name,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The rows of `schema_migrations`, in version order.
+pub(crate) fn applied(connection: &Connection) -> Result<Vec<AppliedMigration>, String> {
+    let read = || -> rusqlite::Result<Vec<(u32, String, String, String)>> {
+        let mut statement = connection.prepare_cached(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        rows.collect()
+    };
+    read()
+        .map_err(|e| format!("schema_migrations: {e}"))?
+        .into_iter()
+        .map(|(version, name, checksum, applied_at)| {
+            Ok(AppliedMigration {
+                version,
+                name,
+                checksum,
+                applied_at: text::parse_time(&applied_at)
+                    .map_err(|e| format!("schema_migrations row {version}: {e}"))?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_fnv1a_64_and_ignores_carriage_returns() {
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_eq!(checksum("a"), "af63dc4c8601ec8c");
+        assert_eq!(checksum("a\nb"), checksum("a\r\nb"));
+        assert_ne!(checksum("a\nb"), checksum("a\nc"));
+    }
+
+    #[test]
+    fn every_file_in_the_folder_is_listed_in_order() {
+        let folder =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .expect("the migrations folder")
+            .map(|entry| {
+                entry
+                    .expect("a folder entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{}.sql", m.name))
+            .collect();
+        assert_eq!(files, listed, "migrations/sqlite/ and MIGRATIONS disagree");
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            let expected = u32::try_from(index + 1).expect("a small number");
+            assert_eq!(migration.version, expected, "versions are 1, 2, 3 ...");
+            assert!(
+                migration
+                    .name
+                    .starts_with(&format!("{:04}_", migration.version)),
+                "{} is named after its version",
+                migration.name
+            );
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! What only the SQLite backend promises: the file and its folder, migrations
+//! applied once and never edited, immutable events at the SQL level, several
+//! processes and instances on one file, bad stored data reported as corrupt.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use domain::Event;
+use eventstore::{EventStore, NewEvent, RecordedEvent, StoreError};
+use readmodel::{DashboardDelta, ViewChanges, ViewError, ViewStore};
+use store_sqlite::{OpenError, SqliteStore};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+fn temp() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("tickets.db");
+    (dir, path)
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// A plain connection, as an operator's `sqlite3` shell would have.
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("a raw connection")
+}
+
+fn opened(customer: &str) -> Event {
+    Event::TicketOpened {
+        customer: customer.into(),
+        subject: "subject".into(),
+        message: "message".into(),
+    }
+}
+
+fn note(text: &str) -> NewEvent {
+    NewEvent::from(&Event::NoteAdded { text: text.into() })
+}
+
+async fn open_ticket(store: &SqliteStore) -> (Uuid, Vec<RecordedEvent>) {
+    let ticket = Uuid::now_v7();
+    let recorded = store
+        .append(ticket, 0, vec![NewEvent::from(&opened("c")), note("n")])
+        .await
+        .expect("append");
+    (ticket, recorded)
+}
+
+fn known_migrations() -> Vec<(u32, String)> {
+    store_sqlite::migrations()
+        .map(|(version, name)| (version, name.to_owned()))
+        .collect()
+}
+
+async fn applied(store: &SqliteStore) -> Vec<store_sqlite::AppliedMigration> {
+    store
+        .applied_migrations()
+        .await
+        .expect("applied migrations")
+}
+
+#[tokio::test]
+async fn open_creates_missing_folders_and_uses_wal() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("a/b/tickets.db");
+    let store = open(&path);
+    assert_eq!(store.path(), path);
+    assert!(path.is_file(), "the file was created");
+    let mode: String = raw(&path)
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn open_names_the_path_when_it_fails() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"a file").expect("write");
+    let error = SqliteStore::open(&blocker.join("tickets.db")).expect_err("a file is in the way");
+    assert!(matches!(error, OpenError::CreateFolder { .. }), "{error:?}");
+    assert!(error.to_string().contains("not-a-folder"), "{error}");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).expect("write");
+    let error = SqliteStore::open(&garbage).expect_err("not a database");
+    assert!(error.to_string().contains("garbage.db"), "{error}");
+}
+
+#[tokio::test]
+async fn migrations_are_applied_once_and_reopening_changes_nothing() {
+    let (_dir, path) = temp();
+    let first = applied(&open(&path)).await;
+    let versions: Vec<(u32, String)> = first.iter().map(|m| (m.version, m.name.clone())).collect();
+    assert_eq!(
+        versions,
+        known_migrations(),
+        "every migration is recorded, in order"
+    );
+    assert!(first.iter().all(|m| m.checksum.len() == 16), "{first:?}");
+
+    let again = applied(&open(&path)).await;
+    assert_eq!(again, first, "reopening applies and records nothing new");
+    let seeded: i64 = raw(&path)
+        .query_row("SELECT count(*) FROM dashboard", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(seeded, 3, "the dashboard seed ran once");
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_refused() {
+    let (_dir, path) = temp();
+    drop(open(&path));
+    raw(&path)
+        .execute(
+            "UPDATE schema_migrations SET checksum = '0123456789abcdef' WHERE version = 1",
+            [],
+        )
+        .expect("simulate an edit");
+    let error = SqliteStore::open(&path).expect_err("an edited migration");
+    match &error {
+        OpenError::MigrationEdited {
+            version,
+            name,
+            recorded,
+            ..
+        } => assert_eq!(
+            (*version, name.as_str(), recorded.as_str()),
+            (1, "0001_events", "0123456789abcdef")
+        ),
+        other => panic!("expected MigrationEdited, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("0001_events") && message.contains("never edit"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_build_is_refused() {
+    let (_dir, path) = temp();
+    drop(open(&path));
+    raw(&path)
+        .execute(
+            "INSERT INTO schema_migrations VALUES (99, '0099_future', 'x', '2030-01-01T00:00:00.000000Z')",
+            [],
+        )
+        .expect("simulate a newer build");
+    let error = SqliteStore::open(&path).expect_err("an unknown migration");
+    assert!(
+        matches!(&error, OpenError::UnknownMigration { version: 99, name, .. } if name == "0099_future"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_opens_of_a_new_file_all_succeed() {
+    let (_dir, path) = temp();
+    const OPENERS: usize = 8;
+    let barrier = Arc::new(Barrier::new(OPENERS));
+    let openers: Vec<_> = (0..OPENERS)
+        .map(|_| {
+            let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                SqliteStore::open(&path)
+            })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for opener in openers {
+        let store = opener.join().expect("an opener panicked");
+        stores.push(store.unwrap_or_else(|e| panic!("a parallel open failed: {e}")));
+    }
+    let recorded: Vec<(u32, String)> = applied(&stores[0])
+        .await
+        .iter()
+        .map(|m| (m.version, m.name.clone()))
+        .collect();
+    assert_eq!(
+        recorded,
+        known_migrations(),
+        "each migration applied exactly once"
+    );
+}
+
+#[tokio::test]
+async fn events_cannot_be_updated_or_deleted() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    let (ticket, recorded) = open_ticket(&store).await;
+    let connection = raw(&path);
+    for sql in [
+        "UPDATE events SET event_type = 'TicketClosed' WHERE version = 2",
+        "UPDATE events SET data = '{}'",
+        "DELETE FROM events WHERE version = 2",
+        "DELETE FROM events",
+    ] {
+        let error = connection.execute(sql, []).expect_err(sql);
+        assert!(
+            error.to_string().contains("events are immutable"),
+            "{sql}: {error}"
+        );
+    }
+    assert_eq!(store.read_stream(ticket).await.expect("read"), recorded);
+}
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening() {
+    let (_dir, path) = temp();
+    let (ticket, recorded, detail, dashboard, checkpoint) = {
+        let store = open(&path);
+        let (ticket, recorded) = open_ticket(&store).await;
+        let checkpoint = conformance::catch_up(&store, &store, 10).await;
+        let detail = store.ticket(ticket).await.expect("ticket");
+        let dashboard = store.dashboard().await.expect("dashboard");
+        (ticket, recorded, detail, dashboard, checkpoint)
+    };
+    assert!(detail.is_some());
+    let store = open(&path);
+    assert_eq!(store.read_stream(ticket).await.expect("read"), recorded);
+    assert_eq!(store.head().await.expect("head"), recorded[1].position);
+    assert_eq!(store.checkpoint().await.expect("checkpoint"), checkpoint);
+    assert_eq!(store.ticket(ticket).await.expect("ticket"), detail);
+    assert_eq!(store.dashboard().await.expect("dashboard"), dashboard);
+}
+
+/// Two instances on one file share nothing in memory, as two processes do: the
+/// waiter must learn of the other's append from the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_notices_appends_by_another_instance() {
+    let (_dir, path) = temp();
+    let (waiting, writing) = (open(&path), open(&path));
+    let waiter = tokio::spawn(async move {
+        let woke = waiting.wait_for_events(0, Duration::from_secs(30)).await;
+        (woke, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "woke with nothing appended");
+    let appended_at = Instant::now();
+    open_ticket(&writing).await;
+    let (woke, woke_at) = waiter.await.expect("the waiter panicked");
+    assert!(woke.expect("wait"));
+    let latency = woke_at.saturating_duration_since(appended_at);
+    assert!(
+        latency < Duration::from_secs(1),
+        "woke {latency:?} after the append"
+    );
+}
+
+/// An append that fails half-way (its second event reuses an existing event
+/// id) writes none of its events.
+#[tokio::test]
+async fn an_append_failing_midway_writes_nothing() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    let (_, recorded) = open_ticket(&store).await;
+    let head = store.head().await.expect("head");
+    let ticket = Uuid::now_v7();
+    let mut reused = note("dup");
+    reused.event_id = recorded[0].event_id;
+    let result = store
+        .append(ticket, 0, vec![NewEvent::from(&opened("d")), reused])
+        .await;
+    match result {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(
+                message.contains(&recorded[0].event_id.to_string()),
+                "{message}"
+            )
+        }
+        other => panic!("a duplicate event id must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        store.head().await.expect("head"),
+        head,
+        "nothing was written"
+    );
+    assert!(store.read_stream(ticket).await.expect("read").is_empty());
+}
+
+#[tokio::test]
+async fn bad_stored_rows_are_reported_as_corrupt_with_their_place() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    let (ticket, recorded) = open_ticket(&store).await;
+    let next = recorded[1].position + 1;
+    raw(&path)
+        .execute(
+            "INSERT INTO events VALUES (?1, 'this-is-not-a-uuid-but-36-chars-long', ?2, 3,
+             'NoteAdded', 1, '2024-01-01T00:00:00.000000Z', '{}', '{}')",
+            rusqlite::params![
+                i64::try_from(next).expect("a small position"),
+                ticket.to_string()
+            ],
+        )
+        .expect("a bad row");
+    for result in [store.read_stream(ticket).await, store.read_all(0, 10).await] {
+        match result {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(&format!("position {next}")), "{message}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
+/// A delta that would take a count below zero means the views and their
+/// checkpoint disagree; the commit is refused and changes nothing.
+#[tokio::test]
+async fn a_dashboard_count_never_goes_below_zero() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    open_ticket(&store).await;
+    let checkpoint = conformance::catch_up(&store, &store, 10).await;
+    let before = store.dashboard().await.expect("dashboard");
+    let result = store
+        .commit(ViewChanges {
+            from: checkpoint,
+            to: checkpoint + 1,
+            tickets: Vec::new(),
+            dashboard: DashboardDelta {
+                open: 1,
+                triaged: 0,
+                closed: -1,
+            },
+        })
+        .await;
+    assert!(matches!(result, Err(ViewError::Corrupt(_))), "{result:?}");
+    assert_eq!(store.dashboard().await.expect("dashboard"), before);
+    assert_eq!(store.checkpoint().await.expect("checkpoint"), checkpoint);
+}
+
+const CHILD_DB: &str = "STORE_SQLITE_IT_CHILD_DB";
+const CHILD_APPENDS: u64 = 25;
+
+/// Run by `appends_from_several_processes_stay_gap_free` in child processes;
+/// does nothing when run by hand.
+#[tokio::test]
+#[ignore = "a helper run by another test in a child process"]
+async fn child_process_appender() {
+    let Ok(path) = std::env::var(CHILD_DB) else {
+        return;
+    };
+    let store = open(Path::new(&path));
+    let ticket = Uuid::now_v7();
+    store
+        .append(ticket, 0, vec![NewEvent::from(&opened("child"))])
+        .await
+        .expect("child open");
+    for version in 1..CHILD_APPENDS {
+        store
+            .append(ticket, version, vec![note("from a child")])
+            .await
+            .expect("child append");
+    }
+}
+
+/// Several processes append to one file at once (each its own writer
+/// connection, serialised only by SQLite's lock): every append succeeds within
+/// the busy timeout, positions stay gap-free, and a waiter here sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_from_several_processes_stay_gap_free() {
+    const CHILDREN: u64 = 3;
+    let (_dir, path) = temp();
+    let store = open(&path);
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_events(0, Duration::from_secs(60)).await })
+    };
+    let exe = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = (0..CHILDREN)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "sqlite::child_process_appender",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_DB, &path)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn a child")
+        })
+        .collect();
+    // This process appends too, racing the children.
+    let (ticket, _) = open_ticket(&store).await;
+    for version in 2..10 {
+        store
+            .append(ticket, version, vec![note("parent")])
+            .await
+            .expect("parent append");
+    }
+    for mut child in children {
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait for a child");
+        assert!(status.success(), "a child failed: {status}");
+    }
+    assert!(waiter.await.expect("the waiter panicked").expect("wait"));
+
+    let total = CHILDREN * CHILD_APPENDS + 10;
+    let all = store.read_all(0, 10_000).await.expect("read_all");
+    let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
+    assert_eq!(
+        positions,
+        (1..=total).collect::<Vec<_>>(),
+        "gap-free across processes"
+    );
+    let mut tickets: Vec<Uuid> = all.iter().map(|e| e.ticket_id).collect();
+    tickets.sort();
+    tickets.dedup();
+    assert_eq!(tickets.len() as u64, CHILDREN + 1);
+    for ticket in tickets {
+        let stream = store.read_stream(ticket).await.expect("read");
+        let versions: Vec<u64> = stream.iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=stream.len() as u64).collect::<Vec<_>>());
+    }
+}
