@@ -1,1 +1,48 @@
-//! placeholder
+//! The HTTP surface: axum routes over the write side, the query side and the
+//! event store.
+//!
+//! This crate is thin on purpose. Each handler extracts its input (with the
+//! app's own extractors, so every rejection is a problem+json body), makes one
+//! service call and maps the answer to a private response type. Field rules live
+//! in `domain` (the command constructors name the field they refuse), business
+//! rules in `domain::decide`, paging rules in `query`; this crate only translates
+//! between them and HTTP. All errors go through [`ApiError`], the one place where
+//! a failure gets its status code.
+//!
+//! Routes: `POST /tickets`, `GET /tickets`, `GET|PATCH /tickets/{id}`,
+//! `GET /tickets/{id}/events`, `GET /dashboard`. Unknown paths answer 404 and
+//! unsupported methods 405, both as problem+json.
+
+mod dashboard;
+mod error;
+mod extract;
+mod tickets;
+
+use std::sync::Arc;
+
+use axum::Router;
+use eventstore::EventStore;
+use query::QueryService;
+use write::CommandService;
+
+pub use error::ApiError;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub commands: Arc<CommandService>,
+    pub queries: Arc<QueryService>,
+    /// Read directly only by `GET /tickets/{id}/events`.
+    pub events: Arc<dyn EventStore>,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(tickets::routes())
+        .merge(dashboard::routes())
+        // After the routes: it applies to the routes added so far.
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route)
+        .with_state(state)
+}

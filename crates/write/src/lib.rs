@@ -1,1 +1,261 @@
-//! placeholder
+//! The write side: turns commands into appended events.
+//!
+//! This crate owns command handling and nothing else: load a ticket's stream,
+//! decode and fold it, let [`domain::decide`] apply the rules, and append the
+//! resulting events in one atomic call guarded by the version the decision was
+//! made on. It never updates read models: the projector does that from the store.
+//!
+//! Concurrency is optimistic and lives in the store (a unique ticket id +
+//! version). When another writer appends first, the store answers
+//! [`StoreError::Conflict`] and the command is decided again on the fresh
+//! history: `decide` re-checks every rule, so a retry can neither skip a rule nor
+//! apply a change twice. The retries are bounded ([`DEFAULT_MAX_ATTEMPTS`]) and
+//! spaced by a small jittered pause; a command that still loses answers
+//! [`WriteError::Conflict`].
+//!
+//! The ticket returned with a [`WriteOutcome`] is folded from the recorded
+//! events with [`readmodel::project`], the fold the projector uses, so a write
+//! response equals what the read model shows once it reaches that version.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::{ChangeTicket, Command, DomainError, Event, OpenTicket, decide, fold};
+use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StoreError};
+use readmodel::{TicketDetail, project};
+use uuid::Uuid;
+
+/// How many times a command is decided and appended before a lost race is
+/// reported as [`WriteError::Conflict`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// The longest pause between two attempts; the pause doubles from about a
+/// millisecond up to this, and a random part of it is taken.
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Who asked, and as part of what: recorded in every event's metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandContext {
+    /// The request (or job) the command belongs to.
+    pub correlation_id: Option<Uuid>,
+    /// Who asked for the change.
+    pub actor: Option<String>,
+}
+
+/// What a successful command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOutcome {
+    /// The ticket after the command, folded from its recorded events.
+    pub ticket: TicketDetail,
+    /// The global position of the last event appended; `None` when the command
+    /// changed nothing.
+    pub position: Option<Position>,
+    /// How many events the command appended (0 when it changed nothing).
+    pub appended: usize,
+}
+
+/// Why a command did not go through. Nothing was appended in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The ticket has no events.
+    #[error("the ticket does not exist")]
+    NotFound,
+    /// A rule refused the command; retrying the same command will not help.
+    #[error("the command breaks a rule: {0}")]
+    Rejected(#[source] DomainError),
+    /// Other writers kept appending to the ticket first, past every retry.
+    #[error("ticket {ticket_id} kept changing under the command; try again")]
+    Conflict { ticket_id: Uuid },
+    /// The event store failed or holds data this code cannot read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Handles ticket commands against an event store.
+#[derive(Debug, Clone)]
+pub struct CommandService {
+    store: Arc<dyn EventStore>,
+    max_attempts: u32,
+}
+
+impl CommandService {
+    /// A service that retries lost races up to [`DEFAULT_MAX_ATTEMPTS`] times.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Sets how many times a command is attempted before
+    /// [`WriteError::Conflict`] (at least once).
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Opens a new ticket under a fresh UUID v7.
+    pub async fn open(
+        &self,
+        command: OpenTicket,
+        context: CommandContext,
+    ) -> Result<WriteOutcome, WriteError> {
+        self.execute(Uuid::now_v7(), Command::Open(command), context)
+            .await
+    }
+
+    /// Changes an existing ticket's status, agent and/or notes.
+    pub async fn change(
+        &self,
+        ticket_id: Uuid,
+        command: ChangeTicket,
+        context: CommandContext,
+    ) -> Result<WriteOutcome, WriteError> {
+        self.execute(ticket_id, Command::Change(command), context)
+            .await
+    }
+
+    async fn execute(
+        &self,
+        ticket_id: Uuid,
+        command: Command,
+        context: CommandContext,
+    ) -> Result<WriteOutcome, WriteError> {
+        // One id per command, kept across retries: every event it causes points at it.
+        let metadata = Metadata {
+            correlation_id: context.correlation_id,
+            causation_id: Some(Uuid::now_v7()),
+            actor: context.actor,
+            idempotency_key: None,
+        };
+        for attempt in 1..=self.max_attempts {
+            match self.attempt(ticket_id, command.clone(), &metadata).await {
+                Err(WriteError::Store(StoreError::Conflict {
+                    expected, actual, ..
+                })) => {
+                    tracing::debug!(%ticket_id, attempt, expected, actual, "lost a write race; deciding again");
+                    if attempt < self.max_attempts {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+        tracing::warn!(%ticket_id, attempts = self.max_attempts, "gave up after losing every write race");
+        Err(WriteError::Conflict { ticket_id })
+    }
+
+    /// One load → decide → append round.
+    async fn attempt(
+        &self,
+        ticket_id: Uuid,
+        command: Command,
+        metadata: &Metadata,
+    ) -> Result<WriteOutcome, WriteError> {
+        let mut recorded = self.store.read_stream(ticket_id).await?;
+        let history = decode_all(&recorded)?;
+        let decided = decide(&fold(&history), command).map_err(|error| match error {
+            DomainError::NotFound => WriteError::NotFound,
+            other => WriteError::Rejected(other),
+        })?;
+        if decided.is_empty() {
+            return Ok(WriteOutcome {
+                ticket: detail(ticket_id, &recorded)?,
+                position: None,
+                appended: 0,
+            });
+        }
+        let expected_version = recorded.last().map_or(0, |event| event.version);
+        // Never before the ticket's last event, even if this clock is behind the
+        // one that wrote it: a ticket's times only move forward.
+        let occurred_at = recorded
+            .last()
+            .map_or_else(now, |last| now().max(last.occurred_at));
+        let new_events = decided
+            .iter()
+            .map(|event| NewEvent::from_domain(event, occurred_at, metadata.clone()))
+            .collect();
+        let appended = self
+            .store
+            .append(ticket_id, expected_version, new_events)
+            .await?;
+        let position = appended.last().map(|event| event.position);
+        let count = appended.len();
+        recorded.extend(appended);
+        Ok(WriteOutcome {
+            ticket: detail(ticket_id, &recorded)?,
+            position,
+            appended: count,
+        })
+    }
+}
+
+/// The current time at millisecond precision: every backend stores that exactly
+/// (BSON dates hold milliseconds), so the time a write answers with is the time
+/// a read shows later.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+fn decode_all(recorded: &[RecordedEvent]) -> Result<Vec<Event>, WriteError> {
+    recorded
+        .iter()
+        .map(|event| {
+            event.decode().map_err(|error| {
+                corrupt(format!(
+                    "ticket {} event at version {} does not decode: {error}",
+                    event.ticket_id, event.version
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Folds a ticket's whole stream into its detail view, as the projector does.
+fn detail(ticket_id: Uuid, recorded: &[RecordedEvent]) -> Result<TicketDetail, WriteError> {
+    let mut view: Option<TicketDetail> = None;
+    for event in recorded {
+        if let Some(next) = project(view.as_ref(), event)
+            .map_err(|error| corrupt(format!("ticket {ticket_id}: {error}")))?
+        {
+            view = Some(next);
+        }
+    }
+    view.ok_or_else(|| corrupt(format!("ticket {ticket_id} has no events after a write")))
+}
+
+fn corrupt(message: String) -> WriteError {
+    WriteError::Store(StoreError::Corrupt(message))
+}
+
+/// A random pause in `0..=cap`, where the cap doubles with each lost attempt
+/// (1, 2, 4 … ms) up to [`MAX_BACKOFF`]: racing writers spread out instead of
+/// colliding again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let cap = Duration::from_millis(1u64 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+    let cap_micros = u64::try_from(cap.as_micros()).unwrap_or(u64::MAX);
+    // A freshly keyed std hasher is a cheap, good-enough source of jitter.
+    let random = RandomState::new().hash_one(attempt);
+    Duration::from_micros(random % (cap_micros + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_cap() {
+        for attempt in 1..40 {
+            let pause = backoff(attempt);
+            assert!(pause <= MAX_BACKOFF, "attempt {attempt}: {pause:?}");
+            assert!(pause <= Duration::from_millis(1 << (attempt - 1).min(16)));
+        }
+    }
+
+    #[test]
+    fn times_are_kept_to_the_millisecond() {
+        assert_eq!(now().timestamp_subsec_nanos() % 1_000_000, 0);
+    }
+}

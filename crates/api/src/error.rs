@@ -1,0 +1,267 @@
+//! The one HTTP error type and its one status mapping.
+//!
+//! Every failure a handler or extractor can meet becomes an [`ApiError`], and
+//! every [`ApiError`] is answered as `application/problem+json` (RFC 9457):
+//! `{"type", "title", "status", "detail", "field"?}`. `type` is a stable relative
+//! URI per kind of problem, so clients can branch on it; `field` names the body
+//! field, path segment or query parameter at fault. Server-side failures (5xx)
+//! are logged here with their full cause and answered with a generic detail.
+
+use std::error::Error as StdError;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::{DomainError, FieldError};
+use eventstore::StoreError;
+use query::QueryError;
+use readmodel::ViewError;
+use serde::Serialize;
+use write::WriteError;
+
+type Cause = Box<dyn StdError + Send + Sync>;
+
+/// Why a request failed, in the terms HTTP answers with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422: a body field, or a query parameter, breaks a rule or has the wrong shape.
+    Validation { field: String, detail: String },
+    /// 400: the body is not JSON (bad syntax, truncated, empty).
+    MalformedJson { detail: String },
+    /// 400: a path segment or query parameter is not well-formed.
+    InvalidParameter { field: String, detail: String },
+    /// 415: the body is not declared as JSON.
+    UnsupportedMediaType { detail: String },
+    /// 413: the body is larger than the server accepts.
+    PayloadTooLarge,
+    /// 404: no such ticket, or no such route.
+    NotFound { detail: String },
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 409: a rule refused the change (`field` names what it refused), or the
+    /// write lost every race for the ticket.
+    Conflict {
+        field: Option<String>,
+        detail: String,
+    },
+    /// 503: a store is unreachable or busy; the request may be retried.
+    Unavailable(Cause),
+    /// 500: anything else; a bug or corrupt data.
+    Internal(Cause),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::Validation {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid_parameter(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::InvalidParameter {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            detail: detail.into(),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MalformedJson { .. } | ApiError::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `type` URI and the `title` of this kind of problem.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Validation { .. } => ("/problems/validation", "Validation failed"),
+            ApiError::MalformedJson { .. } => ("/problems/malformed-json", "Malformed JSON"),
+            ApiError::InvalidParameter { .. } => {
+                ("/problems/invalid-parameter", "Invalid parameter")
+            }
+            ApiError::UnsupportedMediaType { .. } => {
+                ("/problems/unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::PayloadTooLarge => ("/problems/payload-too-large", "Payload too large"),
+            ApiError::NotFound { .. } => ("/problems/not-found", "Not found"),
+            ApiError::MethodNotAllowed => ("/problems/method-not-allowed", "Method not allowed"),
+            ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
+            ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
+            ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
+        }
+    }
+}
+
+/// The problem+json body.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (kind, title) = self.kind();
+        let (detail, field) = match &self {
+            ApiError::Validation { field, detail }
+            | ApiError::InvalidParameter { field, detail } => {
+                (detail.as_str(), Some(field.as_str()))
+            }
+            ApiError::MalformedJson { detail }
+            | ApiError::UnsupportedMediaType { detail }
+            | ApiError::NotFound { detail } => (detail.as_str(), None),
+            ApiError::Conflict { field, detail } => (detail.as_str(), field.as_deref()),
+            ApiError::PayloadTooLarge => ("the request body is too large", None),
+            ApiError::MethodNotAllowed => ("the resource does not support this method", None),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %chain(cause.as_ref()), "answering 503");
+                ("a backing store is unavailable; try again shortly", None)
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %chain(cause.as_ref()), "answering 500");
+                ("the server failed to handle the request", None)
+            }
+        };
+        let problem = Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail,
+            field,
+        };
+        // Serialising a struct of strings and a number does not fail.
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// An error and its sources, for the log.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        ApiError::validation(error.field, error.rule)
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::NotFound => ApiError::not_found("no ticket with this id"),
+            WriteError::Rejected(rule) => rule.into(),
+            WriteError::Conflict { .. } => ApiError::Conflict {
+                field: None,
+                detail: "the ticket kept changing while this request was applied; try again".into(),
+            },
+            WriteError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        let detail = error.to_string();
+        match error {
+            DomainError::NotFound => ApiError::not_found(detail),
+            DomainError::ClosedIsFinal { .. } => ApiError::Conflict {
+                field: Some("status".into()),
+                detail,
+            },
+            DomainError::AlreadyExists => ApiError::Conflict {
+                field: None,
+                detail,
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => ApiError::Unavailable(Box::new(error)),
+            // A version conflict is retried by the write side; one that escapes is a bug.
+            StoreError::Conflict { .. } | StoreError::Corrupt(_) => {
+                ApiError::Internal(Box::new(error))
+            }
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::NotFound => ApiError::not_found("no ticket with this id"),
+            QueryError::InvalidLimit { limit, max } => ApiError::validation(
+                "limit",
+                format!("must be between 1 and {max} (got {limit})"),
+            ),
+            QueryError::InvalidCursor { source } => ApiError::invalid_parameter(
+                "cursor",
+                format!("{source}; use a `next_cursor` from a previous page"),
+            ),
+            QueryError::Unavailable(error) => error.into(),
+        }
+    }
+}
+
+impl From<ViewError> for ApiError {
+    fn from(error: ViewError) -> Self {
+        match error {
+            ViewError::Unavailable(_) => ApiError::Unavailable(Box::new(error)),
+            ViewError::CheckpointMoved { .. } | ViewError::Corrupt(_) => {
+                ApiError::Internal(Box::new(error))
+            }
+        }
+    }
+}
+
+/// The fallback for paths no route matches.
+pub(crate) async fn no_route() -> ApiError {
+    ApiError::not_found("no resource at this path")
+}
+
+/// The fallback for a known path asked with a method it does not support.
+/// (The router adds the `Allow` header.)
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,217 @@
+//! The app's own extractors: their rejections are [`ApiError`]s, so a bad
+//! request gets the same problem+json shape whichever extractor refused it.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use write::CommandContext;
+
+use crate::error::ApiError;
+
+/// A JSON request body.
+///
+/// Unlike `axum::Json` it tells the failures apart the way the API contract
+/// does: no JSON content type → 415, unreadable or empty body or bad syntax →
+/// 400, a body that is JSON but of the wrong shape (missing, unknown or
+/// mistyped field) → 422 naming the field.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType {
+                detail: "the body must be sent with `Content-Type: application/json`".into(),
+            });
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson {
+                        detail: "the request body could not be read".into(),
+                    }
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::MalformedJson {
+                detail: "the request body is empty; a JSON object is expected".into(),
+            });
+        }
+        // Syntax first, so a body that is not JSON at all is a 400 whatever its
+        // shape would have been; then the shape, where every error is a 422.
+        serde_json::from_slice::<JsonObject>(&bytes).map_err(syntax_error)?;
+        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(deserializer).map_err(shape_error)?;
+        Ok(Json(value))
+    }
+}
+
+/// Any JSON object, read and thrown away: the body's syntax check. It also
+/// refuses other top-level values, which serde would otherwise accept for a
+/// struct (a JSON array fills its fields by position).
+struct JsonObject;
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonObject)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonObject {
+    type Value = JsonObject;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(JsonObject)
+    }
+}
+
+fn syntax_error(error: serde_json::Error) -> ApiError {
+    let detail = error.to_string();
+    match error.classify() {
+        serde_json::error::Category::Data => ApiError::validation("body", detail),
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => ApiError::MalformedJson { detail },
+    }
+}
+
+/// `application/json`, or any `application/…+json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body is a syntactically valid JSON object, so whatever serde refuses
+/// now is its shape: a missing, unknown or mistyped field.
+fn shape_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let detail = error.inner().to_string();
+    let path = error.path().to_string();
+    let field = if path == "." || path.is_empty() {
+        field_named_in(&detail).unwrap_or("body").to_owned()
+    } else {
+        path
+    };
+    ApiError::Validation { field, detail }
+}
+
+/// serde reports a missing, unknown or repeated field at the object that holds
+/// it, so the path stops one short; the field is named in the message instead.
+fn field_named_in(message: &str) -> Option<&str> {
+    let rest = ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))?;
+    rest.split('`').next()
+}
+
+/// The `{id}` path segment, a ticket id; anything but a UUID is a 400 naming `id`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TicketId(pub Uuid);
+
+impl<S> FromRequestParts<S> for TicketId
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let invalid = || ApiError::invalid_parameter("id", "the ticket id must be a UUID");
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid())?;
+        Uuid::try_parse(&raw).map(TicketId).map_err(|_| invalid())
+    }
+}
+
+/// The command context of a request: its correlation id (the client's
+/// `X-Correlation-Id` when that is a UUID, else a fresh one).
+#[derive(Debug, Clone)]
+pub(crate) struct Context(pub CommandContext);
+
+const CORRELATION_HEADER: &str = "x-correlation-id";
+
+impl<S> FromRequestParts<S> for Context
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let correlation_id = parts
+            .headers
+            .get(CORRELATION_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| Uuid::try_parse(value.trim()).ok())
+            .unwrap_or_else(Uuid::now_v7);
+        Ok(Context(CommandContext {
+            correlation_id: Some(correlation_id),
+            // No authentication yet, so no actor to vouch for.
+            actor: None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        let check = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().expect("header"));
+            is_json(&headers)
+        };
+        assert!(check("application/json"));
+        assert!(check("Application/JSON; charset=utf-8"));
+        assert!(check("application/merge-patch+json"));
+        assert!(!check("text/plain"));
+        assert!(!check("application/jsonx"));
+        assert!(!check("text/json+xml"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn field_names_come_from_serde_messages() {
+        assert_eq!(
+            field_named_in("missing field `message` at line 1 column 2"),
+            Some("message")
+        );
+        assert_eq!(
+            field_named_in("unknown field `colour`, expected one of `a`, `b`"),
+            Some("colour")
+        );
+        assert_eq!(field_named_in("invalid type: sequence"), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The tickets resource's JSON shapes, private to the API and converted
+//! explicitly: the HTTP contract does not move when a domain or view type does.
+
+use chrono::{DateTime, Utc};
+use domain::Status;
+use eventstore::RecordedEvent;
+use query::Page;
+use readmodel::{Note, TicketDetail, TicketListRow};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+/// A ticket status on the wire: one of `open`, `triaged`, `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub(super) enum StatusWire {
+    Open,
+    Triaged,
+    Closed,
+}
+
+/// The one wording for a status that is not one of the three, in bodies and
+/// query strings alike.
+pub(super) const STATUS_RULE: &str = "must be one of open, triaged, closed";
+
+impl StatusWire {
+    pub(super) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "open" => Some(StatusWire::Open),
+            "triaged" => Some(StatusWire::Triaged),
+            "closed" => Some(StatusWire::Closed),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for StatusWire {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        StatusWire::parse(&text).ok_or_else(|| format!("unknown status `{text}`: {STATUS_RULE}"))
+    }
+}
+
+impl From<StatusWire> for Status {
+    fn from(status: StatusWire) -> Self {
+        match status {
+            StatusWire::Open => Status::Open,
+            StatusWire::Triaged => Status::Triaged,
+            StatusWire::Closed => Status::Closed,
+        }
+    }
+}
+
+impl From<Status> for StatusWire {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Open => StatusWire::Open,
+            Status::Triaged => StatusWire::Triaged,
+            Status::Closed => StatusWire::Closed,
+        }
+    }
+}
+
+/// `POST /tickets`
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a JSON object with customer, subject and message"
+)]
+pub(super) struct OpenRequest {
+    pub customer: String,
+    pub subject: String,
+    pub message: String,
+}
+
+/// `PATCH /tickets/{id}`: every field optional, but none may be `null` except
+/// `agent`, where `null` unassigns and absence leaves the agent alone.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a JSON object with any of status, agent and note"
+)]
+pub(super) struct ChangeRequest {
+    #[serde(default, deserialize_with = "present")]
+    pub status: Option<StatusWire>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub agent: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub note: Option<String>,
+}
+
+/// A field that, when present, must hold a value (`null` is refused).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A field where absent (`None`, via `default`) and `null` (`Some(None)`) differ.
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct TicketResponse {
+    id: Uuid,
+    customer: String,
+    subject: String,
+    message: String,
+    status: StatusWire,
+    agent: Option<String>,
+    notes: Vec<NoteResponse>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct NoteResponse {
+    text: String,
+    added_at: DateTime<Utc>,
+}
+
+impl From<TicketDetail> for TicketResponse {
+    fn from(ticket: TicketDetail) -> Self {
+        TicketResponse {
+            id: ticket.id,
+            customer: ticket.customer,
+            subject: ticket.subject,
+            message: ticket.message,
+            status: ticket.status.into(),
+            agent: ticket.agent,
+            notes: ticket.notes.into_iter().map(NoteResponse::from).collect(),
+            created_at: ticket.created_at,
+            updated_at: ticket.updated_at,
+            version: ticket.version,
+        }
+    }
+}
+
+impl From<Note> for NoteResponse {
+    fn from(note: Note) -> Self {
+        NoteResponse {
+            text: note.text,
+            added_at: note.added_at,
+        }
+    }
+}
+
+/// `GET /tickets`
+#[derive(Debug, Serialize)]
+pub(super) struct PageResponse {
+    items: Vec<ListRowResponse>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListRowResponse {
+    id: Uuid,
+    customer: String,
+    subject: String,
+    status: StatusWire,
+    agent: Option<String>,
+    preview: String,
+    has_note: bool,
+    last_note_preview: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: u64,
+}
+
+impl From<Page> for PageResponse {
+    fn from(page: Page) -> Self {
+        PageResponse {
+            items: page.items.into_iter().map(ListRowResponse::from).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+impl From<TicketListRow> for ListRowResponse {
+    fn from(row: TicketListRow) -> Self {
+        ListRowResponse {
+            id: row.id,
+            customer: row.customer,
+            subject: row.subject,
+            status: row.status.into(),
+            agent: row.agent,
+            preview: row.preview,
+            has_note: row.has_note,
+            last_note_preview: row.last_note_preview,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        }
+    }
+}
+
+/// `GET /tickets/{id}/events`
+#[derive(Debug, Serialize)]
+pub(super) struct EventsResponse {
+    events: Vec<EventResponse>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventResponse {
+    version: u64,
+    #[serde(rename = "type")]
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    data: serde_json::Value,
+}
+
+impl From<Vec<RecordedEvent>> for EventsResponse {
+    fn from(events: Vec<RecordedEvent>) -> Self {
+        EventsResponse {
+            events: events
+                .into_iter()
+                .map(|event| EventResponse {
+                    version: event.version,
+                    event_type: event.event_type,
+                    occurred_at: event.occurred_at,
+                    data: event.data,
+                })
+                .collect(),
+        }
+    }
+}

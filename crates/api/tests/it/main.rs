@@ -1,0 +1,6 @@
+//! The HTTP API through the router (`tower::ServiceExt::oneshot`), on a real
+//! SQLite store in a temporary folder. Reads run the projector first.
+
+mod contract;
+mod errors;
+mod harness;
