@@ -1,1 +1,123 @@
-//! placeholder
+//! The composition root: turns configuration into running pieces.
+//!
+//! Both binaries (`ticketd`, `ticket-projector`) are thin `main`s over this
+//! crate: it parses the store URL, opens the backend it names, wires the write
+//! side, query side, projector and HTTP router together, and owns process
+//! concerns (logging, shutdown signals). No business rule lives here.
+
+pub mod backend;
+pub mod store_url;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use projector::{Projector, ProjectorConfig};
+use tokio_util::sync::CancellationToken;
+
+pub use backend::Backend;
+pub use store_url::StoreUrl;
+
+/// Everything `ticketd` needs to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub store: StoreUrl,
+    /// Run the projector inside the server process (the one-command setup).
+    pub in_process_projector: bool,
+    pub projector: ProjectorConfig,
+}
+
+/// Runs the HTTP server (and, if configured, the projector) until `shutdown`
+/// is cancelled; in-flight requests and the projector's batch finish first.
+pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let backend = Backend::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store {}", config.store))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+
+    let projector_task = config.in_process_projector.then(|| {
+        let projector = Projector::new(
+            backend.events.clone(),
+            backend.views.clone(),
+            config.projector.clone(),
+        );
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { projector.run(shutdown).await })
+    });
+
+    let state = api::AppState {
+        commands: Arc::new(write::CommandService::new(backend.events.clone())),
+        queries: Arc::new(query::QueryService::new(backend.views.clone())),
+        events: backend.events.clone(),
+    };
+    let app = api::router(state);
+
+    tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, "ticketd serving");
+    // The one line on stdout: scripts and tests read the bound address from it
+    // (useful with `--listen 127.0.0.1:0`). Logs go to stderr.
+    println!("listening on http://{local}");
+
+    let server_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await
+        .context("serving HTTP")?;
+
+    if let Some(task) = projector_task {
+        shutdown.cancel();
+        task.await
+            .context("joining the in-process projector")?
+            .context("in-process projector")?;
+    }
+    tracing::info!("ticketd stopped");
+    Ok(())
+}
+
+/// Runs the projector as its own process until `shutdown` is cancelled.
+pub async fn run_projector(
+    store: &StoreUrl,
+    config: ProjectorConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let backend = Backend::open(store)
+        .await
+        .with_context(|| format!("opening the store {store}"))?;
+    let projector = Projector::new(backend.events, backend.views, config);
+    projector.run(shutdown).await.context("projector")
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received; finishing in-flight work");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // Without a SIGTERM handler, Ctrl-C still works.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

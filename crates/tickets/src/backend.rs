@@ -1,0 +1,40 @@
+//! Opens the backend a [`StoreUrl`] names, as the two trait objects the rest of
+//! the system uses.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use eventstore::EventStore;
+use readmodel::ViewStore;
+
+use crate::StoreUrl;
+
+/// One backend's event store and view store (for SQLite, one file holds both).
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub events: Arc<dyn EventStore>,
+    pub views: Arc<dyn ViewStore>,
+}
+
+impl Backend {
+    /// Opens the store and applies pending migrations.
+    pub async fn open(url: &StoreUrl) -> anyhow::Result<Backend> {
+        match url {
+            StoreUrl::Sqlite(path) => {
+                let path = path.clone();
+                let store =
+                    tokio::task::spawn_blocking(move || store_sqlite::SqliteStore::open(&path))
+                        .await
+                        .context("joining the store opener")??;
+                let store = Arc::new(store);
+                Ok(Backend {
+                    events: store.clone(),
+                    views: store,
+                })
+            }
+            StoreUrl::Mongo(_) => anyhow::bail!(
+                "the MongoDB backend is not built into this version; use sqlite://PATH"
+            ),
+        }
+    }
+}

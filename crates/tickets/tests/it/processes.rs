@@ -1,0 +1,225 @@
+//! Processes: the default one-command start, a separate projector daemon,
+//! restarts, graceful shutdown, and SIGKILL of the projector under write load.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+#[test]
+fn with_no_flags_it_creates_the_default_store_under_the_working_directory() {
+    let ws = Workspace::new();
+    let ticketd = Ticketd::start_in(
+        ws.dir.path(),
+        &["--listen", "127.0.0.1:0"],
+        &ws.log("ticketd"),
+    );
+    let ticket = ticketd.http.create("c", "s", "m");
+    read_model_reaches(&ticketd.http, &ticket);
+    assert!(ws.dir.path().join("data/tickets.db").is_file());
+}
+
+#[test]
+fn a_bad_store_url_fails_start_up_with_a_clear_message() {
+    let ws = Workspace::new();
+    let output = std::process::Command::new(TICKETD)
+        .args(["--listen", "127.0.0.1:0", "--store", "postgres://nope"])
+        .output()
+        .expect("run ticketd");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sqlite://PATH"), "{stderr}");
+    drop(ws);
+}
+
+#[test]
+fn events_and_views_survive_a_graceful_restart() {
+    let ws = Workspace::new();
+    let mut first = Ticketd::start(&ws, &[]);
+    let ticket = first.http.create("c", "s", "m");
+    let path = format!("/tickets/{}", ticket["id"].as_str().expect("id"));
+    let noted = first.http.patch(&path, &json!({"note": "kept"})).body;
+    read_model_reaches(&first.http, &noted);
+    let status = first.process.terminate();
+    assert!(status.success(), "SIGTERM exits cleanly: {status:?}");
+
+    let second = Ticketd::start(&ws, &[]);
+    assert_eq!(second.http.get(&path).body, noted);
+    let closed = second.http.patch(&path, &json!({"status": "closed"})).body;
+    assert_eq!(closed["version"], 3, "the write side continues the stream");
+    read_model_reaches(&second.http, &closed);
+}
+
+#[test]
+fn a_separate_projector_process_keeps_the_views_of_a_server_without_one() {
+    let ws = Workspace::new();
+    let ticketd = Ticketd::start(&ws, &["--no-projector"]);
+    let http = &ticketd.http;
+    let ticket = http.create("c", "s", "m");
+    std::thread::sleep(Duration::from_millis(300));
+    http.get(&format!("/tickets/{}", ticket["id"].as_str().expect("id")))
+        .assert_problem(404, None);
+    assert_eq!(
+        http.get("/dashboard").body["total"],
+        0,
+        "nothing projects yet"
+    );
+
+    let _projector = start_projector(&ws);
+    assert_eq!(read_model_reaches(http, &ticket), ticket);
+    let triaged = http
+        .patch(
+            &format!("/tickets/{}", ticket["id"].as_str().expect("id")),
+            &json!({"status": "triaged"}),
+        )
+        .body;
+    assert_eq!(read_model_reaches(http, &triaged), triaged);
+}
+
+/// A deterministic pseudo-random sequence (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+/// Creates tickets and changes them at random; returns the last write response
+/// of every ticket: the truth the views must end up equal to.
+fn write_load(http: &Http, seed: u64, tickets: usize) -> Vec<Value> {
+    let mut rng = Rng(seed);
+    let mut last = Vec::new();
+    for n in 0..tickets {
+        let mut ticket = http.create(&format!("customer {seed}-{n}"), "subject", "message body");
+        let path = format!("/tickets/{}", ticket["id"].as_str().expect("id"));
+        for _ in 0..4 {
+            let status = ["open", "triaged", "closed"][rng.next(3) as usize];
+            let agent = [json!("ana"), json!("bo"), Value::Null][rng.next(3) as usize].clone();
+            let body = match rng.next(4) {
+                0 => json!({ "status": status }),
+                1 => json!({ "agent": agent }),
+                2 => json!({"note": format!("note {}", rng.next(1000))}),
+                _ => json!({"status": "triaged", "note": "triage"}),
+            };
+            let reply = http.patch(&path, &body);
+            match reply.status {
+                200 => ticket = reply.body,
+                409 => assert_eq!(ticket["status"], "closed", "{reply:?}"),
+                other => panic!("unexpected {other}: {reply:?}"),
+            }
+        }
+        last.push(ticket);
+    }
+    last
+}
+
+#[test]
+fn sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing() {
+    let ws = Workspace::new();
+    let ticketd = Ticketd::start(&ws, &["--no-projector"]);
+    let base = ticketd.http.base.clone();
+
+    let writing = Arc::new(AtomicBool::new(true));
+    let killer = {
+        let writing = writing.clone();
+        let ws_store = ws.store_url();
+        let log = ws.log("projector");
+        std::thread::spawn(move || {
+            let mut rng = Rng(7);
+            let mut kills = 0;
+            // Keep killing while the load runs, and at least 8 times in all.
+            while writing.load(Ordering::SeqCst) || kills < 8 {
+                let mut projector = spawn_projector(&ws_store, &log);
+                std::thread::sleep(Duration::from_millis(20 + rng.next(130)));
+                projector.kill().expect("SIGKILL the projector");
+                projector.wait().expect("reap the projector");
+                kills += 1;
+            }
+            kills
+        })
+    };
+
+    let writers: Vec<_> = (0..4)
+        .map(|seed| {
+            let http = Http::new(base.clone());
+            std::thread::spawn(move || write_load(&http, seed + 1, 50))
+        })
+        .collect();
+    let truth: Vec<Value> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().expect("writer"))
+        .collect();
+    writing.store(false, Ordering::SeqCst);
+    let kills = killer.join().expect("killer");
+    assert!(kills >= 8, "the projector was killed only {kills} times");
+
+    let _projector = start_projector(&ws);
+    let http = &ticketd.http;
+    for ticket in &truth {
+        assert_eq!(&read_model_reaches(http, ticket), ticket);
+    }
+
+    let mut expected: HashMap<&str, u64> = HashMap::new();
+    for ticket in &truth {
+        *expected
+            .entry(ticket["status"].as_str().expect("status"))
+            .or_default() += 1;
+    }
+    let count = |status| expected.get(status).copied().unwrap_or(0);
+    assert_eq!(
+        http.get("/dashboard").body,
+        json!({
+            "open": count("open"),
+            "triaged": count("triaged"),
+            "closed": count("closed"),
+            "total": truth.len(),
+        })
+    );
+
+    let rows = all_list_rows(http, "limit=37");
+    assert_eq!(rows.len(), truth.len(), "one row per ticket");
+    let by_id: HashMap<&str, &Value> = truth
+        .iter()
+        .map(|t| (t["id"].as_str().expect("id"), t))
+        .collect();
+    for row in &rows {
+        let ticket = by_id[row["id"].as_str().expect("id")];
+        for key in [
+            "status",
+            "agent",
+            "version",
+            "customer",
+            "subject",
+            "updated_at",
+        ] {
+            assert_eq!(row[key], ticket[key], "{key} of {row}");
+        }
+        let notes = ticket["notes"].as_array().expect("notes");
+        assert_eq!(row["has_note"], !notes.is_empty());
+        let last_note = notes.last().map_or(Value::Null, |n| n["text"].clone());
+        assert_eq!(row["last_note_preview"], last_note);
+    }
+}
+
+fn spawn_projector(store: &str, log: &std::path::Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    std::process::Command::new(PROJECTOR)
+        .args(["run", "--store", store, "--batch-size", "7"])
+        .env_remove("TICKETS_STORE")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn projector")
+}

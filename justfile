@@ -1,0 +1,32 @@
+# Recipes for the usual loops. `just --list` shows them.
+
+store := env_var_or_default("TICKETS_STORE", "sqlite://./data/tickets.db")
+
+# Run ticketd with the in-process projector on the embedded store.
+run:
+    cargo run --release --bin ticketd
+
+# Run ticketd without a projector, for use beside `just projector`.
+serve-only:
+    cargo run --release --bin ticketd -- --no-projector
+
+# Run the projector as its own daemon on the same store.
+projector:
+    cargo run --release --bin ticket-projector -- run --store {{store}}
+
+# The whole test suite (what CI runs, minus the gates).
+test:
+    cargo test --workspace
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lint the way CI does.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Everything CI runs.
+ci:
+    bash .ci/run
