@@ -1,0 +1,227 @@
+//! The MongoDB backend: the event store, the read models and their checkpoint
+//! in one database.
+//!
+//! [`MongoStore`] implements both [`eventstore::EventStore`] and
+//! [`readmodel::ViewStore`]. Production runs it on a replica set (a single-node
+//! one will do): appends and view commits are multi-document transactions, and
+//! tailers wake through a change stream.
+//!
+//! - The global position is the events' `_id`, taken from a counter document
+//!   inside each append's transaction, so it is gap-free and in commit order
+//!   (`events`).
+//! - View commits re-check the checkpoint and guard every ticket document by
+//!   version inside one transaction (`views`).
+//! - The change stream on `events` is only a prompt wake-up; the truth is a
+//!   read by position, and without a stream waiters poll (`change_stream`,
+//!   `wake`).
+//! - The schema comes from the versioned files in `migrations/mongodb/`,
+//!   applied at [`MongoStore::connect`] (`migrate`).
+//! - Ids are UUID strings, times BSON dates: milliseconds (`codec`).
+//!
+//! Modules: `codec` (document shapes), `error` (failures, server codes and
+//! their mapping), `txn` (transactions and their retries), `events`, `views`,
+//! `migrate`, `wake`, `change_stream`, and `testing` (a server for tests,
+//! behind the `testing` feature).
+
+mod change_stream;
+mod codec;
+mod error;
+mod events;
+mod migrate;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod txn;
+mod views;
+mod wake;
+
+use std::sync::Arc;
+
+use eventstore::StoreError;
+use mongodb::bson::{Document, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Database};
+use tokio::task::AbortHandle;
+
+use crate::wake::Wakeups;
+
+pub use change_stream::MAX_AWAIT;
+pub use error::OpenError;
+pub use migrate::{AppliedMigration, STALE_CLAIM, migrations};
+pub use txn::TxnStats;
+pub use wake::{LIVE_RECHECK, POLL_INTERVAL};
+
+/// The database used when the URI names none.
+pub const DEFAULT_DATABASE: &str = "tickets";
+
+/// The MongoDB backend. Cloning is cheap: clones share the client (and its
+/// connection pool), the wake-up signal and the change-stream task.
+#[derive(Clone)]
+pub struct MongoStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    db: Database,
+    events: Collection<Document>,
+    counters: Collection<Document>,
+    details: Collection<Document>,
+    list: Collection<Document>,
+    dashboard: Collection<Document>,
+    checkpoints: Collection<Document>,
+    wakeups: Arc<Wakeups>,
+    txn: txn::TxnCounters,
+    /// Appends through this store take turns (see `events`).
+    append_turn: tokio::sync::Mutex<()>,
+    /// View commits through this store take turns (see `views`).
+    commit_turn: tokio::sync::Mutex<()>,
+    /// The change-stream task, stopped when the last clone goes.
+    follower: Option<AbortHandle>,
+}
+
+impl Inner {
+    async fn open(uri: &str) -> Result<Inner, OpenError> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| OpenError::Uri(Box::new(e)))?;
+        if options.app_name.is_none() {
+            options.app_name = Some("tickets".into());
+        }
+        let name = options
+            .default_database
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let hosts = options
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = Client::with_options(options).map_err(|e| OpenError::Uri(Box::new(e)))?;
+        let db = client.database(&name);
+        db.run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|source| OpenError::Unreachable {
+                hosts,
+                source: Box::new(source),
+            })?;
+        Ok(Inner {
+            events: db.collection("events"),
+            counters: db.collection("counters"),
+            details: db.collection("ticket_details"),
+            list: db.collection("ticket_list"),
+            dashboard: db.collection("dashboard"),
+            checkpoints: db.collection("checkpoints"),
+            client,
+            db,
+            wakeups: Arc::new(Wakeups::default()),
+            txn: txn::TxnCounters::default(),
+            append_turn: tokio::sync::Mutex::new(()),
+            commit_turn: tokio::sync::Mutex::new(()),
+            follower: None,
+        })
+    }
+
+    /// Runs an empty read-only transaction, so that a server without
+    /// transactions is refused at start-up with a clear message rather than
+    /// at the first append.
+    async fn check_transactions(&self) -> Result<(), OpenError> {
+        let refused = |source| OpenError::NoTransactions {
+            database: self.db.name().to_owned(),
+            source: Box::new(source),
+        };
+        let mut session = self.client.start_session().await.map_err(refused)?;
+        session.start_transaction().await.map_err(refused)?;
+        self.checkpoints
+            .find_one(doc! { "_id": "views" })
+            .session(&mut session)
+            .await
+            .map_err(refused)?;
+        session.commit_transaction().await.map_err(refused)?;
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("database", &self.inner.db.name())
+            .field("change_stream_live", &self.inner.wakeups.is_live())
+            .field("transactions", &self.inner.txn.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoStore {
+    /// Connects to the server `uri` names, pings it, brings the schema up to
+    /// date and starts following the change stream on `events`.
+    ///
+    /// The URI is parsed by the driver: replica sets, credentials, TLS and
+    /// timeout options are as the driver accepts them. The database is the
+    /// URI's path (`mongodb://host/tickets_prod`), [`DEFAULT_DATABASE`] when
+    /// the path is empty. Safe to call from several processes at once.
+    pub async fn connect(uri: &str) -> Result<MongoStore, OpenError> {
+        let mut inner = Inner::open(uri).await?;
+        migrate::apply(&inner.db).await?;
+        inner.check_transactions().await?;
+        let wakeups = Arc::clone(&inner.wakeups);
+        let events = inner.events.clone();
+        let follower = tokio::spawn(async move {
+            change_stream::follow(&wakeups, change_stream::BACKOFF, move || {
+                change_stream::open(events.clone())
+            })
+            .await;
+        });
+        inner.follower = Some(follower.abort_handle());
+        Ok(MongoStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Connects and pings, and nothing else: no migrations, no change stream
+    /// (waits poll). For tools such as a `migrate` command, which then calls
+    /// [`MongoStore::migrate`].
+    pub async fn open(uri: &str) -> Result<MongoStore, OpenError> {
+        Ok(MongoStore {
+            inner: Arc::new(Inner::open(uri).await?),
+        })
+    }
+
+    /// Applies the migrations this build knows and the database lacks, each
+    /// exactly once even with several starters at once. Returns the versions
+    /// this call applied (empty: the schema was current).
+    pub async fn migrate(&self) -> Result<Vec<u32>, OpenError> {
+        migrate::apply(&self.inner.db).await
+    }
+
+    /// The migrations recorded in the database, in version order.
+    pub async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, StoreError> {
+        migrate::applied(&self.inner.db)
+            .await
+            .map_err(StoreError::Corrupt)
+    }
+
+    /// The database this store uses.
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// Whether a change stream currently wakes waiters (false: they poll).
+    pub fn change_stream_live(&self) -> bool {
+        self.inner.wakeups.is_live()
+    }
+
+    /// Transactions committed through this store (all clones) and their retries.
+    pub fn txn_stats(&self) -> TxnStats {
+        self.inner.txn.snapshot()
+    }
+}

@@ -1,0 +1,482 @@
+//! The schema: the JSON files in `migrations/mongodb/` at the workspace root,
+//! compiled in, and the runner that applies each exactly once.
+//!
+//! A migration file is `{"description": ..., "commands": [...]}`: database
+//! commands run in order, verbatim (`create` with a validator, `createIndexes`,
+//! `collMod` ...). Each applied migration is recorded in `schema_migrations`
+//! (`_id` = version, so the version is unique) with a checksum of its text,
+//! which catches a migration edited after it was applied.
+//!
+//! Concurrent starters: a starter first inserts a claim document for the
+//! version (`state: "applying"`); the unique `_id` lets exactly one claim
+//! succeed. The others wait until the claim turns `"applied"`. A claim left by
+//! a starter that died is taken over once it is [`STALE_CLAIM`] old; that is
+//! safe because every command a migration may use is idempotent (`create` of an
+//! existing collection answers NamespaceExists, which the runner turns into a
+//! `collMod` with the same validator; `createIndexes` of an existing index is
+//! a no-op).
+//!
+//! Servers without `create`/`collMod` (jongodb answers CommandNotFound) get
+//! their collections implicitly on first write and no validators; the runner
+//! says so once and goes on. A real server never takes that path.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use serde::Deserialize;
+
+use crate::codec::{self, Fields};
+use crate::error::{OpenError, code, is_duplicate_key, server_code};
+
+struct Migration {
+    version: u32,
+    name: &'static str,
+    text: &'static str,
+}
+
+/// In version order. A new file in `migrations/mongodb/` is added here too (a
+/// test checks the two agree).
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_events",
+        text: include_str!("../../../migrations/mongodb/0001_events.json"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_views",
+        text: include_str!("../../../migrations/mongodb/0002_views.json"),
+    },
+];
+
+/// The ledger collection: the one piece of schema outside the migration files.
+pub(crate) const LEDGER: &str = "schema_migrations";
+
+/// A claim older than this is taken to belong to a starter that died.
+pub const STALE_CLAIM: Duration = Duration::from_secs(60);
+
+/// How often a waiting starter looks at another starter's claim.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+
+const APPLYING: &str = "applying";
+const APPLIED: &str = "applied";
+
+/// The migrations this build knows, as (version, name), in order.
+pub fn migrations() -> impl Iterator<Item = (u32, &'static str)> {
+    MIGRATIONS.iter().map(|m| (m.version, m.name))
+}
+
+/// One applied migration, as `schema_migrations` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub name: String,
+    /// FNV-1a 64 of the migration's text, as 16 hex digits.
+    pub checksum: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct MigrationFile {
+    #[allow(dead_code, reason = "documentation for readers of the file")]
+    description: String,
+    commands: Vec<Document>,
+}
+
+impl Migration {
+    fn commands(&self) -> Result<Vec<Document>, OpenError> {
+        let file: MigrationFile =
+            serde_json::from_str(self.text).map_err(|e| OpenError::BadMigration {
+                name: self.name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(file.commands)
+    }
+}
+
+/// FNV-1a 64, over the text with carriage returns dropped so that a checkout
+/// with Windows line endings does not look like an edit.
+fn checksum(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes().filter(|b| *b != b'\r') {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// One `migrate` run: remembers whether the server lacking `create` was
+/// already reported.
+struct Runner<'a> {
+    db: &'a Database,
+    told_no_create: bool,
+}
+
+/// Applies every migration not yet applied, in order; refuses a database whose
+/// applied migrations differ from this build's. Returns the versions this call
+/// applied (empty when the schema was already current).
+pub(crate) async fn apply(db: &Database) -> Result<Vec<u32>, OpenError> {
+    let mut runner = Runner {
+        db,
+        told_no_create: false,
+    };
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS {
+        if runner.apply_one(migration).await? {
+            applied.push(migration.version);
+        }
+    }
+    runner.refuse_unknown().await?;
+    Ok(applied)
+}
+
+impl Runner<'_> {
+    fn failed(&self, step: String) -> impl FnOnce(mongodb::error::Error) -> OpenError {
+        let database = self.db.name().to_owned();
+        move |source| OpenError::Mongo {
+            database,
+            step,
+            source: Box::new(source),
+        }
+    }
+
+    /// Applies `migration` unless it is applied already; says whether it did.
+    async fn apply_one(&mut self, migration: &Migration) -> Result<bool, OpenError> {
+        let ledger = self.db.collection::<Document>(LEDGER);
+        let current = checksum(migration.text);
+        let commands = migration.commands()?;
+        let waiting_since = tokio::time::Instant::now();
+        loop {
+            let recorded = ledger
+                .find_one(doc! { "_id": i64::from(migration.version) })
+                .await
+                .map_err(self.failed(format!("checking migration {}", migration.name)))?;
+            let Some(recorded) = recorded else {
+                let claim = doc! {
+                    "_id": i64::from(migration.version),
+                    "name": migration.name,
+                    "checksum": &current,
+                    "state": APPLYING,
+                    "claimed_at": codec::date(Utc::now()),
+                };
+                match ledger.insert_one(claim).await {
+                    Ok(_) => break,
+                    // Another starter claimed it first: look again.
+                    Err(e) if is_duplicate_key(&e) => continue,
+                    Err(e) => {
+                        return Err(self
+                            .failed(format!("claiming migration {}", migration.name))(
+                            e
+                        ));
+                    }
+                }
+            };
+            let fields = Fields::new(LEDGER, &recorded);
+            let bad = |reason: String| OpenError::BadLedger {
+                database: self.db.name().to_owned(),
+                reason,
+            };
+            if fields.str("state").map_err(bad)? == APPLIED {
+                let recorded = fields.str("checksum").map_err(bad)?;
+                if recorded != current {
+                    return Err(OpenError::MigrationEdited {
+                        database: self.db.name().to_owned(),
+                        version: migration.version,
+                        name: migration.name.to_owned(),
+                        recorded: recorded.to_owned(),
+                        current,
+                    });
+                }
+                return Ok(false);
+            }
+            let claimed_at = fields.time("claimed_at").map_err(bad)?;
+            let age = Utc::now()
+                .signed_duration_since(claimed_at)
+                .to_std()
+                .unwrap_or_default();
+            if age >= STALE_CLAIM {
+                let taken = ledger
+                    .update_one(
+                        doc! {
+                            "_id": i64::from(migration.version),
+                            "state": APPLYING,
+                            "claimed_at": codec::date(claimed_at),
+                        },
+                        doc! { "$set": { "claimed_at": codec::date(Utc::now()), "checksum": &current } },
+                    )
+                    .await
+                    .map_err(self.failed(format!("taking over migration {}", migration.name)))?;
+                if taken.matched_count == 1 {
+                    tracing::warn!(
+                        database = self.db.name(),
+                        migration = migration.name,
+                        claimed_at = %claimed_at,
+                        "took over a stale migration claim"
+                    );
+                    break;
+                }
+                continue;
+            }
+            if waiting_since.elapsed() > STALE_CLAIM * 2 {
+                return Err(OpenError::MigrationStuck {
+                    database: self.db.name().to_owned(),
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                    since: claimed_at.to_rfc3339(),
+                });
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        }
+
+        for command in commands {
+            self.run(migration, command).await?;
+        }
+        ledger
+            .update_one(
+                doc! { "_id": i64::from(migration.version) },
+                doc! { "$set": { "state": APPLIED, "applied_at": codec::date(Utc::now()) } },
+            )
+            .await
+            .map_err(self.failed(format!("recording migration {}", migration.name)))?;
+        tracing::info!(
+            database = self.db.name(),
+            migration = migration.name,
+            "applied migration"
+        );
+        Ok(true)
+    }
+
+    async fn run(&mut self, migration: &Migration, command: Document) -> Result<(), OpenError> {
+        let Some((verb, target)) = command.iter().next().map(|(k, v)| (k.clone(), v.clone()))
+        else {
+            return Err(OpenError::BadMigration {
+                name: migration.name.to_owned(),
+                reason: "an empty command".into(),
+            });
+        };
+        let step = format!("migration {}: {verb} {target}", migration.name);
+        let result = self.db.run_command(command.clone()).await;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        match (verb.as_str(), server_code(&error)) {
+            // The collection exists (created implicitly, or by a starter whose
+            // claim was taken over): install the validator on it instead.
+            ("create", Some(code::NAMESPACE_EXISTS)) => {
+                let Some(collmod) = collmod_for(&command) else {
+                    return Ok(());
+                };
+                match self.db.run_command(collmod).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if server_code(&e) == Some(code::COMMAND_NOT_FOUND) => {
+                        self.no_create();
+                        Ok(())
+                    }
+                    Err(e) => Err(self.failed(format!("{step} (collMod)"))(e)),
+                }
+            }
+            ("create" | "collMod", Some(code::COMMAND_NOT_FOUND)) => {
+                self.no_create();
+                Ok(())
+            }
+            _ => Err(self.failed(step)(error)),
+        }
+    }
+
+    fn no_create(&mut self) {
+        if !self.told_no_create {
+            self.told_no_create = true;
+            tracing::warn!(
+                database = self.db.name(),
+                "server does not support create; collection validators not installed"
+            );
+        }
+    }
+
+    /// A migration recorded in the database but missing here means a newer
+    /// build wrote the schema; running against it could misread or miswrite.
+    async fn refuse_unknown(&self) -> Result<(), OpenError> {
+        let newest = MIGRATIONS.last().map_or(0, |m| m.version);
+        let unknown = self
+            .db
+            .collection::<Document>(LEDGER)
+            .find_one(doc! { "_id": { "$gt": i64::from(newest) } })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(self.failed("checking for unknown migrations".into()))?;
+        let Some(unknown) = unknown else {
+            return Ok(());
+        };
+        let fields = Fields::new(LEDGER, &unknown);
+        Err(OpenError::UnknownMigration {
+            database: self.db.name().to_owned(),
+            version: fields
+                .i64("_id")
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(u32::MAX),
+            name: fields.str("name").unwrap_or("(unnamed)").to_owned(),
+        })
+    }
+}
+
+/// The `collMod` that gives an existing collection what `create` would have.
+fn collmod_for(create: &Document) -> Option<Document> {
+    let mut collmod = Document::new();
+    collmod.insert("collMod", create.get("create")?.clone());
+    let mut any = false;
+    for key in ["validator", "validationLevel", "validationAction"] {
+        if let Some(value) = create.get(key) {
+            collmod.insert(key, value.clone());
+            any = true;
+        }
+    }
+    any.then_some(collmod)
+}
+
+/// The applied migrations, in version order (claims still applying left out).
+pub(crate) async fn applied(db: &Database) -> Result<Vec<AppliedMigration>, String> {
+    use futures::TryStreamExt;
+    let documents: Vec<Document> = db
+        .collection::<Document>(LEDGER)
+        .find(doc! { "state": APPLIED })
+        .sort(doc! { "_id": 1 })
+        .await
+        .map_err(|e| format!("{LEDGER}: {e}"))?
+        .try_collect()
+        .await
+        .map_err(|e| format!("{LEDGER}: {e}"))?;
+    documents
+        .iter()
+        .map(|document| {
+            let fields = Fields::new(LEDGER, document);
+            let version = fields.i64("_id")?;
+            Ok(AppliedMigration {
+                version: u32::try_from(version)
+                    .map_err(|_| fields.corrupt(format!("version {version} is out of range")))?,
+                name: fields.str("name")?.to_owned(),
+                checksum: fields.str("checksum")?.to_owned(),
+                applied_at: fields.time("applied_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Whether `value` names a collection: the target of a command.
+#[cfg(test)]
+fn target(command: &Document) -> Option<&str> {
+    match command.iter().next()?.1 {
+        mongodb::bson::Bson::String(name) => Some(name),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_fnv1a_64_and_ignores_carriage_returns() {
+        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_eq!(checksum("a"), "af63dc4c8601ec8c");
+        assert_eq!(checksum("a\nb"), checksum("a\r\nb"));
+        assert_ne!(checksum("a\nb"), checksum("a\nc"));
+    }
+
+    #[test]
+    fn every_file_in_the_folder_is_listed_in_order() {
+        let folder =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/mongodb");
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .expect("the migrations folder")
+            .map(|entry| {
+                entry
+                    .expect("a folder entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.ends_with(".json"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{}.json", m.name))
+            .collect();
+        assert_eq!(files, listed, "migrations/mongodb/ and MIGRATIONS disagree");
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            let expected = u32::try_from(index + 1).expect("a small number");
+            assert_eq!(migration.version, expected, "versions are 1, 2, 3 ...");
+            assert!(
+                migration
+                    .name
+                    .starts_with(&format!("{:04}_", migration.version)),
+                "{} is named after its version",
+                migration.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_migration_parses_into_known_commands_in_file_order() {
+        for migration in MIGRATIONS {
+            let commands = migration.commands().expect("the file parses");
+            assert!(!commands.is_empty(), "{} has commands", migration.name);
+            for command in &commands {
+                let verb = command.keys().next().expect("a verb");
+                assert!(
+                    ["create", "createIndexes", "collMod"].contains(&verb.as_str()),
+                    "{}: `{verb}` is not a command the runner knows to be idempotent",
+                    migration.name
+                );
+                assert!(target(command).is_some(), "{verb} names its collection");
+            }
+        }
+        // Index keys are ordered: the file's order must survive parsing.
+        let views = MIGRATIONS[1].commands().expect("parses");
+        let indexes = views
+            .iter()
+            .find(|c| c.get_str("createIndexes").ok() == Some("ticket_list"))
+            .expect("the list's indexes");
+        let keys: Vec<Vec<String>> = indexes
+            .get_array("indexes")
+            .expect("indexes")
+            .iter()
+            .map(|index| {
+                index
+                    .as_document()
+                    .and_then(|i| i.get_document("key").ok())
+                    .expect("a key")
+                    .keys()
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                vec!["created_at".to_owned(), "_id".to_owned()],
+                vec![
+                    "status".to_owned(),
+                    "created_at".to_owned(),
+                    "_id".to_owned()
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn create_becomes_a_collmod_with_the_same_validator() {
+        let create = doc! { "create": "events", "validator": { "$jsonSchema": {} }, "validationLevel": "strict" };
+        assert_eq!(
+            collmod_for(&create),
+            Some(
+                doc! { "collMod": "events", "validator": { "$jsonSchema": {} }, "validationLevel": "strict" }
+            )
+        );
+        assert_eq!(collmod_for(&doc! { "create": "counters" }), None);
+    }
+}
