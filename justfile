@@ -30,3 +30,20 @@ lint:
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# MongoDB replica set + ticketd + projector in containers (API on :8080).
+compose-up:
+    docker compose up --build
+
+compose-down:
+    docker compose down
+
+# The whole suite with the MongoDB tests on a real server, e.g.
+# MONGODB_URI='mongodb://localhost:27017/?replicaSet=rs0' just test-mongo
+test-mongo:
+    @test -n "${MONGODB_URI:-}" || { echo "set MONGODB_URI to a MongoDB replica set" >&2; exit 1; }
+    cargo test --workspace
+
+# Install jongodb, the in-memory MongoDB the tests use without MONGODB_URI.
+jongodb:
+    bash scripts/install-jongodb.sh

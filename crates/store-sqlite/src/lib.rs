@@ -63,6 +63,16 @@ impl SqliteStore {
     /// Opens the database file, creating it and its folder if missing, and
     /// brings its schema up to date. Safe to call from several processes at once.
     pub fn open(path: &Path) -> Result<SqliteStore, OpenError> {
+        Self::open_migrated(path).map(|(store, _)| store)
+    }
+
+    /// Like [`SqliteStore::open`], and says which migration versions this call
+    /// applied (empty: the schema was current). For a `migrate` command.
+    pub fn migrate(path: &Path) -> Result<Vec<u32>, OpenError> {
+        Self::open_migrated(path).map(|(_, applied)| applied)
+    }
+
+    fn open_migrated(path: &Path) -> Result<(SqliteStore, Vec<u32>), OpenError> {
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(|source| OpenError::CreateFolder {
                 path: folder.to_owned(),
@@ -70,16 +80,17 @@ impl SqliteStore {
             })?;
         }
         let db = Connections::open(path)?;
-        db.write(|connection| migrate::apply(connection, path))?;
+        let applied = db.write(|connection| migrate::apply(connection, path))?;
         let head = db
             .write(|connection| events::head(connection))
             .map_err(OpenError::sqlite(path, "reading the head position"))?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             shared: Arc::new(Shared {
                 db,
                 head: watch::Sender::new(head),
             }),
-        })
+        };
+        Ok((store, applied))
     }
 
     /// The database file.

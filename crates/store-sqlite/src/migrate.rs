@@ -70,19 +70,27 @@ fn checksum(sql: &str) -> String {
 }
 
 /// Applies every migration not yet applied, in order; refuses a database whose
-/// applied migrations differ from this build's.
-pub(crate) fn apply(connection: &mut Connection, path: &std::path::Path) -> Result<(), OpenError> {
+/// applied migrations differ from this build's. Returns the versions applied.
+pub(crate) fn apply(
+    connection: &mut Connection,
+    path: &std::path::Path,
+) -> Result<Vec<u32>, OpenError> {
+    let mut applied = Vec::new();
     for migration in MIGRATIONS {
-        apply_one(connection, path, migration)?;
+        if apply_one(connection, path, migration)? {
+            applied.push(migration.version);
+        }
     }
-    refuse_unknown(connection, path)
+    refuse_unknown(connection, path)?;
+    Ok(applied)
 }
 
+/// Applies one migration unless already applied; says whether it did.
 fn apply_one(
     connection: &mut Connection,
     path: &std::path::Path,
     migration: &Migration,
-) -> Result<(), OpenError> {
+) -> Result<bool, OpenError> {
     let step = |what: &str| OpenError::sqlite(path, format!("{what} {}", migration.name));
     let current = checksum(migration.sql);
     let tx = connection
@@ -99,7 +107,7 @@ fn apply_one(
         .optional()
         .map_err(step("checking"))?;
     match recorded {
-        Some(recorded) if recorded == current => return Ok(()),
+        Some(recorded) if recorded == current => return Ok(false),
         Some(recorded) => {
             return Err(OpenError::MigrationEdited {
                 path: path.to_owned(),
@@ -125,7 +133,7 @@ fn apply_one(
     .map_err(step("recording"))?;
     tx.commit().map_err(step("committing"))?;
     tracing::info!(path = %path.display(), migration = migration.name, "applied migration");
-    Ok(())
+    Ok(true)
 }
 
 /// A migration recorded in the file but missing here means a newer build wrote

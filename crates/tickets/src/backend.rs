@@ -32,9 +32,32 @@ impl Backend {
                     views: store,
                 })
             }
-            StoreUrl::Mongo(_) => anyhow::bail!(
-                "the MongoDB backend is not built into this version; use sqlite://PATH"
-            ),
+            StoreUrl::Mongo(uri) => {
+                let store = Arc::new(store_mongo::MongoStore::connect(uri).await?);
+                Ok(Backend {
+                    events: store.clone(),
+                    views: store,
+                })
+            }
+        }
+    }
+
+    /// Applies pending migrations and nothing else; returns the versions applied
+    /// (empty when the schema was already current).
+    pub async fn migrate(url: &StoreUrl) -> anyhow::Result<Vec<u32>> {
+        match url {
+            StoreUrl::Sqlite(path) => {
+                let path = path.clone();
+                let applied =
+                    tokio::task::spawn_blocking(move || store_sqlite::SqliteStore::migrate(&path))
+                        .await
+                        .context("joining the migrator")??;
+                Ok(applied)
+            }
+            StoreUrl::Mongo(uri) => {
+                let store = store_mongo::MongoStore::open(uri).await?;
+                Ok(store.migrate().await?)
+            }
         }
     }
 }

@@ -91,6 +91,20 @@ pub async fn run_projector(
     projector.run(shutdown).await.context("projector")
 }
 
+/// Applies pending migrations to the store and reports what it did on stdout.
+pub async fn migrate(store: &StoreUrl) -> anyhow::Result<()> {
+    let applied = Backend::migrate(store)
+        .await
+        .with_context(|| format!("migrating the store {store}"))?;
+    if applied.is_empty() {
+        println!("{store}: schema is current");
+    } else {
+        let versions: Vec<String> = applied.iter().map(u32::to_string).collect();
+        println!("{store}: applied migrations {}", versions.join(", "));
+    }
+    Ok(())
+}
+
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();

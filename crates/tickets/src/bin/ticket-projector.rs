@@ -17,13 +17,19 @@ struct Args {
 enum Command {
     /// Follow the store until SIGINT/SIGTERM; the batch in flight is committed first.
     Run {
-        /// Event store: sqlite://PATH or mongodb://…
+        /// Event store: sqlite://PATH or mongodb://HOST/DATABASE
         #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE)]
         store: StoreUrl,
 
         /// Most events folded into one transaction.
         #[arg(long, env = "TICKETS_PROJECTOR_BATCH", default_value_t = ProjectorConfig::default().batch_size)]
         batch_size: usize,
+    },
+    /// Apply pending schema migrations to the store and exit.
+    Migrate {
+        /// Event store: sqlite://PATH or mongodb://HOST/DATABASE
+        #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE)]
+        store: StoreUrl,
     },
 }
 
@@ -41,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("ticket-projector run")
         }
+        Command::Migrate { store } => tickets::migrate(&store).await,
     }
 }

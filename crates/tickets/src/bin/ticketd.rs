@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use projector::ProjectorConfig;
 use tickets::{ServerConfig, StoreUrl, store_url::DEFAULT_STORE};
 
@@ -11,13 +11,17 @@ use tickets::{ServerConfig, StoreUrl, store_url::DEFAULT_STORE};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on (port 0 picks a free port; the bound address is
     /// printed on stdout).
     #[arg(long, env = "TICKETS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// Event store: sqlite://PATH (created with its folder if missing)
-    #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE)]
+    /// Event store: sqlite://PATH (created with its folder if missing) or
+    /// mongodb://HOST/DATABASE (any URI the MongoDB driver accepts)
+    #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE, global = true)]
     store: StoreUrl,
 
     /// Do not run the projector in this process (run `ticket-projector run` instead).
@@ -29,10 +33,19 @@ struct Args {
     projector_batch: usize,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending schema migrations to the store and exit, without serving.
+    Migrate,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tickets::telemetry::init_logging();
     let args = Args::parse();
+    if let Some(Command::Migrate) = args.command {
+        return tickets::migrate(&args.store).await;
+    }
     let config = ServerConfig {
         listen: args.listen,
         store: args.store,

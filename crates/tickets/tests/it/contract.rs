@@ -5,9 +5,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-#[test]
-fn a_ticket_lives_through_create_triage_assign_note_and_close() {
-    let ws = Workspace::new();
+fn a_ticket_lives_through_create_triage_assign_note_and_close(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &[]);
     let http = &ticketd.http;
 
@@ -125,9 +123,7 @@ fn a_ticket_lives_through_create_triage_assign_note_and_close() {
     assert_eq!(events[2]["data"]["agent"], "ana");
 }
 
-#[test]
-fn list_pages_newest_first_filters_by_status_and_previews_long_texts() {
-    let ws = Workspace::new();
+fn list_pages_newest_first_filters_by_status_and_previews_long_texts(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &[]);
     let http = &ticketd.http;
 
@@ -180,9 +176,7 @@ fn list_pages_newest_first_filters_by_status_and_previews_long_texts() {
     assert_eq!(default_page.body["next_cursor"], Value::Null);
 }
 
-#[test]
-fn racing_writers_on_one_ticket_lose_no_update() {
-    let ws = Workspace::new();
+fn racing_writers_on_one_ticket_lose_no_update(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &[]);
     let ticket = ticketd.http.create("c", "s", "m");
     let path = format!("/tickets/{}", ticket["id"].as_str().expect("id"));
@@ -224,3 +218,9 @@ fn racing_writers_on_one_ticket_lose_no_update() {
     );
     assert_eq!(notes, 12, "with retries, no writer lost its note");
 }
+
+crate::on_every_backend!(
+    a_ticket_lives_through_create_triage_assign_note_and_close,
+    list_pages_newest_first_filters_by_status_and_previews_long_texts,
+    racing_writers_on_one_ticket_lose_no_update,
+);

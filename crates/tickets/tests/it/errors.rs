@@ -5,9 +5,7 @@ use serde_json::json;
 
 use crate::harness::*;
 
-#[test]
-fn bad_requests_get_problems_and_write_nothing() {
-    let ws = Workspace::new();
+fn bad_requests_get_problems_and_write_nothing(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &[]);
     let http = &ticketd.http;
     let ticket = http.create("ACME", "subject", "message");
@@ -116,3 +114,5 @@ fn bad_requests_get_problems_and_write_nothing() {
     let events = http.get(&format!("/tickets/{id}/events"));
     assert_eq!(events.body["events"].as_array().map(Vec::len), Some(2));
 }
+
+crate::on_every_backend!(bad_requests_get_problems_and_write_nothing,);

@@ -14,36 +14,94 @@ pub const PROJECTOR: &str = env!("CARGO_BIN_EXE_ticket-projector");
 /// How long anything eventual may take before a test gives up.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A temporary store folder; the SQLite file lives inside it.
+/// Declares each listed test, a `fn(Workspace)`, once per backend: in module
+/// `sqlite` on a temporary file, in module `mongo` on a fresh database of the
+/// test server (`MONGODB_URI`, else jongodb; skipped with a reason outside CI
+/// when there is neither, a failure in CI).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::harness::Workspace::sqlite());
+            })*
+        }
+        mod mongo {
+            $(#[test]
+            fn $name() {
+                if let Some(ws) = $crate::harness::Workspace::mongo(stringify!($name)) {
+                    super::$name(ws);
+                }
+            })*
+        }
+    };
+}
+
+/// A temporary folder for logs (and, on SQLite, the database file) plus the
+/// store the processes of one test share.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    store: String,
+    /// The store is jongodb: correct over the wire, but its inserts slow down
+    /// as collections grow (tens of ms at a few thousand documents), so load
+    /// tests run a smaller load there.
+    smoke_server: bool,
 }
 
 impl Workspace {
-    pub fn new() -> Self {
+    /// A store in a SQLite file inside the folder.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = format!("sqlite://{}", dir.path().join("tickets.db").display());
         Self {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
+            store,
+            smoke_server: false,
         }
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("tickets.db")
+    /// A store in a fresh database of the MongoDB test server, if there is one.
+    pub fn mongo(label: &str) -> Option<Self> {
+        let store = store_mongo::testing::database_uri(label)?;
+        let server = store_mongo::testing::shared()?;
+        Some(Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            store,
+            smoke_server: server.kind() == store_mongo::testing::ServerKind::Jongodb,
+        })
     }
 
-    /// An absolute `sqlite:///…` URL for the file.
+    /// Scales a load-test size down on a smoke server (see `smoke_server`).
+    pub fn load(&self, full: usize) -> usize {
+        if self.smoke_server {
+            full.div_ceil(5)
+        } else {
+            full
+        }
+    }
+
+    /// The `--store` URL of this workspace's store.
     pub fn store_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        self.store.clone()
     }
 
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
     }
 
-    /// Events in the store, read straight from the file.
-    pub fn event_count(&self) -> i64 {
-        let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
-        conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))
-            .expect("count events")
+    /// Events in the store (its head position: positions are gap-free),
+    /// asked of the store itself rather than through the API under test.
+    pub fn event_count(&self) -> u64 {
+        let url: tickets::StoreUrl = self.store.parse().expect("store url");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let backend = tickets::Backend::open(&url).await.expect("open store");
+            backend.events.head().await.expect("head")
+        })
     }
 }
 

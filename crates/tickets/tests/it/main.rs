@@ -1,5 +1,6 @@
 //! Black-box tests: the real `ticketd` and `ticket-projector` binaries on a
-//! temporary SQLite file, driven over real HTTP.
+//! temporary store (a SQLite file, and a fresh MongoDB database when a test
+//! server is there), driven over real HTTP.
 
 mod contract;
 mod errors;

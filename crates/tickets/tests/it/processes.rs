@@ -12,7 +12,7 @@ use crate::harness::*;
 
 #[test]
 fn with_no_flags_it_creates_the_default_store_under_the_working_directory() {
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     let ticketd = Ticketd::start_in(
         ws.dir.path(),
         &["--listen", "127.0.0.1:0"],
@@ -25,7 +25,6 @@ fn with_no_flags_it_creates_the_default_store_under_the_working_directory() {
 
 #[test]
 fn a_bad_store_url_fails_start_up_with_a_clear_message() {
-    let ws = Workspace::new();
     let output = std::process::Command::new(TICKETD)
         .args(["--listen", "127.0.0.1:0", "--store", "postgres://nope"])
         .output()
@@ -33,12 +32,9 @@ fn a_bad_store_url_fails_start_up_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("sqlite://PATH"), "{stderr}");
-    drop(ws);
 }
 
-#[test]
-fn events_and_views_survive_a_graceful_restart() {
-    let ws = Workspace::new();
+fn events_and_views_survive_a_graceful_restart(ws: Workspace) {
     let mut first = Ticketd::start(&ws, &[]);
     let ticket = first.http.create("c", "s", "m");
     let path = format!("/tickets/{}", ticket["id"].as_str().expect("id"));
@@ -54,9 +50,7 @@ fn events_and_views_survive_a_graceful_restart() {
     read_model_reaches(&second.http, &closed);
 }
 
-#[test]
-fn a_separate_projector_process_keeps_the_views_of_a_server_without_one() {
-    let ws = Workspace::new();
+fn a_separate_projector_process_keeps_the_views_of_a_server_without_one(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &["--no-projector"]);
     let http = &ticketd.http;
     let ticket = http.create("c", "s", "m");
@@ -121,9 +115,7 @@ fn write_load(http: &Http, seed: u64, tickets: usize) -> Vec<Value> {
     last
 }
 
-#[test]
-fn sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing() {
-    let ws = Workspace::new();
+fn sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &["--no-projector"]);
     let base = ticketd.http.base.clone();
 
@@ -147,10 +139,11 @@ fn sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing() {
         })
     };
 
+    let tickets_per_writer = ws.load(50);
     let writers: Vec<_> = (0..4)
         .map(|seed| {
             let http = Http::new(base.clone());
-            std::thread::spawn(move || write_load(&http, seed + 1, 50))
+            std::thread::spawn(move || write_load(&http, seed + 1, tickets_per_writer))
         })
         .collect();
     let truth: Vec<Value> = writers
@@ -223,3 +216,33 @@ fn spawn_projector(store: &str, log: &std::path::Path) -> std::process::Child {
         .spawn()
         .expect("spawn projector")
 }
+
+fn migrate_applies_the_schema_once_without_serving(ws: Workspace) {
+    let migrate = |binary: &str, args: &[&str]| {
+        let output = std::process::Command::new(binary)
+            .args(args)
+            .args(["--store", &ws.store_url()])
+            .env_remove("TICKETS_STORE")
+            .output()
+            .expect("run migrate");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let first = migrate(TICKETD, &["migrate"]);
+    assert!(first.contains("applied migrations 1, 2"), "{first}");
+    let again = migrate(PROJECTOR, &["migrate"]);
+    assert!(again.contains("schema is current"), "{again}");
+    assert_eq!(ws.event_count(), 0);
+}
+
+crate::on_every_backend!(
+    migrate_applies_the_schema_once_without_serving,
+    events_and_views_survive_a_graceful_restart,
+    a_separate_projector_process_keeps_the_views_of_a_server_without_one,
+    sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing,
+);
