@@ -544,3 +544,112 @@ pub async fn unknown_ticket_has_empty_stream(store: &dyn EventStore) {
     assert!(read_stream(store, Uuid::now_v7()).await.is_empty());
     assert!(read_stream(store, Uuid::nil()).await.is_empty());
 }
+
+/// `read_by_ticket` pages (after the last (ticket, version) seen) visit every
+/// event exactly once, ordered by ticket id (byte order, which is the order of
+/// the hyphenated text) then version, in full pages.
+pub async fn read_by_ticket_pages_cover_everything_once(store: &dyn EventStore) {
+    // Ids whose first bytes put digits and letters of the hex text in play.
+    let fixed =
+        |high: u128| Uuid::from_u128((high << 120) | 0x0000_0000_0000_7000_8000_0000_0000_0001);
+    let tickets = [
+        fixed(0xa0),
+        fixed(0x0f),
+        Uuid::now_v7(),
+        fixed(0xff),
+        fixed(0x9f),
+    ];
+    for (n, ticket) in tickets.iter().enumerate() {
+        append(store, *ticket, 0, envelopes(&[opened(&format!("t{n}"))], 0)).await;
+    }
+    // Interleaved appends, so that position order is not ticket order.
+    for round in 0..3u64 {
+        for (n, ticket) in tickets.iter().enumerate() {
+            if (n as u64 + round).is_multiple_of(2) {
+                let version = read_stream(store, *ticket).await.len() as u64;
+                let events = vec![note(&format!("r{round}")); 1 + n % 2];
+                append(store, *ticket, version, envelopes(&events, 1)).await;
+            }
+        }
+    }
+    let mut expected = read_all(store, 0, 10_000).await;
+    expected.sort_by_key(|event| (event.ticket_id, event.version));
+    assert!(
+        expected.len() > tickets.len() * 2,
+        "several events per ticket"
+    );
+    let by_ticket = |after: Option<(Uuid, u64)>, limit: usize| async move {
+        store
+            .read_by_ticket(after, limit)
+            .await
+            .expect("read_by_ticket")
+    };
+    assert_eq!(
+        by_ticket(None, 10_000).await,
+        expected,
+        "every event, by ticket id then version, as read_all reads them"
+    );
+    for page_size in [1, 2, 3, 5, expected.len(), expected.len() + 1] {
+        let mut seen: Vec<RecordedEvent> = Vec::new();
+        loop {
+            let after = seen.last().map(|event| (event.ticket_id, event.version));
+            let page = by_ticket(after, page_size).await;
+            let remaining = expected.len() - seen.len();
+            assert_eq!(
+                page.len(),
+                page_size.min(remaining),
+                "pages of {page_size} are full until the end"
+            );
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page);
+        }
+        assert_eq!(
+            seen, expected,
+            "pages of {page_size} cover every event once, in (ticket, version) order"
+        );
+    }
+    let mut sorted = tickets;
+    sorted.sort();
+    let second = sorted[1];
+    let first_of = |ticket: Uuid| {
+        expected
+            .iter()
+            .position(|event| event.ticket_id == ticket)
+            .expect("every ticket has events")
+    };
+    assert_eq!(
+        by_ticket(Some((second, 0)), 2).await[..],
+        expected[first_of(second)..first_of(second) + 2],
+        "after (ticket, 0) starts at that ticket's first event"
+    );
+    assert_eq!(
+        by_ticket(Some((second, 1)), 1).await[..],
+        expected[first_of(second) + 1..first_of(second) + 2],
+        "after (ticket, 1) starts at its second event"
+    );
+    let last_of_second = read_stream(store, second).await.len() as u64;
+    assert_eq!(
+        by_ticket(Some((second, last_of_second)), 1).await[..],
+        expected[first_of(sorted[2])..first_of(sorted[2]) + 1],
+        "after a ticket's last event comes the next ticket's first"
+    );
+    let between = Uuid::from_u128(second.as_u128() + 1);
+    assert_eq!(
+        by_ticket(Some((between, 0)), 1).await[..],
+        expected[first_of(sorted[2])..first_of(sorted[2]) + 1],
+        "`after` need not name a stored ticket"
+    );
+    let last = expected.last().expect("events");
+    assert!(
+        by_ticket(Some((last.ticket_id, last.version)), 10)
+            .await
+            .is_empty(),
+        "nothing after the last event"
+    );
+    assert!(
+        by_ticket(None, 0).await.is_empty(),
+        "a limit of 0 reads nothing"
+    );
+}

@@ -1,12 +1,12 @@
 //! Builders shared by the cases: real domain events in real envelopes, times
-//! with digits below the microsecond, and a minimal projector loop.
+//! with digits below the microsecond, leases, and a minimal projector loop.
 
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use domain::Event;
 use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent};
-use readmodel::{ViewStore, fold_batch};
+use readmodel::{Fence, Projection, Target, ViewStore, fold_batch};
 use uuid::Uuid;
 
 /// A fixed instant with nanoseconds, so that precision loss shows.
@@ -110,27 +110,91 @@ pub(crate) fn versions(events: &[RecordedEvent]) -> Vec<u64> {
 /// reasonable wake-up latency.
 pub(crate) const PROMPTLY: Duration = Duration::from_secs(3);
 
-/// The projector's loop in miniature: read a batch after the checkpoint, load
-/// the tickets it touches, fold, commit; until no events are left. Small
-/// batches make a ticket's history span several commits. Returns the final
-/// checkpoint.
+/// The holder name [`catch_up`] and [`fence`] take leases with.
+pub const CATCH_UP_HOLDER: &str = "conformance";
+
+/// How long the leases of [`catch_up`] and [`fence`] last: longer than any case.
+pub const CATCH_UP_TTL: Duration = Duration::from_secs(120);
+
+/// Takes (or re-takes, with the same token) the slot's lease as
+/// [`CATCH_UP_HOLDER`], failing the case if another holder has it.
+pub async fn fence(views: &dyn ViewStore, projection: Projection, target: Target) -> Fence {
+    views
+        .acquire_lease(projection, target, CATCH_UP_HOLDER, CATCH_UP_TTL)
+        .await
+        .expect("acquire_lease")
+        .unwrap_or_else(|| {
+            panic!(
+                "the {projection}/{} lease is held by another holder",
+                target.name()
+            )
+        })
+}
+
+/// The projector's loop in miniature, for every projection's live slot: read
+/// a batch after the slot's checkpoint, load the rows it touches, fold,
+/// commit; until no events are left. Small batches make a ticket's history
+/// span several commits. The live leases are taken as [`CATCH_UP_HOLDER`] and
+/// kept (so [`fence`] gives a case the same fence). Returns the final
+/// checkpoint, the same for every projection.
 pub async fn catch_up(
     events: &dyn EventStore,
     views: &dyn ViewStore,
     batch_size: usize,
 ) -> Position {
+    let mut reached = Vec::new();
+    for projection in Projection::ALL {
+        let fence = fence(views, projection, Target::Live).await;
+        reached.push(fold_into(events, views, &fence, batch_size, Position::MAX).await);
+    }
+    assert!(
+        reached.windows(2).all(|w| w[0] == w[1]),
+        "every projection caught up to the same position: {reached:?}"
+    );
+    reached[0]
+}
+
+/// Folds the events after the fenced slot's checkpoint, up to and including
+/// position `up_to`, into the slot in batches. Returns its checkpoint.
+pub(crate) async fn fold_into(
+    events: &dyn EventStore,
+    views: &dyn ViewStore,
+    fence: &Fence,
+    batch_size: usize,
+    up_to: Position,
+) -> Position {
+    let (projection, target) = (fence.projection, fence.target);
     loop {
-        let from = views.checkpoint().await.expect("checkpoint");
-        let batch = events.read_all(from, batch_size).await.expect("read_all");
-        if batch.is_empty() {
+        let from = views
+            .checkpoint(projection, target)
+            .await
+            .expect("checkpoint");
+        let mut batch = events.read_all(from, batch_size).await.expect("read_all");
+        batch.retain(|event| event.position <= up_to);
+        let Some(last) = batch.last().map(|event| event.position) else {
             return from;
-        }
+        };
         let mut ids: Vec<Uuid> = batch.iter().map(|event| event.ticket_id).collect();
         ids.sort();
         ids.dedup();
-        let current = views.load_tickets(&ids).await.expect("load_tickets");
-        let changes = fold_batch(from, current, &batch)
-            .unwrap_or_else(|e| panic!("the views loaded for batch after {from} do not fold: {e}"));
-        views.commit(changes).await.expect("commit");
+        let current = views
+            .load_rows(projection, target, &ids)
+            .await
+            .expect("load_rows");
+        let skipped = views
+            .skipped_positions(projection, from, last)
+            .await
+            .expect("skipped_positions");
+        let outcome = fold_batch(projection, from, current, &batch, &skipped);
+        if let Some(failed) = outcome.failed {
+            panic!(
+                "{projection}: the rows loaded for the batch after {from} do not fold: {}",
+                failed.error
+            );
+        }
+        views
+            .commit(fence, outcome.changes)
+            .await
+            .unwrap_or_else(|e| panic!("commit to {projection}/{}: {e}", target.name()));
     }
 }

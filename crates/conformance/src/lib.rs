@@ -20,9 +20,14 @@
 //!
 //! Nothing here knows a backend: cases see only the two traits, and build their
 //! events and view changes with the real domain events, envelope and fold.
+//! The cases pin `docs/projection-store-semantics.md`: `events` (the event
+//! store), `views` (slots' rows, checkpoints, scans, the query side) and
+//! `operations` (leases, heartbeats, rebuild and swap, dead letters). Lease
+//! cases let short leases expire in real time (under a second each).
 
 mod events;
 mod fixtures;
+mod operations;
 mod views;
 
 use std::future::Future;
@@ -31,15 +36,21 @@ use std::time::Duration;
 pub use events::{
     append_returns_what_reads_return, append_then_read_stream, concurrent_appends_to_many_tickets,
     concurrent_appends_to_one_ticket, empty_append_writes_nothing, multi_event_append_is_atomic,
-    read_all_pages_cover_everything_once, unknown_ticket_has_empty_stream,
-    wait_returns_at_once_when_behind, wait_times_out_without_appends, wait_wakes_on_an_append,
-    wrong_expected_version_conflicts,
+    read_all_pages_cover_everything_once, read_by_ticket_pages_cover_everything_once,
+    unknown_ticket_has_empty_stream, wait_returns_at_once_when_behind,
+    wait_times_out_without_appends, wait_wakes_on_an_append, wrong_expected_version_conflicts,
 };
-pub use fixtures::catch_up;
+pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence};
+pub use operations::{
+    dead_letters_are_kept_and_counted, heartbeat_records_state_and_last_error,
+    leases_fence_every_write, shadow_rebuild_swaps_what_queries_read,
+};
 pub use views::{
-    commit_writes_views_and_moves_checkpoint, empty_store_starts_at_zero, list_filters_by_status,
-    list_is_newest_first_with_ties_by_id, list_pages_cover_every_row_once,
-    rows_never_go_back_a_version, stale_commit_changes_nothing,
+    checkpoints_are_per_projection, commit_writes_views_and_moves_checkpoint,
+    empty_store_starts_at_zero, list_filters_by_status, list_is_newest_first_with_ties_by_id,
+    list_pages_cover_every_row_once, rows_never_go_back_a_version,
+    rows_roundtrip_and_counts_follow_the_delta, scan_rows_pages_cover_every_row_once,
+    stale_commit_changes_nothing,
 };
 
 #[doc(hidden)]
@@ -74,6 +85,11 @@ macro_rules! store_contract_tests {
         $crate::__store_contract_case!($make_store, shared, wait_wakes_on_an_append);
         $crate::__store_contract_case!($make_store, events, wait_returns_at_once_when_behind);
         $crate::__store_contract_case!($make_store, events, unknown_ticket_has_empty_stream);
+        $crate::__store_contract_case!(
+            $make_store,
+            events,
+            read_by_ticket_pages_cover_everything_once
+        );
         $crate::__store_contract_case!($make_store, both, empty_store_starts_at_zero);
         $crate::__store_contract_case!($make_store, both, commit_writes_views_and_moves_checkpoint);
         $crate::__store_contract_case!($make_store, both, stale_commit_changes_nothing);
@@ -81,6 +97,17 @@ macro_rules! store_contract_tests {
         $crate::__store_contract_case!($make_store, both, list_is_newest_first_with_ties_by_id);
         $crate::__store_contract_case!($make_store, both, list_filters_by_status);
         $crate::__store_contract_case!($make_store, both, list_pages_cover_every_row_once);
+        $crate::__store_contract_case!($make_store, both, checkpoints_are_per_projection);
+        $crate::__store_contract_case!(
+            $make_store,
+            both,
+            rows_roundtrip_and_counts_follow_the_delta
+        );
+        $crate::__store_contract_case!($make_store, both, scan_rows_pages_cover_every_row_once);
+        $crate::__store_contract_case!($make_store, both, leases_fence_every_write);
+        $crate::__store_contract_case!($make_store, both, heartbeat_records_state_and_last_error);
+        $crate::__store_contract_case!($make_store, both, shadow_rebuild_swaps_what_queries_read);
+        $crate::__store_contract_case!($make_store, both, dead_letters_are_kept_and_counted);
     };
 }
 

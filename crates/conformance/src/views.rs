@@ -1,33 +1,102 @@
-//! The view store's cases: the checkpointed commit, the version guard, lookups
-//! and the list's order, filter and keyset paging.
+//! The view store's cases: the fenced, checkpointed commit of each
+//! projection's slot, the version guard, lookups, scans, and the list's order,
+//! filter and keyset paging.
 //!
 //! Views are built the way the projector builds them: real events appended to
 //! the event store, read back and folded with `readmodel::fold_batch`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use domain::{Event, Status};
-use eventstore::{EventStore, Position};
+use eventstore::{EventStore, Position, RecordedEvent};
 use readmodel::{
-    Dashboard, DashboardDelta, ListQuery, ListSort, TicketDetail, TicketListRow, ViewChanges,
-    ViewError, ViewStore, fold_batch,
+    Dashboard, DashboardDelta, Fence, ListQuery, ListSort, Note, Projection, Rows, SlotState,
+    SlotStatus, Target, TicketDetail, TicketListRow, TicketStatusRow, ViewChanges, ViewError,
+    ViewStore, fold_batch,
 };
 use uuid::Uuid;
 
 use crate::fixtures::{
-    append, at, catch_up, envelopes, head, kept, note, opened, read_all, read_stream,
+    append, at, catch_up, envelopes, fence, fold_into, head, kept, note, opened, read_all,
+    read_stream,
 };
 
-async fn ticket(views: &dyn ViewStore, id: Uuid) -> Option<TicketDetail> {
+pub(crate) async fn ticket(views: &dyn ViewStore, id: Uuid) -> Option<TicketDetail> {
     views.ticket(id).await.expect("ticket")
 }
 
-async fn dashboard(views: &dyn ViewStore) -> Dashboard {
+pub(crate) async fn dashboard(views: &dyn ViewStore) -> Dashboard {
     views.dashboard().await.expect("dashboard")
 }
 
-async fn checkpoint(views: &dyn ViewStore) -> Position {
-    views.checkpoint().await.expect("checkpoint")
+pub(crate) async fn checkpoint(
+    views: &dyn ViewStore,
+    projection: Projection,
+    target: Target,
+) -> Position {
+    views
+        .checkpoint(projection, target)
+        .await
+        .expect("checkpoint")
+}
+
+pub(crate) async fn counts(views: &dyn ViewStore, target: Target) -> Dashboard {
+    views.counts(target).await.expect("counts")
+}
+
+/// Every row of a slot, by id (the cases keep far fewer than the limit).
+pub(crate) async fn all_rows(
+    views: &dyn ViewStore,
+    projection: Projection,
+    target: Target,
+) -> Rows {
+    let rows = views
+        .scan_rows(projection, target, None, 10_000)
+        .await
+        .expect("scan_rows");
+    assert_eq!(
+        rows.projection(),
+        projection,
+        "scan_rows answers rows of the projection asked for"
+    );
+    rows
+}
+
+pub(crate) async fn load(
+    views: &dyn ViewStore,
+    projection: Projection,
+    target: Target,
+    ids: &[Uuid],
+) -> Rows {
+    let rows = views
+        .load_rows(projection, target, ids)
+        .await
+        .expect("load_rows");
+    assert_eq!(
+        rows.projection(),
+        projection,
+        "load_rows answers rows of the projection asked for"
+    );
+    rows
+}
+
+/// Rows in id order, whatever order a store answered in.
+fn by_id(rows: Rows) -> Rows {
+    match rows {
+        Rows::Detail(mut rows) => {
+            rows.sort_by_key(|row| row.id);
+            Rows::Detail(rows)
+        }
+        Rows::List(mut rows) => {
+            rows.sort_by_key(|row| row.id);
+            Rows::List(rows)
+        }
+        Rows::Dashboard(mut rows) => {
+            rows.sort_by_key(|row| row.id);
+            Rows::Dashboard(rows)
+        }
+    }
 }
 
 fn query(status: Option<Status>, after: Option<&TicketListRow>, limit: usize) -> ListQuery {
@@ -44,7 +113,7 @@ async fn list(views: &dyn ViewStore, query: &ListQuery) -> Vec<TicketListRow> {
 }
 
 /// Every row of the list, first page only (the cases keep fewer than 1000).
-async fn list_all(views: &dyn ViewStore, status: Option<Status>) -> Vec<TicketListRow> {
+pub(crate) async fn list_all(views: &dyn ViewStore, status: Option<Status>) -> Vec<TicketListRow> {
     list(views, &query(status, None, 1_000)).await
 }
 
@@ -52,23 +121,63 @@ fn ids(rows: &[TicketListRow]) -> Vec<Uuid> {
     rows.iter().map(|row| row.id).collect()
 }
 
+/// Folds events into a projection's rows from nothing, failing the case if
+/// they do not fold.
+pub(crate) fn fold_fresh(projection: Projection, events: &[RecordedEvent]) -> Rows {
+    let outcome = fold_batch(
+        projection,
+        0,
+        Rows::empty(projection),
+        events,
+        &HashSet::new(),
+    );
+    if let Some(failed) = outcome.failed {
+        panic!("{projection}: the events do not fold: {}", failed.error);
+    }
+    outcome.changes.rows
+}
+
 /// The detail view the fold makes of a ticket's whole stream.
 async fn folded(events: &dyn EventStore, id: Uuid) -> TicketDetail {
     let stream = read_stream(events, id).await;
-    let mut changes = fold_batch(0, HashMap::new(), &stream).expect("the stream folds");
-    assert_eq!(changes.tickets.len(), 1, "one ticket folded");
-    changes.tickets.remove(0)
+    let Rows::Detail(mut rows) = fold_fresh(Projection::Detail, &stream) else {
+        unreachable!("a detail fold gives detail rows");
+    };
+    assert_eq!(rows.len(), 1, "one ticket folded");
+    rows.remove(0)
+}
+
+/// A commit of `rows` from `from` to `to`, with no dashboard delta.
+fn changes(projection: Projection, from: Position, to: Position, rows: Rows) -> ViewChanges {
+    ViewChanges {
+        projection,
+        from,
+        to,
+        rows,
+        dashboard: DashboardDelta::default(),
+    }
+}
+
+pub(crate) async fn commit(views: &dyn ViewStore, fence: &Fence, changes: ViewChanges) {
+    let (projection, from, to) = (changes.projection, changes.from, changes.to);
+    views.commit(fence, changes).await.unwrap_or_else(|e| {
+        panic!(
+            "a commit to {projection}/{} from {from} to {to} failed: {e}",
+            fence.target.name()
+        )
+    });
 }
 
 /// Three tickets that end open, triaged and closed; A's history is long enough
-/// to span several small batches.
-struct Desk {
-    a: Uuid,
-    b: Uuid,
-    c: Uuid,
+/// to span several small batches. Positions: a 1-2, b 3, a 4-6, c 7-8 (in a
+/// fresh store).
+pub(crate) struct Desk {
+    pub(crate) a: Uuid,
+    pub(crate) b: Uuid,
+    pub(crate) c: Uuid,
 }
 
-async fn open_desk(events: &dyn EventStore) -> Desk {
+pub(crate) async fn open_desk(events: &dyn EventStore) -> Desk {
     let desk = Desk {
         a: Uuid::now_v7(),
         b: Uuid::now_v7(),
@@ -109,34 +218,98 @@ async fn open_desk(events: &dyn EventStore) -> Desk {
     desk
 }
 
-/// An empty backend: head and checkpoint at 0, no rows, zero counts.
+/// An empty backend: head and every checkpoint at 0, slot `a` live at
+/// version 1 and the shadow retired at version 0, no leases, no rows, zero
+/// counts, no dead letters.
 pub async fn empty_store_starts_at_zero(events: &dyn EventStore, views: &dyn ViewStore) {
     assert_eq!(head(events).await, 0, "an empty event store's head is 0");
     assert!(
         read_all(events, 0, 10).await.is_empty(),
         "an empty event store has no events"
     );
-    assert_eq!(checkpoint(views).await, 0, "the checkpoint starts at 0");
+    assert!(
+        events
+            .read_by_ticket(None, 10)
+            .await
+            .expect("read_by_ticket")
+            .is_empty(),
+        "an empty event store has no events by ticket"
+    );
+    for projection in Projection::ALL {
+        for target in [Target::Live, Target::Shadow] {
+            assert_eq!(
+                checkpoint(views, projection, target).await,
+                0,
+                "the {projection}/{} checkpoint starts at 0",
+                target.name()
+            );
+            assert!(
+                all_rows(views, projection, target).await.is_empty(),
+                "{projection}/{} starts empty",
+                target.name()
+            );
+            assert!(
+                load(views, projection, target, &[Uuid::now_v7()])
+                    .await
+                    .is_empty(),
+                "no {projection} rows yet"
+            );
+        }
+        let status = views.status(projection).await.expect("status");
+        assert_eq!(status.projection, projection);
+        assert_eq!(
+            (status.live, status.shadow),
+            (
+                SlotStatus {
+                    checkpoint: 0,
+                    version: 1,
+                    state: SlotState::Live
+                },
+                SlotStatus {
+                    checkpoint: 0,
+                    version: 0,
+                    state: SlotState::Retired
+                }
+            ),
+            "{projection}: the live slot at version 1, the shadow never built"
+        );
+        assert_eq!(
+            (status.live_lease, status.shadow_lease),
+            (None, None),
+            "{projection}: no lease was ever taken"
+        );
+        assert_eq!(status.dead_letters_pending, 0);
+    }
+    for target in [Target::Live, Target::Shadow] {
+        assert_eq!(
+            counts(views, target).await,
+            Dashboard::default(),
+            "the counts start at 0"
+        );
+    }
     assert_eq!(
         dashboard(views).await,
         Dashboard::default(),
-        "the counts start at 0"
+        "the dashboard starts at 0"
     );
     assert!(
         list_all(views, None).await.is_empty(),
         "the list starts empty"
     );
     assert_eq!(ticket(views, Uuid::now_v7()).await, None);
-    let loaded = views
-        .load_tickets(&[Uuid::now_v7()])
-        .await
-        .expect("load_tickets");
-    assert!(loaded.is_empty(), "no ticket views yet");
+    assert!(
+        views
+            .dead_letters(None)
+            .await
+            .expect("dead_letters")
+            .is_empty(),
+        "no dead letters yet"
+    );
 }
 
-/// Commits write the detail and list rows and the dashboard, and move the
-/// checkpoint; the stored views are the fold of each ticket's events, and
-/// `load_tickets` returns what was committed.
+/// Commits write every projection's rows and move its checkpoint; the stored
+/// views are the fold of each ticket's events, and `load_rows` returns what
+/// was committed.
 pub async fn commit_writes_views_and_moves_checkpoint(
     events: &dyn EventStore,
     views: &dyn ViewStore,
@@ -148,11 +321,13 @@ pub async fn commit_writes_views_and_moves_checkpoint(
         head(events).await,
         "the views caught up with the head"
     );
-    assert_eq!(
-        checkpoint(views).await,
-        reached,
-        "the checkpoint moved with each commit"
-    );
+    for projection in Projection::ALL {
+        assert_eq!(
+            checkpoint(views, projection, Target::Live).await,
+            reached,
+            "the {projection} checkpoint moved with each commit"
+        );
+    }
 
     for id in [desk.a, desk.b, desk.c] {
         let expected = folded(events, id).await;
@@ -200,24 +375,77 @@ pub async fn commit_writes_views_and_moves_checkpoint(
     );
 
     let unknown = Uuid::now_v7();
-    let loaded = views
-        .load_tickets(&[desk.a, unknown, desk.b])
-        .await
-        .expect("load_tickets");
+    let Rows::Detail(loaded) = by_id(
+        load(
+            views,
+            Projection::Detail,
+            Target::Live,
+            &[desk.a, unknown, desk.b],
+        )
+        .await,
+    ) else {
+        unreachable!("checked by `load`");
+    };
     assert_eq!(loaded.len(), 2, "unknown tickets are absent");
-    assert_eq!(loaded.get(&desk.a), ticket(views, desk.a).await.as_ref());
-    assert_eq!(loaded.get(&desk.b), ticket(views, desk.b).await.as_ref());
+    for row in &loaded {
+        assert_eq!(Some(row), ticket(views, row.id).await.as_ref());
+    }
+    let Rows::Dashboard(statuses) =
+        load(views, Projection::Dashboard, Target::Live, &[desk.c]).await
+    else {
+        unreachable!("checked by `load`");
+    };
+    assert_eq!(
+        statuses,
+        vec![TicketStatusRow {
+            id: desk.c,
+            status: Status::Closed,
+            version: 2
+        }],
+        "the dashboard keeps each ticket's status"
+    );
     assert!(
-        views
-            .load_tickets(&[])
+        load(views, Projection::List, Target::Live, &[])
             .await
-            .expect("load_tickets")
             .is_empty()
     );
 }
 
-/// A commit whose `from` is not the stored checkpoint answers `CheckpointMoved`
-/// and changes nothing: rows, counts and checkpoint stay as they were.
+/// The rows a stale commit would write: a newer state of `row`'s ticket and a
+/// brand-new ticket, of `row`'s projection.
+fn stale_rows(rows: Rows) -> Rows {
+    let stranger = Uuid::now_v7();
+    match rows {
+        Rows::Detail(rows) => {
+            let mut newer = rows[0].clone();
+            newer.status = Status::Closed;
+            newer.version += 10;
+            let mut other = newer.clone();
+            other.id = stranger;
+            Rows::Detail(vec![newer, other])
+        }
+        Rows::List(rows) => {
+            let mut newer = rows[0].clone();
+            newer.status = Status::Closed;
+            newer.version += 10;
+            let mut other = newer.clone();
+            other.id = stranger;
+            Rows::List(vec![newer, other])
+        }
+        Rows::Dashboard(rows) => {
+            let mut newer = rows[0];
+            newer.status = Status::Closed;
+            newer.version += 10;
+            let mut other = newer;
+            other.id = stranger;
+            Rows::Dashboard(vec![newer, other])
+        }
+    }
+}
+
+/// A commit whose `from` is not the slot's checkpoint answers
+/// `CheckpointMoved` and changes nothing: rows, counts and checkpoint stay as
+/// they were, in every projection.
 pub async fn stale_commit_changes_nothing(events: &dyn EventStore, views: &dyn ViewStore) {
     let desk = open_desk(events).await;
     let reached = catch_up(events, views, 100).await;
@@ -225,47 +453,48 @@ pub async fn stale_commit_changes_nothing(events: &dyn EventStore, views: &dyn V
     let dashboard_before = dashboard(views).await;
     let a_before = ticket(views, desk.a).await.expect("ticket a");
 
-    // A batch folded by a projector that read after an older checkpoint: it
-    // carries a newer ticket a, a brand-new ticket and a dashboard move.
-    let mut newer_a = a_before.clone();
-    newer_a.status = Status::Closed;
-    newer_a.version += 10;
-    let mut stranger = a_before.clone();
-    stranger.id = Uuid::now_v7();
-    let delta = DashboardDelta {
-        open: 1,
-        triaged: -1,
-        closed: 1,
-    };
-    for from in [0, reached - 1, reached + 1] {
-        let stale = ViewChanges {
-            from,
-            to: reached + 20,
-            tickets: vec![newer_a.clone(), stranger.clone()],
-            dashboard: delta,
-        };
-        match views.commit(stale).await {
-            Err(ViewError::CheckpointMoved { expected, found }) => assert_eq!(
-                (expected, found),
-                (from, reached),
-                "CheckpointMoved names the batch's `from` and the stored checkpoint"
-            ),
-            other => {
-                panic!("a commit from {from} with the checkpoint at {reached} succeeded: {other:?}")
+    for projection in Projection::ALL {
+        let fence = fence(views, projection, Target::Live).await;
+        let stored = all_rows(views, projection, Target::Live).await;
+        let current = load(views, projection, Target::Live, &[desk.a]).await;
+        // A batch folded by a projector that read after another checkpoint.
+        for from in [0, reached - 1, reached + 1] {
+            let mut stale = changes(projection, from, reached + 20, stale_rows(current.clone()));
+            if projection == Projection::Dashboard {
+                stale.dashboard = DashboardDelta {
+                    open: 1,
+                    triaged: -1,
+                    closed: 1,
+                };
+            }
+            match views.commit(&fence, stale).await {
+                Err(ViewError::CheckpointMoved { expected, found }) => assert_eq!(
+                    (expected, found),
+                    (from, reached),
+                    "CheckpointMoved names the batch's `from` and the stored checkpoint"
+                ),
+                other => panic!(
+                    "a {projection} commit from {from} with the checkpoint at {reached} \
+                     succeeded: {other:?}"
+                ),
             }
         }
+        assert_eq!(
+            checkpoint(views, projection, Target::Live).await,
+            reached,
+            "the {projection} checkpoint did not move"
+        );
+        assert_eq!(
+            all_rows(views, projection, Target::Live).await,
+            stored,
+            "no {projection} row changed or was added"
+        );
     }
-    assert_eq!(
-        checkpoint(views).await,
-        reached,
-        "the checkpoint did not move"
-    );
     assert_eq!(
         ticket(views, desk.a).await,
         Some(a_before),
         "the detail row did not change"
     );
-    assert_eq!(ticket(views, stranger.id).await, None, "no row was added");
     assert_eq!(
         list_all(views, None).await,
         rows_before,
@@ -278,29 +507,29 @@ pub async fn stale_commit_changes_nothing(events: &dyn EventStore, views: &dyn V
     );
 }
 
-/// An older state of a ticket never replaces a newer one (in the detail or the
-/// list), while a newer one does.
+/// An older state of a ticket never replaces a newer one (in any projection),
+/// while a newer one does.
 pub async fn rows_never_go_back_a_version(events: &dyn EventStore, views: &dyn ViewStore) {
     let desk = open_desk(events).await;
     let reached = catch_up(events, views, 100).await;
     let current = ticket(views, desk.a).await.expect("ticket a");
-    let current_row = TicketListRow::from(&current);
-
     let stream = read_stream(events, desk.a).await;
-    let older = fold_batch(0, HashMap::new(), &stream[..2])
-        .expect("the first two events fold")
-        .tickets
-        .remove(0);
-    assert!(older.version < current.version);
-    views
-        .commit(ViewChanges {
-            from: reached,
-            to: reached,
-            tickets: vec![older],
-            dashboard: DashboardDelta::default(),
-        })
-        .await
-        .expect("a commit of an older state succeeds, changing nothing");
+    for projection in Projection::ALL {
+        let before = all_rows(views, projection, Target::Live).await;
+        let older = fold_fresh(projection, &stream[..2]);
+        assert!(
+            older.keys()[0].1 < current.version,
+            "the first two events make an older row"
+        );
+        let fence = fence(views, projection, Target::Live).await;
+        commit(views, &fence, changes(projection, reached, reached, older)).await;
+        assert_eq!(
+            all_rows(views, projection, Target::Live).await,
+            before,
+            "every {projection} row kept its version"
+        );
+    }
+    let current_row = TicketListRow::from(&current);
     assert_eq!(
         ticket(views, desk.a).await.as_ref(),
         Some(&current),
@@ -313,20 +542,20 @@ pub async fn rows_never_go_back_a_version(events: &dyn EventStore, views: &dyn V
         .expect("row a");
     assert_eq!(row, current_row, "the list row kept its version");
 
-    // The guard is not a freeze: the next real event moves both rows on.
+    // The guard is not a freeze: the next real event moves the rows on.
     append(
         events,
         desk.a,
         current.version,
-        envelopes(&[Event::AgentUnassigned], 9),
+        envelopes(&[Event::AgentUnassigned, Event::TicketClosed], 9),
     )
     .await;
     let moved_to = catch_up(events, views, 100).await;
-    assert_eq!(moved_to, reached + 1);
+    assert_eq!(moved_to, reached + 2);
     let newer = ticket(views, desk.a).await.expect("ticket a");
     assert_eq!(
         (newer.version, newer.agent.as_deref()),
-        (current.version + 1, None)
+        (current.version + 2, None)
     );
     let row = list_all(views, None)
         .await
@@ -338,6 +567,384 @@ pub async fn rows_never_go_back_a_version(events: &dyn EventStore, views: &dyn V
         TicketListRow::from(&newer),
         "the list row moved on too"
     );
+    assert_eq!(
+        dashboard(views).await,
+        Dashboard {
+            open: 1,
+            triaged: 0,
+            closed: 2
+        },
+        "and the dashboard"
+    );
+}
+
+/// Each projection has its own checkpoint (and rows): committing one moves
+/// none of the others, and a stale `from` is judged against the projection's
+/// own checkpoint.
+pub async fn checkpoints_are_per_projection(events: &dyn EventStore, views: &dyn ViewStore) {
+    let desk = open_desk(events).await;
+    let end = head(events).await;
+    let detail = fence(views, Projection::Detail, Target::Live).await;
+    let reached = fold_into(events, views, &detail, 3, end).await;
+    assert_eq!(reached, end);
+    assert_eq!(
+        checkpoint(views, Projection::Detail, Target::Live).await,
+        end
+    );
+    for other in [Projection::List, Projection::Dashboard] {
+        assert_eq!(
+            checkpoint(views, other, Target::Live).await,
+            0,
+            "committing detail did not move {other}'s checkpoint"
+        );
+        assert!(
+            all_rows(views, other, Target::Live).await.is_empty(),
+            "nor write {other} rows"
+        );
+    }
+    assert!(
+        ticket(views, desk.a).await.is_some(),
+        "the detail is served"
+    );
+    assert!(list_all(views, None).await.is_empty(), "the list is not");
+    assert_eq!(dashboard(views).await, Dashboard::default());
+
+    let list = fence(views, Projection::List, Target::Live).await;
+    commit(
+        views,
+        &list,
+        changes(Projection::List, 0, 2, Rows::empty(Projection::List)),
+    )
+    .await;
+    assert_eq!(
+        checkpoint(views, Projection::List, Target::Live).await,
+        2,
+        "an empty commit moves the checkpoint"
+    );
+    assert_eq!(
+        checkpoint(views, Projection::Detail, Target::Live).await,
+        end,
+        "committing list did not move detail's checkpoint"
+    );
+    assert_eq!(
+        checkpoint(views, Projection::Dashboard, Target::Live).await,
+        0
+    );
+    for projection in Projection::ALL {
+        assert_eq!(
+            checkpoint(views, projection, Target::Shadow).await,
+            0,
+            "no shadow moved"
+        );
+    }
+    let dashboard_fence = fence(views, Projection::Dashboard, Target::Live).await;
+    let result = views
+        .commit(
+            &dashboard_fence,
+            changes(
+                Projection::Dashboard,
+                2,
+                3,
+                Rows::empty(Projection::Dashboard),
+            ),
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(ViewError::CheckpointMoved {
+                expected: 2,
+                found: 0
+            })
+        ),
+        "dashboard's own checkpoint (0) judges a commit, not list's (2): {result:?}"
+    );
+    // A fence and changes of different projections are refused, whichever
+    // checkpoint `from` matches.
+    for from in [2, end] {
+        let result = views
+            .commit(
+                &detail,
+                changes(
+                    Projection::List,
+                    from,
+                    end + 1,
+                    Rows::empty(Projection::List),
+                ),
+            )
+            .await;
+        assert!(result.is_err(), "a detail fence committed list changes");
+    }
+    assert_eq!(checkpoint(views, Projection::List, Target::Live).await, 2);
+    assert_eq!(
+        checkpoint(views, Projection::Detail, Target::Live).await,
+        end
+    );
+}
+
+/// A whole-millisecond time, which every backend keeps exactly.
+fn millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(3)
+}
+
+/// Rows made by hand, with every optional field both set and unset.
+fn handmade(ids: [Uuid; 2], version: u64, closed: bool) -> [Rows; 3] {
+    let status = if closed { Status::Closed } else { Status::Open };
+    let details: Vec<TicketDetail> = ids
+        .iter()
+        .zip([true, false])
+        .map(|(id, full)| TicketDetail {
+            id: *id,
+            customer: "Zoë Ünicode".into(),
+            subject: "Ça ne marche pas 🔥".into(),
+            message: "line one\nline two\t\"quoted\" \\ backslash".into(),
+            status: if full { status } else { Status::Triaged },
+            agent: full.then(|| "ana".to_owned()),
+            notes: if full {
+                vec![
+                    Note {
+                        text: "first".into(),
+                        added_at: millis(at(2)),
+                    },
+                    Note {
+                        text: "second\nnote".into(),
+                        added_at: millis(at(3)),
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
+            created_at: millis(at(0)),
+            updated_at: millis(at(3)),
+            version,
+        })
+        .collect();
+    let list = details.iter().map(TicketListRow::from).collect();
+    let statuses = details
+        .iter()
+        .map(|detail| TicketStatusRow {
+            id: detail.id,
+            status: detail.status,
+            version: detail.version,
+        })
+        .collect();
+    [
+        Rows::Detail(details),
+        Rows::List(list),
+        Rows::Dashboard(statuses),
+    ]
+}
+
+/// Rows of all three projections come back from `load_rows` exactly as
+/// committed; the dashboard counts follow each delta; within one commit a
+/// row at a lower version is left as stored while a higher one replaces it.
+pub async fn rows_roundtrip_and_counts_follow_the_delta(
+    _events: &dyn EventStore,
+    views: &dyn ViewStore,
+) {
+    let ids = [Uuid::now_v7(), Uuid::now_v7()];
+    let first = handmade(ids, 3, false);
+    for rows in &first {
+        let projection = rows.projection();
+        let fence = fence(views, projection, Target::Live).await;
+        let mut changes = changes(projection, 0, 5, rows.clone());
+        if projection == Projection::Dashboard {
+            changes.dashboard = DashboardDelta {
+                open: 1,
+                triaged: 1,
+                closed: 0,
+            };
+        }
+        commit(views, &fence, changes).await;
+        assert_eq!(
+            by_id(load(views, projection, Target::Live, &ids).await),
+            by_id(rows.clone()),
+            "{projection} rows roundtrip"
+        );
+        assert_eq!(checkpoint(views, projection, Target::Live).await, 5);
+    }
+    let expected = Dashboard {
+        open: 1,
+        triaged: 1,
+        closed: 0,
+    };
+    assert_eq!(counts(views, Target::Live).await, expected);
+    assert_eq!(dashboard(views).await, expected, "the query side agrees");
+    let Rows::Detail(details) = &first[0] else {
+        unreachable!("handmade detail rows");
+    };
+    assert_eq!(ticket(views, ids[0]).await.as_ref(), Some(&details[0]));
+
+    // The first ticket moves on to version 4 (and closes); the second comes
+    // again at version 2, older than the stored 3.
+    let newer = handmade(ids, 4, true);
+    let older = handmade(ids, 2, true);
+    for (newer, older) in newer.iter().zip(&older) {
+        let projection = newer.projection();
+        let mixed = match (newer, older) {
+            (Rows::Detail(n), Rows::Detail(o)) => Rows::Detail(vec![n[0].clone(), o[1].clone()]),
+            (Rows::List(n), Rows::List(o)) => Rows::List(vec![n[0].clone(), o[1].clone()]),
+            (Rows::Dashboard(n), Rows::Dashboard(o)) => Rows::Dashboard(vec![n[0], o[1]]),
+            _ => unreachable!("handmade rows come in the same order"),
+        };
+        let mut changes = changes(projection, 5, 6, mixed);
+        if projection == Projection::Dashboard {
+            changes.dashboard = DashboardDelta {
+                open: -1,
+                triaged: 0,
+                closed: 1,
+            };
+        }
+        let fence = fence(views, projection, Target::Live).await;
+        commit(views, &fence, changes).await;
+        let stored = by_id(load(views, projection, Target::Live, &ids).await);
+        let kept_first = by_id(first[projection_index(projection)].clone());
+        let expected = match (newer, kept_first) {
+            (Rows::Detail(n), Rows::Detail(k)) => Rows::Detail(vec![n[0].clone(), k[1].clone()]),
+            (Rows::List(n), Rows::List(k)) => Rows::List(vec![n[0].clone(), k[1].clone()]),
+            (Rows::Dashboard(n), Rows::Dashboard(k)) => Rows::Dashboard(vec![n[0], k[1]]),
+            _ => unreachable!("same projection"),
+        };
+        assert_eq!(
+            stored,
+            by_id(expected),
+            "{projection}: the newer row replaced the stored one, the older did not"
+        );
+    }
+    let expected = Dashboard {
+        open: 0,
+        triaged: 1,
+        closed: 1,
+    };
+    assert_eq!(
+        counts(views, Target::Live).await,
+        expected,
+        "counts follow the delta"
+    );
+    assert_eq!(dashboard(views).await, expected);
+    assert_eq!(
+        counts(views, Target::Shadow).await,
+        Dashboard::default(),
+        "the shadow's counts are its own"
+    );
+}
+
+fn projection_index(projection: Projection) -> usize {
+    match projection {
+        Projection::Detail => 0,
+        Projection::List => 1,
+        Projection::Dashboard => 2,
+    }
+}
+
+/// `scan_rows` pages (after the last id seen) cover every row of a slot once,
+/// by id ascending, for every projection; `counts` reads each slot's own.
+pub async fn scan_rows_pages_cover_every_row_once(events: &dyn EventStore, views: &dyn ViewStore) {
+    let crowd = gather_crowd(events, views).await;
+    let mut expected_ids: Vec<Uuid> = crowd.tickets.iter().map(|(id, _, _)| *id).collect();
+    expected_ids.sort();
+    for projection in Projection::ALL {
+        let all = all_rows(views, projection, Target::Live).await;
+        let keys = all.keys();
+        assert_eq!(
+            keys.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            expected_ids,
+            "{projection}: every row, by id ascending"
+        );
+        assert_eq!(
+            all,
+            by_id(load(views, projection, Target::Live, &expected_ids).await),
+            "{projection}: a scan reads what load_rows reads"
+        );
+        for page_size in [1, 2, 3, keys.len(), keys.len() + 1] {
+            let mut seen: Vec<(Uuid, u64)> = Vec::new();
+            loop {
+                let after = seen.last().map(|(id, _)| *id);
+                let page = views
+                    .scan_rows(projection, Target::Live, after, page_size)
+                    .await
+                    .expect("scan_rows");
+                let remaining = keys.len() - seen.len();
+                assert_eq!(
+                    page.len(),
+                    page_size.min(remaining),
+                    "{projection}: pages of {page_size} are full until the end"
+                );
+                if page.is_empty() {
+                    break;
+                }
+                seen.extend(page.keys());
+            }
+            assert_eq!(
+                seen, keys,
+                "{projection}: pages of {page_size} cover every row once, in id order"
+            );
+        }
+        // `after` need not be a stored id.
+        let between = Uuid::from_u128(expected_ids[2].as_u128() + 1);
+        let rest = views
+            .scan_rows(projection, Target::Live, Some(between), 100)
+            .await
+            .expect("scan_rows");
+        assert_eq!(rest.keys(), keys[3..], "{projection}: a scan after any id");
+        assert!(
+            views
+                .scan_rows(projection, Target::Live, None, 0)
+                .await
+                .expect("scan_rows")
+                .is_empty(),
+            "a limit of 0 reads nothing"
+        );
+        assert!(
+            all_rows(views, projection, Target::Shadow).await.is_empty(),
+            "{projection}: the shadow slot has rows of its own (none)"
+        );
+    }
+
+    // A shadow dashboard with the first three events only: its counts are its own.
+    let live_counts = Dashboard {
+        open: 3,
+        triaged: 2,
+        closed: 2,
+    };
+    assert_eq!(counts(views, Target::Live).await, live_counts);
+    assert_eq!(counts(views, Target::Shadow).await, Dashboard::default());
+    let rebuild = views
+        .acquire_lease(
+            Projection::Dashboard,
+            Target::Shadow,
+            "rebuilder",
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("acquire_lease")
+        .expect("the shadow lease is free");
+    views.reset_shadow(&rebuild).await.expect("reset_shadow");
+    let first_three = read_all(events, 0, 3).await;
+    let filled = fold_into(events, views, &rebuild, 2, first_three[2].position).await;
+    assert_eq!(filled, first_three[2].position);
+    // Crowd tickets open in order: id(5) open, then id(9) opened and triaged.
+    assert_eq!(
+        counts(views, Target::Shadow).await,
+        Dashboard {
+            open: 1,
+            triaged: 1,
+            closed: 0
+        },
+        "the shadow counts follow the shadow's commits"
+    );
+    assert_eq!(
+        all_rows(views, Projection::Dashboard, Target::Shadow)
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        counts(views, Target::Live).await,
+        live_counts,
+        "the live counts did not move"
+    );
+    assert_eq!(dashboard(views).await, live_counts);
 }
 
 /// Seven tickets whose creation times tie in groups, opened in an order that

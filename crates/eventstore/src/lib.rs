@@ -70,6 +70,16 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Up to `limit` events ordered by (ticket id, version), strictly after
+    /// `after` in that order: streams the whole store one ticket after another
+    /// (what `verify` folds with bounded memory). Ticket ids order as their
+    /// hyphenated lowercase text does, which is the order of their bytes.
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
     /// The position of the newest event (0 when the store is empty).
     async fn head(&self) -> Result<Position, StoreError>;
 

@@ -1,18 +1,27 @@
 //! The read side's data: view types, the pure projections that fold events into
 //! them, and the [`ViewStore`] contract every backend implements.
 //!
-//! Three views are kept: the ticket detail (everything a detail page shows), the
-//! list row (derived from the detail: previews instead of full texts), and the
-//! dashboard counts per status. Folding is pure and lives here
-//! ([`project`], [`fold_batch`]); the `projector` crate only moves batches between
-//! the event store and a [`ViewStore`].
+//! Three projections are kept, each on its own (own rows, checkpoint, lease,
+//! version; see [`Projection`]): the ticket detail (everything a detail page
+//! shows), the ticket list (previews instead of full texts) and the dashboard
+//! (counts per status, kept from each ticket's status). Folding is pure and
+//! lives here ([`project`], [`fold_batch`]); the `projector` crate moves
+//! batches between the event store and a [`ViewStore`].
 
 mod preview;
 mod project;
+mod projection;
+mod status;
 mod store;
 mod views;
 
 pub use preview::{PREVIEW_CHARS, preview};
-pub use project::{ProjectionError, ViewChanges, fold_batch, project};
+pub use project::{FailedEvent, FoldOutcome, ProjectionError, ViewChanges, fold_batch, project};
+pub use projection::{Fence, Projection, RunState, Target, UnknownProjection};
+pub use status::{
+    DeadLetter, DeadLetterState, LeaseStatus, ProjectionStatus, SlotState, SlotStatus,
+};
 pub use store::{ListQuery, ListSort, ViewError, ViewStore};
-pub use views::{Dashboard, DashboardDelta, Note, TicketDetail, TicketListRow};
+pub use views::{
+    Dashboard, DashboardDelta, Note, Rows, TicketDetail, TicketListRow, TicketStatusRow,
+};

@@ -1,7 +1,14 @@
-//! The contract between the projector and query side on one hand and a backend's
-//! read-model storage on the other.
+//! The contract between the projector and query side on one hand and a
+//! backend's read-model storage on the other.
+//!
+//! Every projection has two slots (live and shadow, see [`Target`]), each with
+//! its rows, checkpoint, version and lease. Writes to a slot carry the slot's
+//! [`Fence`]; the store checks it inside the same transaction, so a holder
+//! whose lease was taken over cannot move a checkpoint. Times that decide
+//! leases are the database's clock, never the caller's.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,15 +17,26 @@ use eventstore::Position;
 use uuid::Uuid;
 
 use crate::project::ViewChanges;
-use crate::views::{Dashboard, TicketDetail, TicketListRow};
+use crate::projection::{Fence, Projection, RunState, Target};
+use crate::status::{DeadLetter, DeadLetterState, ProjectionStatus};
+use crate::views::{Dashboard, Rows, TicketDetail, TicketListRow};
 
 /// What a caller of the view store must do about a failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
-    /// Another projector committed past the checkpoint this batch was read after;
-    /// re-read the checkpoint and carry on from there.
+    /// Another writer committed past the checkpoint this batch was read after
+    /// (a second runner, or a rebuild's swap); re-read the checkpoint and carry
+    /// on from there.
     #[error("checkpoint moved: expected {expected}, found {found}")]
     CheckpointMoved { expected: Position, found: Position },
+    /// The fence's lease is no longer held (expired and taken over, or
+    /// released): stop writing and try to acquire the lease again.
+    #[error("lease on {projection}/{target} lost: token {token} is no longer current")]
+    LeaseLost {
+        projection: Projection,
+        target: &'static str,
+        token: u64,
+    },
     /// The database could not be reached or failed; the operation may be retried.
     #[error("view store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -30,6 +48,15 @@ pub enum ViewError {
 impl ViewError {
     pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         ViewError::Unavailable(Box::new(error))
+    }
+
+    /// The error a store answers when a fence does not match the stored lease.
+    pub fn lease_lost(fence: &Fence) -> Self {
+        ViewError::LeaseLost {
+            projection: fence.projection,
+            target: fence.target.name(),
+            token: fence.token,
+        }
     }
 }
 
@@ -54,16 +81,116 @@ pub struct ListQuery {
 /// Read-model storage: the projector writes it, the query side reads it.
 #[async_trait]
 pub trait ViewStore: Send + Sync + std::fmt::Debug {
-    /// The position of the last event reflected in the views (0 when none).
-    async fn checkpoint(&self) -> Result<Position, ViewError>;
+    // ----- the projector's side, per projection slot -----
 
-    /// The stored detail views of the given tickets (missing ones are absent).
-    async fn load_tickets(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TicketDetail>, ViewError>;
+    /// The position of the last event reflected in the slot (0 when none).
+    async fn checkpoint(
+        &self,
+        projection: Projection,
+        target: Target,
+    ) -> Result<Position, ViewError>;
 
-    /// Writes the changed tickets (detail and list rows), the dashboard delta and
-    /// the checkpoint `changes.to` in one transaction, if the stored checkpoint is
-    /// still `changes.from`; otherwise writes nothing and answers `CheckpointMoved`.
-    async fn commit(&self, changes: ViewChanges) -> Result<(), ViewError>;
+    /// The slot's stored rows of the given tickets (missing ones are absent),
+    /// as `Rows` of the projection's kind.
+    async fn load_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        ids: &[Uuid],
+    ) -> Result<Rows, ViewError>;
+
+    /// In one transaction: checks that `fence` still holds the slot's lease
+    /// (else `LeaseLost`) and that the slot's checkpoint is still
+    /// `changes.from` (else `CheckpointMoved`); writes the rows (never moving a
+    /// row back to a lower version), the dashboard delta and the checkpoint
+    /// `changes.to`. On any error nothing is written.
+    async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError>;
+
+    /// Up to `limit` of the slot's rows with ids above `after`, by id
+    /// ascending: `verify` streams a slot with it.
+    async fn scan_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Rows, ViewError>;
+
+    /// The dashboard counts stored in a slot of [`Projection::Dashboard`].
+    async fn counts(&self, target: Target) -> Result<Dashboard, ViewError>;
+
+    // ----- rebuilds -----
+
+    /// Empties the shadow slot (rows, counts), sets its checkpoint to 0, its
+    /// version to the projection's current version and its state to building.
+    /// `fence` must hold the shadow slot's lease.
+    async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError>;
+
+    /// In one transaction: the shadow slot becomes live (with its rows,
+    /// checkpoint and version) and the live slot becomes the (retired) shadow.
+    /// `fence` must hold the shadow slot's lease and the shadow must be
+    /// building. A daemon tailing the old live slot sees `CheckpointMoved` on
+    /// its next commit and carries on from the new live checkpoint.
+    async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError>;
+
+    // ----- leases and heartbeats -----
+
+    /// Takes the slot's lease for `holder` for `ttl` if it is free, expired, or
+    /// already `holder`'s; `None` when another holder has it. The token grows
+    /// by one whenever the lease changes hands.
+    async fn acquire_lease(
+        &self,
+        projection: Projection,
+        target: Target,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Fence>, ViewError>;
+
+    /// Extends the lease by `ttl` and records the holder's state, last error
+    /// and heartbeat. `LeaseLost` when the fence is no longer current.
+    async fn heartbeat(
+        &self,
+        fence: &Fence,
+        ttl: Duration,
+        state: RunState,
+        last_error: Option<&str>,
+    ) -> Result<(), ViewError>;
+
+    /// Gives the lease up now (if still held), so a standby takes over at once.
+    async fn release_lease(&self, fence: &Fence) -> Result<(), ViewError>;
+
+    // ----- status and dead letters -----
+
+    /// Slots, leases and dead-letter count of one projection.
+    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError>;
+
+    /// Records a dead letter, or updates the reason and time of the one at the
+    /// same (projection, position); its state is set to `letter.state`.
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), ViewError>;
+
+    /// Dead letters, of one projection or all, by projection then position.
+    async fn dead_letters(
+        &self,
+        projection: Option<Projection>,
+    ) -> Result<Vec<DeadLetter>, ViewError>;
+
+    /// Sets a dead letter's state; `false` when there is no such dead letter.
+    async fn set_dead_letter_state(
+        &self,
+        projection: Projection,
+        position: Position,
+        state: DeadLetterState,
+    ) -> Result<bool, ViewError>;
+
+    /// Positions in (`after`, `up_to`] whose dead letters are skipped.
+    async fn skipped_positions(
+        &self,
+        projection: Projection,
+        after: Position,
+        up_to: Position,
+    ) -> Result<HashSet<Position>, ViewError>;
+
+    // ----- the query side (live slots only) -----
 
     async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError>;
 

@@ -125,3 +125,60 @@ impl DashboardDelta {
         }
     }
 }
+
+/// The dashboard projection's memory of one ticket: its status at `version`,
+/// from which the counts move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketStatusRow {
+    pub id: Uuid,
+    pub status: Status,
+    pub version: u64,
+}
+
+/// Rows of one projection, as loaded from or written to a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rows {
+    Detail(Vec<TicketDetail>),
+    List(Vec<TicketListRow>),
+    Dashboard(Vec<TicketStatusRow>),
+}
+
+impl Rows {
+    /// No rows of the given projection's kind.
+    pub fn empty(projection: crate::Projection) -> Rows {
+        match projection {
+            crate::Projection::Detail => Rows::Detail(Vec::new()),
+            crate::Projection::List => Rows::List(Vec::new()),
+            crate::Projection::Dashboard => Rows::Dashboard(Vec::new()),
+        }
+    }
+
+    pub fn projection(&self) -> crate::Projection {
+        match self {
+            Rows::Detail(_) => crate::Projection::Detail,
+            Rows::List(_) => crate::Projection::List,
+            Rows::Dashboard(_) => crate::Projection::Dashboard,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Detail(rows) => rows.len(),
+            Rows::List(rows) => rows.len(),
+            Rows::Dashboard(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each row's ticket id and version, in order.
+    pub fn keys(&self) -> Vec<(Uuid, u64)> {
+        match self {
+            Rows::Detail(rows) => rows.iter().map(|r| (r.id, r.version)).collect(),
+            Rows::List(rows) => rows.iter().map(|r| (r.id, r.version)).collect(),
+            Rows::Dashboard(rows) => rows.iter().map(|r| (r.id, r.version)).collect(),
+        }
+    }
+}

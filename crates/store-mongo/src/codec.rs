@@ -9,13 +9,18 @@
 //! - Positions, versions and schema versions are 64-bit integers.
 //! - Event payloads are JSON objects stored as BSON documents (integers as
 //!   64-bit integers, integers above `i64::MAX` as Decimal128, other numbers
-//!   as doubles).
+//!   as doubles); a dead letter's copy of its event is spelled the same way.
+//! - Slot rows have one shape per projection, whichever slot holds them; the
+//!   collection's name goes into error messages.
 
 use chrono::{DateTime, Utc};
 use domain::Status;
 use eventstore::{Metadata, NewEvent, Position, RecordedEvent};
 use mongodb::bson::{self, Bson, Document, doc};
-use readmodel::{Note, TicketDetail, TicketListRow};
+use readmodel::{
+    DeadLetter, DeadLetterState, LeaseStatus, Note, Projection, Rows, RunState, SlotState,
+    SlotStatus, TicketDetail, TicketListRow, TicketStatusRow,
+};
 use uuid::Uuid;
 
 /// Field names of the `events` collection.
@@ -136,7 +141,7 @@ impl<'a> Fields<'a> {
         format!("{}: {what}", self.what)
     }
 
-    fn get(&self, key: &str) -> Result<&'a Bson, String> {
+    pub(crate) fn get(&self, key: &str) -> Result<&'a Bson, String> {
         self.document
             .get(key)
             .ok_or_else(|| self.corrupt(format!("`{key}` is missing")))
@@ -309,7 +314,7 @@ fn opt_string(value: Option<&str>) -> Bson {
     value.map_or(Bson::Null, |s| Bson::String(s.to_owned()))
 }
 
-/// The `ticket_details` document of a ticket.
+/// The document of a ticket in a detail slot (`detail_a`, `detail_b`).
 pub(crate) fn detail_document(detail: &TicketDetail) -> Result<Document, String> {
     let notes: bson::Array = detail
         .notes
@@ -332,8 +337,9 @@ pub(crate) fn detail_document(detail: &TicketDetail) -> Result<Document, String>
     })
 }
 
-pub(crate) fn read_detail(document: &Document) -> Result<TicketDetail, String> {
-    let fields = Fields::new("ticket_details", document);
+/// A detail slot's document; `collection` names it in errors.
+pub(crate) fn read_detail(collection: &str, document: &Document) -> Result<TicketDetail, String> {
+    let fields = Fields::new(collection, document);
     let notes = fields
         .array("notes")?
         .iter()
@@ -366,7 +372,7 @@ pub(crate) fn read_detail(document: &Document) -> Result<TicketDetail, String> {
     })
 }
 
-/// The `ticket_list` document of a ticket.
+/// The document of a ticket in a list slot (`list_a`, `list_b`).
 pub(crate) fn list_document(row: &TicketListRow) -> Result<Document, String> {
     Ok(doc! {
         "_id": id(row.id),
@@ -383,8 +389,12 @@ pub(crate) fn list_document(row: &TicketListRow) -> Result<Document, String> {
     })
 }
 
-pub(crate) fn read_list_row(document: &Document) -> Result<TicketListRow, String> {
-    let fields = Fields::new("ticket_list", document);
+/// A list slot's document; `collection` names it in errors.
+pub(crate) fn read_list_row(
+    collection: &str,
+    document: &Document,
+) -> Result<TicketListRow, String> {
+    let fields = Fields::new(collection, document);
     Ok(TicketListRow {
         id: fields.uuid("_id")?,
         customer: fields.str("customer")?.to_owned(),
@@ -397,6 +407,118 @@ pub(crate) fn read_list_row(document: &Document) -> Result<TicketListRow, String
         created_at: fields.time("created_at")?,
         updated_at: fields.time("updated_at")?,
         version: fields.u64("version")?,
+    })
+}
+
+/// The document of a ticket in a dashboard slot (`dashboard_tickets_a`, `_b`).
+pub(crate) fn status_row_document(row: &TicketStatusRow) -> Result<Document, String> {
+    Ok(doc! {
+        "_id": id(row.id),
+        "status": row.status.as_str(),
+        "version": int(row.version, "version")?,
+    })
+}
+
+/// A dashboard slot's ticket document; `collection` names it in errors.
+pub(crate) fn read_status_row(
+    collection: &str,
+    document: &Document,
+) -> Result<TicketStatusRow, String> {
+    let fields = Fields::new(collection, document);
+    Ok(TicketStatusRow {
+        id: fields.uuid("_id")?,
+        status: fields.status("status")?,
+        version: fields.u64("version")?,
+    })
+}
+
+/// The documents of rows, in order.
+pub(crate) fn row_documents(rows: &Rows) -> Result<Vec<Document>, String> {
+    match rows {
+        Rows::Detail(rows) => rows.iter().map(detail_document).collect(),
+        Rows::List(rows) => rows.iter().map(list_document).collect(),
+        Rows::Dashboard(rows) => rows.iter().map(status_row_document).collect(),
+    }
+}
+
+/// Documents of a `projection` slot's `collection` as that projection's rows.
+pub(crate) fn read_rows(
+    projection: Projection,
+    collection: &str,
+    documents: &[Document],
+) -> Result<Rows, String> {
+    Ok(match projection {
+        Projection::Detail => Rows::Detail(
+            documents
+                .iter()
+                .map(|d| read_detail(collection, d))
+                .collect::<Result<_, _>>()?,
+        ),
+        Projection::List => Rows::List(
+            documents
+                .iter()
+                .map(|d| read_list_row(collection, d))
+                .collect::<Result<_, _>>()?,
+        ),
+        Projection::Dashboard => Rows::Dashboard(
+            documents
+                .iter()
+                .map(|d| read_status_row(collection, d))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// A `projection_slots` document's slot status.
+pub(crate) fn read_slot_status(fields: &Fields<'_>) -> Result<SlotStatus, String> {
+    let state = fields.str("state")?;
+    let version = fields.i64("version")?;
+    Ok(SlotStatus {
+        checkpoint: fields.u64("checkpoint")?,
+        version: u32::try_from(version)
+            .map_err(|_| fields.corrupt(format!("version {version} is out of range")))?,
+        state: SlotState::from_name(state)
+            .ok_or_else(|| fields.corrupt(format!("unknown slot state `{state}`")))?,
+    })
+}
+
+/// A `projection_leases` document as the status reports it.
+pub(crate) fn read_lease(document: &Document) -> Result<LeaseStatus, String> {
+    let fields = Fields::new("projection_leases", document);
+    let state = fields.str("state")?;
+    Ok(LeaseStatus {
+        holder: fields.str("holder")?.to_owned(),
+        token: fields.u64("token")?,
+        expires_at: fields.time("expires_at")?,
+        heartbeat_at: fields.time("heartbeat_at")?,
+        state: RunState::from_name(state)
+            .ok_or_else(|| fields.corrupt(format!("unknown run state `{state}`")))?,
+        last_error: fields.opt_str("last_error")?.map(str::to_owned),
+    })
+}
+
+/// A `dead_letters` document's `_id`: its projection and position.
+pub(crate) fn dead_letter_id(projection: Projection, position: Position) -> String {
+    format!("{projection}/{position}")
+}
+
+pub(crate) fn read_dead_letter(document: &Document) -> Result<DeadLetter, String> {
+    let fields = Fields::new("dead_letters", document);
+    let projection = fields.str("projection")?;
+    let state = fields.str("state")?;
+    Ok(DeadLetter {
+        projection: projection
+            .parse()
+            .map_err(|e| fields.corrupt(format!("{e}")))?,
+        position: fields.u64("position")?,
+        ticket_id: fields.uuid("ticket_id")?,
+        version: fields.u64("version")?,
+        event_type: fields.str("event_type")?.to_owned(),
+        reason: fields.str("reason")?.to_owned(),
+        event: to_json(fields.get("event")?).map_err(|e| fields.corrupt(format!("event: {e}")))?,
+        state: DeadLetterState::from_name(state)
+            .ok_or_else(|| fields.corrupt(format!("unknown dead-letter state `{state}`")))?,
+        recorded_at: fields.time("recorded_at")?,
     })
 }
 
@@ -491,18 +613,18 @@ mod tests {
             version: 4,
         };
         let document = detail_document(&detail).expect("encodes");
-        assert_eq!(read_detail(&document), Ok(detail.clone()));
+        assert_eq!(read_detail("detail_a", &document), Ok(detail.clone()));
         let row = TicketListRow::from(&detail);
         assert_eq!(
-            read_list_row(&list_document(&row).expect("encodes")),
+            read_list_row("list_a", &list_document(&row).expect("encodes")),
             Ok(row)
         );
 
         let mut bad = document;
         bad.insert("status", "lost");
-        let error = read_detail(&bad).expect_err("an unknown status");
+        let error = read_detail("detail_b", &bad).expect_err("an unknown status");
         assert!(
-            error.contains("ticket_details document") && error.contains("lost"),
+            error.contains("detail_b document") && error.contains("lost"),
             "{error}"
         );
     }

@@ -86,6 +86,14 @@ pub enum OpenError {
         name: String,
         since: String,
     },
+    #[error("MongoDB database {database}: {step} wrote nothing for some documents: {reason}")]
+    MigrationWrite {
+        database: String,
+        /// Which command of which migration, e.g. "migration 0003_...: update projection_slots".
+        step: String,
+        /// The server's write errors.
+        reason: String,
+    },
     #[error("MongoDB database {database}: schema_migrations holds a bad document: {reason}")]
     BadLedger { database: String, reason: String },
 }

@@ -20,6 +20,10 @@
 //! in-memory test server correct for in-process concurrency: jongodb checks
 //! commit-time conflicts without a lock, so two racing commits can both
 //! succeed there.)
+//!
+//! Reads: by position on `_id`, one ticket's stream and the whole store by
+//! (ticket id, version) on the unique `ticket_version` index, each a range
+//! scan of its index in the index's order.
 
 use std::time::Duration;
 
@@ -27,7 +31,7 @@ use async_trait::async_trait;
 use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use mongodb::options::ReturnDocument;
+use mongodb::options::{Hint, ReturnDocument};
 use mongodb::{ClientSession, Collection};
 use uuid::Uuid;
 
@@ -97,7 +101,13 @@ async fn read(
     sort: Document,
     limit: Option<i64>,
 ) -> Result<Vec<RecordedEvent>> {
-    let mut find = events.find(filter).sort(sort);
+    read_with(events.find(filter).sort(sort), limit).await
+}
+
+async fn read_with(
+    mut find: mongodb::action::Find<'_, Document>,
+    limit: Option<i64>,
+) -> Result<Vec<RecordedEvent>> {
     if let Some(limit) = limit {
         let batch = u32::try_from(limit.min(MAX_BATCH as i64)).unwrap_or(1);
         find = find.limit(limit).batch_size(batch);
@@ -107,6 +117,23 @@ async fn read(
         .iter()
         .map(|document| codec::read_event(document).map_err(corrupt))
         .collect()
+}
+
+/// Events strictly after `after` in (ticket id, version) order: a range on
+/// the ticket id plus a tie-break on the version, so the read is one range
+/// scan of the `ticket_version` index in its own order (no sort step).
+fn by_ticket_filter(after: Option<(Uuid, u64)>) -> Document {
+    let Some((ticket_id, version)) = after else {
+        return Document::new();
+    };
+    let ticket_id = codec::id(ticket_id);
+    doc! {
+        event::TICKET_ID: { "$gte": &ticket_id },
+        "$or": [
+            { event::TICKET_ID: { "$gt": &ticket_id } },
+            { event::VERSION: { "$gt": codec::clamp(version) } },
+        ],
+    }
 }
 
 impl MongoStore {
@@ -256,6 +283,23 @@ impl EventStore for MongoStore {
             Some(codec::clamp(limit as u64)),
         )
         .await?)
+    }
+
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let find = self
+            .inner
+            .events
+            .find(by_ticket_filter(after))
+            .sort(doc! { event::TICKET_ID: 1, event::VERSION: 1 })
+            .hint(Hint::Name(TICKET_VERSION_INDEX.to_owned()));
+        Ok(read_with(find, Some(codec::clamp(limit as u64))).await?)
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

@@ -1,16 +1,19 @@
-//! The MongoDB backend: the event store, the read models and their checkpoint
-//! in one database.
+//! The MongoDB backend: the event store and the projections' slots, leases and
+//! dead letters in one database.
 //!
 //! [`MongoStore`] implements both [`eventstore::EventStore`] and
 //! [`readmodel::ViewStore`]. Production runs it on a replica set (a single-node
-//! one will do): appends and view commits are multi-document transactions, and
+//! one will do): appends and slot writes are multi-document transactions, and
 //! tailers wake through a change stream.
 //!
 //! - The global position is the events' `_id`, taken from a counter document
 //!   inside each append's transaction, so it is gap-free and in commit order
 //!   (`events`).
-//! - View commits re-check the checkpoint and guard every ticket document by
-//!   version inside one transaction (`views`).
+//! - Each projection has two slots (collections per slot, a document per slot
+//!   in `projection_slots` saying which is live); every slot write resolves
+//!   the slot, checks its lease's fence and the slot's checkpoint, and writes
+//!   rows under a version guard, in one transaction (`views`).
+//! - Lease times are the server's clock (`clock`).
 //! - The change stream on `events` is only a prompt wake-up; the truth is a
 //!   read by position, and without a stream waiters poll (`change_stream`,
 //!   `wake`).
@@ -19,11 +22,13 @@
 //! - Ids are UUID strings, times BSON dates: milliseconds (`codec`).
 //!
 //! Modules: `codec` (document shapes), `error` (failures, server codes and
-//! their mapping), `txn` (transactions and their retries), `events`, `views`,
-//! `migrate`, `wake`, `change_stream`, and `testing` (a server for tests,
-//! behind the `testing` feature).
+//! their mapping), `txn` (transactions and their retries), `clock`, `events`,
+//! `views` (slots, rows, leases, dead letters), `migrate`, `wake`,
+//! `change_stream`, and `testing` (a server for tests, behind the `testing`
+//! feature).
 
 mod change_stream;
+mod clock;
 mod codec;
 mod error;
 mod events;
@@ -45,6 +50,7 @@ use tokio::task::AbortHandle;
 use crate::wake::Wakeups;
 
 pub use change_stream::MAX_AWAIT;
+pub use clock::ClockSource;
 pub use error::OpenError;
 pub use migrate::{AppliedMigration, STALE_CLAIM, migrations};
 pub use txn::TxnStats;
@@ -65,16 +71,17 @@ struct Inner {
     db: Database,
     events: Collection<Document>,
     counters: Collection<Document>,
-    details: Collection<Document>,
-    list: Collection<Document>,
-    dashboard: Collection<Document>,
-    checkpoints: Collection<Document>,
+    slots: Collection<Document>,
+    leases: Collection<Document>,
+    dead_letters: Collection<Document>,
     wakeups: Arc<Wakeups>,
     txn: txn::TxnCounters,
+    clock: clock::Clock,
     /// Appends through this store take turns (see `events`).
     append_turn: tokio::sync::Mutex<()>,
-    /// View commits through this store take turns (see `views`).
-    commit_turn: tokio::sync::Mutex<()>,
+    /// Writes to a projection slot and its lease through this store take
+    /// turns, one queue per (projection, target) (see `views`).
+    slot_turns: views::SlotTurns,
     /// The change-stream task, stopped when the last clone goes.
     follower: Option<AbortHandle>,
 }
@@ -109,16 +116,16 @@ impl Inner {
         Ok(Inner {
             events: db.collection("events"),
             counters: db.collection("counters"),
-            details: db.collection("ticket_details"),
-            list: db.collection("ticket_list"),
-            dashboard: db.collection("dashboard"),
-            checkpoints: db.collection("checkpoints"),
+            slots: db.collection(views::SLOTS),
+            leases: db.collection(views::LEASES),
+            dead_letters: db.collection(views::DEAD_LETTERS),
             client,
             db,
             wakeups: Arc::new(Wakeups::default()),
             txn: txn::TxnCounters::default(),
+            clock: clock::Clock::default(),
             append_turn: tokio::sync::Mutex::new(()),
-            commit_turn: tokio::sync::Mutex::new(()),
+            slot_turns: views::SlotTurns::default(),
             follower: None,
         })
     }
@@ -133,8 +140,8 @@ impl Inner {
         };
         let mut session = self.client.start_session().await.map_err(refused)?;
         session.start_transaction().await.map_err(refused)?;
-        self.checkpoints
-            .find_one(doc! { "_id": "views" })
+        self.slots
+            .find_one(doc! {})
             .session(&mut session)
             .await
             .map_err(refused)?;
@@ -157,6 +164,7 @@ impl std::fmt::Debug for MongoStore {
             .field("database", &self.inner.db.name())
             .field("change_stream_live", &self.inner.wakeups.is_live())
             .field("transactions", &self.inner.txn.snapshot())
+            .field("clock", &self.inner.clock.source())
             .finish_non_exhaustive()
     }
 }
@@ -218,6 +226,12 @@ impl MongoStore {
     /// Whether a change stream currently wakes waiters (false: they poll).
     pub fn change_stream_live(&self) -> bool {
         self.inner.wakeups.is_live()
+    }
+
+    /// Where lease times come from: the server's clock once it has been
+    /// asked (see [`ClockSource`]).
+    pub fn clock_source(&self) -> ClockSource {
+        self.inner.clock.source()
     }
 
     /// Transactions committed through this store (all clones) and their retries.

@@ -3,9 +3,10 @@
 //!
 //! A migration file is `{"description": ..., "commands": [...]}`: database
 //! commands run in order, verbatim (`create` with a validator, `createIndexes`,
-//! `collMod` ...). Each applied migration is recorded in `schema_migrations`
-//! (`_id` = version, so the version is unique) with a checksum of its text,
-//! which catches a migration edited after it was applied.
+//! `collMod`, seeding `update`s, `delete`s ...). Each applied migration is
+//! recorded in `schema_migrations` (`_id` = version, so the version is unique)
+//! with a checksum of its text, which catches a migration edited after it was
+//! applied.
 //!
 //! Concurrent starters: a starter first inserts a claim document for the
 //! version (`state: "applying"`); the unique `_id` lets exactly one claim
@@ -14,7 +15,12 @@
 //! safe because every command a migration may use is idempotent (`create` of an
 //! existing collection answers NamespaceExists, which the runner turns into a
 //! `collMod` with the same validator; `createIndexes` of an existing index is
-//! a no-op).
+//! a no-op; an `update` may only upsert with `$setOnInsert`, which changes
+//! nothing the second time; a `delete` of what is gone deletes nothing).
+//!
+//! `update` and `delete` answer `ok: 1` even when a document fails (a
+//! validator, a duplicate key): the runner reads their `writeErrors` and
+//! `writeConcernError` and fails the migration on any.
 //!
 //! Servers without `create`/`collMod` (jongodb answers CommandNotFound) get
 //! their collections implicitly on first write and no validators; the runner
@@ -49,7 +55,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_views",
         text: include_str!("../../../migrations/mongodb/0002_views.json"),
     },
+    Migration {
+        version: 3,
+        name: "0003_projection_slots",
+        text: include_str!("../../../migrations/mongodb/0003_projection_slots.json"),
+    },
 ];
+
+/// The commands a migration may use: each is safe to run twice (see the
+/// module docs; `update` only as an upsert with `$setOnInsert`).
+const IDEMPOTENT_VERBS: &[&str] = &["create", "createIndexes", "collMod", "update", "delete"];
 
 /// The ledger collection: the one piece of schema outside the migration files.
 pub(crate) const LEDGER: &str = "schema_migrations";
@@ -92,6 +107,12 @@ impl Migration {
                 name: self.name.to_owned(),
                 reason: e.to_string(),
             })?;
+        for command in &file.commands {
+            is_idempotent(command).map_err(|reason| OpenError::BadMigration {
+                name: self.name.to_owned(),
+                reason,
+            })?;
+        }
         Ok(file.commands)
     }
 }
@@ -259,7 +280,16 @@ impl Runner<'_> {
         let step = format!("migration {}: {verb} {target}", migration.name);
         let result = self.db.run_command(command.clone()).await;
         let error = match result {
-            Ok(_) => return Ok(()),
+            Ok(reply) => {
+                return match write_failures(&reply) {
+                    None => Ok(()),
+                    Some(reason) => Err(OpenError::MigrationWrite {
+                        database: self.db.name().to_owned(),
+                        step,
+                        reason,
+                    }),
+                };
+            }
             Err(error) => error,
         };
         match (verb.as_str(), server_code(&error)) {
@@ -321,6 +351,51 @@ impl Runner<'_> {
             name: fields.str("name").unwrap_or("(unnamed)").to_owned(),
         })
     }
+}
+
+/// What a write command's reply says failed, if anything: its `writeErrors`
+/// and `writeConcernError` (the command itself answered `ok: 1`).
+fn write_failures(reply: &Document) -> Option<String> {
+    let mut failures: Vec<String> = reply
+        .get_array("writeErrors")
+        .map(|errors| errors.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    if let Ok(concern) = reply.get_document("writeConcernError") {
+        failures.push(concern.to_string());
+    }
+    (!failures.is_empty()).then(|| failures.join("; "))
+}
+
+/// Whether a command keeps to what a migration may run (see
+/// [`IDEMPOTENT_VERBS`]): an `update` only upserts with `$setOnInsert`.
+fn is_idempotent(command: &Document) -> Result<(), String> {
+    let verb = command.keys().next().ok_or("an empty command")?;
+    if !IDEMPOTENT_VERBS.contains(&verb.as_str()) {
+        return Err(format!(
+            "`{verb}` is not a command the runner knows to be idempotent"
+        ));
+    }
+    if verb != "update" {
+        return Ok(());
+    }
+    let updates = command
+        .get_array("updates")
+        .map_err(|e| format!("updates: {e}"))?;
+    for update in updates {
+        let update = update.as_document().ok_or("an update is not a document")?;
+        let upsert = update.get_bool("upsert").unwrap_or(false);
+        let operators: Vec<&String> = update
+            .get_document("u")
+            .map_err(|e| format!("u: {e}"))?
+            .keys()
+            .collect();
+        if !upsert || operators != ["$setOnInsert"] {
+            return Err(format!(
+                "an update must upsert with `$setOnInsert` only, not {operators:?} (upsert: {upsert})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `collMod` that gives an existing collection what `create` would have.
@@ -426,13 +501,10 @@ mod tests {
             let commands = migration.commands().expect("the file parses");
             assert!(!commands.is_empty(), "{} has commands", migration.name);
             for command in &commands {
-                let verb = command.keys().next().expect("a verb");
-                assert!(
-                    ["create", "createIndexes", "collMod"].contains(&verb.as_str()),
-                    "{}: `{verb}` is not a command the runner knows to be idempotent",
-                    migration.name
-                );
-                assert!(target(command).is_some(), "{verb} names its collection");
+                if let Err(why) = is_idempotent(command) {
+                    panic!("{}: {why}", migration.name);
+                }
+                assert!(target(command).is_some(), "{command} names its collection");
             }
         }
         // Index keys are ordered: the file's order must survive parsing.
@@ -466,6 +538,77 @@ mod tests {
                 ],
             ]
         );
+    }
+
+    #[test]
+    fn only_idempotent_commands_pass() {
+        let seed = doc! { "update": "s", "updates": [
+            { "q": { "_id": "a" }, "u": { "$setOnInsert": { "n": 1_i64 } }, "upsert": true },
+        ] };
+        assert_eq!(is_idempotent(&seed), Ok(()));
+        let set = doc! { "update": "s", "updates": [
+            { "q": { "_id": "a" }, "u": { "$set": { "n": 1_i64 } }, "upsert": true },
+        ] };
+        assert!(is_idempotent(&set).is_err(), "a $set runs again");
+        let no_upsert = doc! { "update": "s", "updates": [
+            { "q": { "_id": "a" }, "u": { "$setOnInsert": { "n": 1_i64 } } },
+        ] };
+        assert!(is_idempotent(&no_upsert).is_err());
+        assert!(is_idempotent(&doc! { "insert": "s", "documents": [{}] }).is_err());
+        assert!(is_idempotent(&doc! { "drop": "s" }).is_err());
+        assert_eq!(
+            is_idempotent(&doc! { "delete": "s", "deletes": [{ "q": {}, "limit": 0 }] }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn write_errors_in_an_ok_reply_are_failures() {
+        assert_eq!(write_failures(&doc! { "n": 1, "ok": 1.0 }), None);
+        let failed = doc! {
+            "n": 0, "ok": 1.0,
+            "writeErrors": [{ "index": 0, "code": 121, "errmsg": "Document failed validation" }],
+        };
+        let reason = write_failures(&failed).expect("a failure");
+        assert!(reason.contains("Document failed validation"), "{reason}");
+        assert!(write_failures(&doc! { "ok": 1.0, "writeConcernError": { "code": 64 } }).is_some());
+    }
+
+    #[test]
+    fn the_slot_seeds_are_longs_as_the_validators_require() {
+        let slots = MIGRATIONS[2].commands().expect("parses");
+        let seeds = slots
+            .iter()
+            .find(|c| c.get_str("update").ok() == Some("projection_slots"))
+            .expect("the slot seeds");
+        let mut seeded = Vec::new();
+        for update in seeds.get_array("updates").expect("updates") {
+            let update = update.as_document().expect("a document");
+            let id = update
+                .get_document("q")
+                .and_then(|q| q.get_str("_id"))
+                .expect("an _id");
+            let fields = update
+                .get_document("u")
+                .and_then(|u| u.get_document("$setOnInsert"))
+                .expect("$setOnInsert");
+            seeded.push((
+                id.to_owned(),
+                fields.get_str("state").expect("state").to_owned(),
+                fields.get_i64("checkpoint").expect("a long checkpoint"),
+                fields.get_i64("version").expect("a long version"),
+            ));
+        }
+        let expected: Vec<(String, String, i64, i64)> = ["detail", "list", "dashboard"]
+            .iter()
+            .flat_map(|p| {
+                [
+                    (format!("{p}/a"), "live".to_owned(), 0, 1),
+                    (format!("{p}/b"), "retired".to_owned(), 0, 0),
+                ]
+            })
+            .collect();
+        assert_eq!(seeded, expected);
     }
 
     #[test]

@@ -22,6 +22,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle read connections kept for reuse; more may be open while busy.
 const MAX_IDLE_READERS: usize = 4;
 
+/// Prepared statements kept per connection. Each slot's tables have their own
+/// statement texts (two slots of three projections, several list shapes), a
+/// few dozen in all; rusqlite's default of 16 would keep re-preparing them.
+const STATEMENT_CACHE: usize = 96;
+
 pub(crate) struct Connections {
     path: PathBuf,
     writer: Mutex<Connection>,
@@ -50,6 +55,7 @@ impl Connections {
         writer
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(OpenError::sqlite(path, "setting busy_timeout"))?;
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // WAL lets the projector process read (and the query side serve) while
         // ticketd writes. The mode is stored in the file; setting it again is a
         // no-op.
@@ -114,6 +120,7 @@ impl Connections {
         // Readers rarely wait in WAL mode, but can while another connection
         // recovers the WAL index after a crash.
         connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // A guard against a read path that writes by mistake.
         connection.pragma_update(None, "query_only", "ON")?;
         Ok(connection)

@@ -245,6 +245,28 @@ fn read_all(connection: &Connection, after: Position, limit: usize) -> Result<Ve
     rows.map(|row| row?.decode()).collect()
 }
 
+/// Events in (ticket id, version) order after `after`. The row-value keyset
+/// is a range on the unique (ticket_id, version) index, read in index order.
+fn read_by_ticket(
+    connection: &Connection,
+    after: Option<(Uuid, u64)>,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>> {
+    // Every stored id is 36 characters, so all sort after the empty text.
+    let (ticket, version) = after.map_or((String::new(), 0), |(ticket, version)| {
+        (text::id(ticket), clamp(version))
+    });
+    let limit = clamp(u64::try_from(limit).unwrap_or(u64::MAX));
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {COLUMNS} FROM events {BY_TICKET}"))?;
+    let rows = statement.query_map(rusqlite::params![ticket, version, limit], EventRow::read)?;
+    rows.map(|row| row?.decode()).collect()
+}
+
+/// The keyset and order of `read_by_ticket`, after `SELECT {COLUMNS} FROM events`.
+const BY_TICKET: &str =
+    "WHERE (ticket_id, version) > (?1, ?2) ORDER BY ticket_id, version LIMIT ?3";
+
 impl SqliteStore {
     /// The head as stored, which includes other processes' appends; raises the
     /// in-process head to it so that every waiter here wakes.
@@ -290,6 +312,19 @@ impl EventStore for SqliteStore {
         }
         Ok(self
             .read(move |connection| read_all(connection, after, limit))
+            .await?)
+    }
+
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read(move |connection| read_by_ticket(connection, after, limit))
             .await?)
     }
 
@@ -381,6 +416,14 @@ mod tests {
                         "SELECT coalesce(max(version), 0) FROM events WHERE ticket_id = 'x'".into(),
                     )?,
                     plan("SELECT coalesce(max(position), 0) FROM events".into())?,
+                    plan(format!(
+                        "SELECT {COLUMNS} FROM events \
+                         WHERE (ticket_id, version) > ('x', 1) ORDER BY ticket_id, version LIMIT 10"
+                    ))?,
+                    plan(format!(
+                        "SELECT {COLUMNS} FROM events \
+                         WHERE (ticket_id, version) > ('', 0) ORDER BY ticket_id, version LIMIT 10"
+                    ))?,
                 ])
             })
             .await
@@ -400,5 +443,14 @@ mod tests {
             "{}",
             plans[1]
         );
+        // `read_by_ticket` seeks into the unique (ticket_id, version) index
+        // with the row value and reads it in order.
+        for plan in &plans[4..] {
+            assert!(
+                plan.starts_with("SEARCH events USING INDEX sqlite_autoindex_events_")
+                    && plan.contains("(ticket_id,version)>(?,?)"),
+                "{plan}"
+            );
+        }
     }
 }

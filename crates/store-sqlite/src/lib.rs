@@ -1,5 +1,6 @@
 //! The embedded backend: one SQLite file holds the event store, the read models
-//! and their checkpoint.
+//! (each projection in two slots, with its checkpoints), the projector's leases
+//! and its dead letters.
 //!
 //! [`SqliteStore`] implements both [`eventstore::EventStore`] and
 //! [`readmodel::ViewStore`]. Two processes use the file at once (ticketd appends
@@ -14,7 +15,8 @@
 //!   at [`SqliteStore::open`] (`migrate`).
 //!
 //! Modules: `connection` (opening, pragmas, writer and reader pool), `migrate`
-//! (the schema runner), `events` (the event store), `views` (the view store),
+//! (the schema runner), `events` (the event store), `views` (the view store:
+//! slots, rows, leases, dead letters),
 //! `text` (how times and ids are spelled), `error` (failures and their mapping).
 
 mod connection;

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_views",
         sql: include_str!("../../../migrations/sqlite/0002_views.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_projection_slots",
+        sql: include_str!("../../../migrations/sqlite/0003_projection_slots.sql"),
+    },
 ];
 
 /// The migrations this build knows, as (version, name), in order.
@@ -196,6 +201,78 @@ mod tests {
         assert_eq!(checksum("a"), "af63dc4c8601ec8c");
         assert_eq!(checksum("a\nb"), checksum("a\r\nb"));
         assert_ne!(checksum("a\nb"), checksum("a\nc"));
+    }
+
+    /// A file that holds views in the 0002 tables moves to slots: the old
+    /// tables go (views are derived; the projector replays into slot a from
+    /// position 0), events stay, every projection starts at 0 in slot a.
+    #[test]
+    fn slots_replace_the_old_view_tables_and_keep_the_events() {
+        let path = std::path::Path::new(":memory:");
+        let mut connection = Connection::open_in_memory().expect("a database");
+        for migration in &MIGRATIONS[..2] {
+            assert!(apply_one(&mut connection, path, migration).expect("apply"));
+        }
+        connection
+            .execute_batch(
+                "INSERT INTO events VALUES (1, '00000000-0000-7000-8000-000000000001',
+                     '00000000-0000-7000-8000-000000000002', 1, 'TicketOpened', 1,
+                     '2024-05-01T09:30:00.000000Z', '{}', '{}');
+                 UPDATE dashboard SET count = 1 WHERE status = 'open';
+                 INSERT INTO checkpoints VALUES ('views', 1, '2024-05-01T09:30:00.000000Z');",
+            )
+            .expect("an old file's data");
+        assert_eq!(apply(&mut connection, path).expect("apply"), vec![3]);
+
+        let tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .expect("tables");
+        for gone in ["ticket_details", "ticket_list", "dashboard", "checkpoints"] {
+            assert!(!tables.iter().any(|t| t == gone), "{gone} is still there");
+        }
+        let events: i64 = connection
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .expect("events");
+        assert_eq!(events, 1, "events are untouched");
+        let slots: Vec<(String, String, String, i64, i64)> = connection
+            .prepare(
+                "SELECT projection, slot, state, checkpoint, version FROM projection_slots
+                 ORDER BY projection, slot",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .expect("slots");
+        let expected: Vec<(String, String, String, i64, i64)> = ["dashboard", "detail", "list"]
+            .into_iter()
+            .flat_map(|p| {
+                [
+                    (p.into(), "a".into(), "live".into(), 0, 1),
+                    (p.into(), "b".into(), "retired".into(), 0, 0),
+                ]
+            })
+            .collect();
+        assert_eq!(slots, expected);
+        let second_live = connection.execute(
+            "UPDATE projection_slots SET state = 'live' WHERE projection = 'list' AND slot = 'b'",
+            [],
+        );
+        assert!(second_live.is_err(), "one live slot per projection");
     }
 
     #[test]

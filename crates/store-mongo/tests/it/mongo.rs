@@ -1,6 +1,7 @@
 //! What is MongoDB's own: the URI's database, migrations, the unique index,
 //! concurrent writers and their transaction retries, the change stream and the
-//! polling fallback, bad documents.
+//! polling fallback, bad documents, the slot migration, the lease clock and
+//! the fence's write.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -13,9 +14,9 @@ use eventstore::{EventStore, NewEvent, Position, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use readmodel::{ViewError, ViewStore};
+use readmodel::{Projection, Target, ViewError, ViewStore};
 use store_mongo::testing::{self, ServerKind};
-use store_mongo::{MongoStore, migrations};
+use store_mongo::{ClockSource, MongoStore, migrations};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -165,14 +166,36 @@ async fn migrations_are_applied_once_recorded_and_reconnecting_is_a_no_op() {
         .expect("events indexes");
     assert!(events.contains(&"ticket_version".to_owned()), "{events:?}");
     assert!(events.contains(&"event_id".to_owned()), "{events:?}");
-    let list = store
+    for slot in ["list_a", "list_b"] {
+        let list = store
+            .database()
+            .collection::<Document>(slot)
+            .list_index_names()
+            .await
+            .expect("list indexes");
+        assert!(list.contains(&"newest".to_owned()), "{slot}: {list:?}");
+        assert!(
+            list.contains(&"status_newest".to_owned()),
+            "{slot}: {list:?}"
+        );
+    }
+    let slots = store
         .database()
-        .collection::<Document>("ticket_list")
+        .collection::<Document>("projection_slots")
         .list_index_names()
         .await
-        .expect("list indexes");
-    assert!(list.contains(&"newest".to_owned()), "{list:?}");
-    assert!(list.contains(&"status_newest".to_owned()), "{list:?}");
+        .expect("slot indexes");
+    assert!(slots.contains(&"one_live".to_owned()), "{slots:?}");
+    let letters = store
+        .database()
+        .collection::<Document>("dead_letters")
+        .list_index_names()
+        .await
+        .expect("dead-letter indexes");
+    assert!(
+        letters.contains(&"projection_position".to_owned()),
+        "{letters:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -600,13 +623,13 @@ async fn bad_stored_documents_are_reported_as_corrupt_with_their_place() {
     }
     let id = Uuid::now_v7();
     let inserted = db
-        .collection::<Document>("ticket_details")
+        .collection::<Document>("detail_a")
         .insert_one(doc! { "_id": id.to_string(), "status": "lost" })
         .await;
     let found = store.ticket(id).await;
     match (inserted, found) {
         (Ok(_), Err(ViewError::Corrupt(what))) => {
-            assert!(what.contains("ticket_details document"), "{what}");
+            assert!(what.contains("detail_a document"), "{what}");
         }
         (Err(_), Ok(None)) => {} // The validator refused it.
         (inserted, found) => panic!("unexpected: {inserted:?} / {found:?}"),
@@ -639,4 +662,148 @@ async fn events_keep_their_envelope_and_milliseconds() {
         "BSON dates hold milliseconds"
     );
     assert!(read[0].occurred_at <= sent, "truncated, never rounded up");
+}
+
+/// Migration 0003 replaces the views of 0002: their documents go (the
+/// collections stay, jongodb cannot drop them), the slots are seeded. Re-run
+/// (a starter that died before recording it), it changes nothing it seeded.
+#[tokio::test]
+async fn the_slot_migration_clears_the_old_views_and_reruns_harmlessly() {
+    let Some((uri, store)) = fresh("migration 0003").await else {
+        return;
+    };
+    let db = store.database();
+    let slots = documents(&store, "projection_slots", doc! {}).await;
+    let seeded: Vec<(String, String, i64, i64)> = slots
+        .iter()
+        .map(|slot| {
+            (
+                slot.get_str("_id").expect("_id").to_owned(),
+                slot.get_str("state").expect("state").to_owned(),
+                slot.get_i64("checkpoint").expect("a long checkpoint"),
+                slot.get_i64("version").expect("a long version"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, i64, i64)> = ["dashboard", "detail", "list"]
+        .iter()
+        .flat_map(|p| {
+            [
+                (format!("{p}/a"), "live".to_owned(), 0, 1),
+                (format!("{p}/b"), "retired".to_owned(), 0, 0),
+            ]
+        })
+        .collect();
+    assert_eq!(seeded, expected, "slot a live at version 1, b never built");
+    for counts in ["dashboard_counts_a", "dashboard_counts_b"] {
+        let zeros: Vec<Document> = documents(&store, counts, doc! {}).await;
+        assert_eq!(
+            zeros,
+            vec![
+                doc! { "_id": "closed", "count": 0_i64 },
+                doc! { "_id": "open", "count": 0_i64 },
+                doc! { "_id": "triaged", "count": 0_i64 },
+            ],
+            "{counts}"
+        );
+    }
+
+    // As a database from before 0003 would hold: old views, and 0003 not
+    // recorded. Meanwhile the projector has moved the live detail slot.
+    let ticket = Uuid::now_v7().to_string();
+    db.collection::<Document>("ticket_details")
+        .insert_one(doc! { "_id": &ticket, "version": 1_i64 })
+        .await
+        .expect("an old detail");
+    db.collection::<Document>("checkpoints")
+        .insert_one(doc! { "_id": "views", "position": 7_i64 })
+        .await
+        .expect("an old checkpoint");
+    db.collection::<Document>("projection_slots")
+        .update_one(
+            doc! { "_id": "detail/a" },
+            doc! { "$set": { "checkpoint": 5_i64 } },
+        )
+        .await
+        .expect("move a checkpoint");
+    db.collection::<Document>("schema_migrations")
+        .delete_one(doc! { "_id": 3_i64 })
+        .await
+        .expect("forget 0003");
+
+    let again = MongoStore::connect(&uri).await.expect("reconnect");
+    assert_eq!(again.migrate().await.expect("migrate"), Vec::<u32>::new());
+    for old in ["ticket_details", "checkpoints"] {
+        assert_eq!(
+            documents(&store, old, doc! {}).await,
+            Vec::<Document>::new(),
+            "{old} is emptied"
+        );
+    }
+    assert_eq!(
+        again
+            .checkpoint(Projection::Detail, Target::Live)
+            .await
+            .expect("checkpoint"),
+        5,
+        "re-seeding kept the moved checkpoint"
+    );
+    assert_eq!(
+        documents(&store, "projection_slots", doc! {}).await.len(),
+        6
+    );
+}
+
+/// Lease times come from the server's `hello.localTime`; jongodb has none,
+/// and there the store stands in with this process's clock (same host).
+#[tokio::test]
+async fn lease_times_are_the_servers_clock() {
+    let Some((_, store)) = fresh("clock").await else {
+        return;
+    };
+    assert_eq!(store.clock_source(), ClockSource::Unknown, "not asked yet");
+    let before = chrono::Utc::now();
+    let status = store.status(Projection::Detail).await.expect("status");
+    let expected = match server_kind().expect("a server") {
+        ServerKind::Jongodb => {
+            let after = chrono::Utc::now();
+            assert!(
+                status.now >= before - chrono::Duration::milliseconds(1) && status.now <= after,
+                "this host's clock: {before} <= {} <= {after}",
+                status.now
+            );
+            ClockSource::Local
+        }
+        ServerKind::External => ClockSource::Server,
+    };
+    assert_eq!(store.clock_source(), expected);
+}
+
+/// The fence check inside a slot write is itself a write to the lease
+/// document, so that a takeover committing at the same time conflicts with it
+/// on a replica set instead of slipping past it.
+#[tokio::test]
+async fn a_slot_write_writes_its_lease_document() {
+    let Some((_, store)) = fresh("fenced write").await else {
+        return;
+    };
+    let fence = store
+        .acquire_lease(
+            Projection::Detail,
+            Target::Shadow,
+            "rebuilder",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("acquire")
+        .expect("a free lease");
+    let lease = || documents(&store, "projection_leases", doc! { "_id": "detail/shadow" });
+    assert_eq!(lease().await[0].get_i64("fenced_writes").ok(), Some(0));
+    store.reset_shadow(&fence).await.expect("reset");
+    store.swap_shadow(&fence).await.expect("swap");
+    let stored = lease().await.remove(0);
+    assert_eq!(stored.get_i64("fenced_writes").ok(), Some(2));
+    assert_eq!(stored.get_str("holder").ok(), Some("rebuilder"));
+    assert_eq!(stored.get_i64("token").ok(), Some(1));
+    assert!(stored.get_datetime("expires_at").is_ok(), "a BSON date");
 }

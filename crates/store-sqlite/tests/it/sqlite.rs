@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use domain::Event;
 use eventstore::{EventStore, NewEvent, RecordedEvent, StoreError};
-use readmodel::{DashboardDelta, ViewChanges, ViewError, ViewStore};
+use readmodel::{
+    DashboardDelta, ListQuery, ListSort, Projection, Rows, Target, ViewChanges, ViewError,
+    ViewStore,
+};
 use store_sqlite::{OpenError, SqliteStore};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -105,10 +108,19 @@ async fn migrations_are_applied_once_and_reopening_changes_nothing() {
 
     let again = applied(&open(&path)).await;
     assert_eq!(again, first, "reopening applies and records nothing new");
-    let seeded: i64 = raw(&path)
-        .query_row("SELECT count(*) FROM dashboard", [], |row| row.get(0))
-        .expect("count");
-    assert_eq!(seeded, 3, "the dashboard seed ran once");
+    let connection = raw(&path);
+    for (table, rows) in [
+        ("projection_slots", 6),
+        ("dashboard_counts_a", 3),
+        ("dashboard_counts_b", 3),
+    ] {
+        let seeded: i64 = connection
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .expect("count");
+        assert_eq!(seeded, rows, "the {table} seed ran once");
+    }
 }
 
 #[tokio::test]
@@ -225,7 +237,15 @@ async fn data_survives_closing_and_reopening() {
     let store = open(&path);
     assert_eq!(store.read_stream(ticket).await.expect("read"), recorded);
     assert_eq!(store.head().await.expect("head"), recorded[1].position);
-    assert_eq!(store.checkpoint().await.expect("checkpoint"), checkpoint);
+    for projection in Projection::ALL {
+        assert_eq!(
+            store
+                .checkpoint(projection, Target::Live)
+                .await
+                .expect("checkpoint"),
+            checkpoint
+        );
+    }
     assert_eq!(store.ticket(ticket).await.expect("ticket"), detail);
     assert_eq!(store.dashboard().await.expect("dashboard"), dashboard);
 }
@@ -310,7 +330,7 @@ async fn bad_stored_rows_are_reported_as_corrupt_with_their_place() {
     }
 }
 
-/// A delta that would take a count below zero means the views and their
+/// A delta that would take a count below zero means the rows and their
 /// checkpoint disagree; the commit is refused and changes nothing.
 #[tokio::test]
 async fn a_dashboard_count_never_goes_below_zero() {
@@ -319,21 +339,108 @@ async fn a_dashboard_count_never_goes_below_zero() {
     open_ticket(&store).await;
     let checkpoint = conformance::catch_up(&store, &store, 10).await;
     let before = store.dashboard().await.expect("dashboard");
+    let fence = conformance::fence(&store, Projection::Dashboard, Target::Live).await;
     let result = store
-        .commit(ViewChanges {
-            from: checkpoint,
-            to: checkpoint + 1,
-            tickets: Vec::new(),
-            dashboard: DashboardDelta {
-                open: 1,
-                triaged: 0,
-                closed: -1,
+        .commit(
+            &fence,
+            ViewChanges {
+                projection: Projection::Dashboard,
+                from: checkpoint,
+                to: checkpoint + 1,
+                rows: Rows::empty(Projection::Dashboard),
+                dashboard: DashboardDelta {
+                    open: 1,
+                    triaged: 0,
+                    closed: -1,
+                },
             },
-        })
+        )
         .await;
     assert!(matches!(result, Err(ViewError::Corrupt(_))), "{result:?}");
     assert_eq!(store.dashboard().await.expect("dashboard"), before);
-    assert_eq!(store.checkpoint().await.expect("checkpoint"), checkpoint);
+    assert_eq!(
+        store
+            .checkpoint(Projection::Dashboard, Target::Live)
+            .await
+            .expect("checkpoint"),
+        checkpoint
+    );
+}
+
+/// Lease times are the database's clock, stored in the same fixed-width
+/// spelling as every other time (so text order is time order).
+#[tokio::test]
+async fn lease_times_are_stored_in_the_time_format() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    store
+        .acquire_lease(
+            Projection::Detail,
+            Target::Live,
+            "holder",
+            Duration::from_millis(1500),
+        )
+        .await
+        .expect("acquire")
+        .expect("a free lease");
+    let (expires_at, heartbeat_at): (String, String) = raw(&path)
+        .query_row(
+            "SELECT expires_at, heartbeat_at FROM projection_leases",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the lease row");
+    for at in [&expires_at, &heartbeat_at] {
+        assert_eq!(at.len(), "2024-05-01T09:30:00.123456Z".len(), "{at}");
+        assert!(at.ends_with("000Z"), "milliseconds, padded: {at}");
+    }
+    let status = store.status(Projection::Detail).await.expect("status");
+    let lease = status.live_lease.expect("the lease");
+    assert_eq!(
+        lease.expires_at - lease.heartbeat_at,
+        chrono::Duration::milliseconds(1500),
+        "expires_at is the heartbeat plus the ttl, on one clock reading"
+    );
+}
+
+/// A store opened on a file with a half-written slot table (an operator's
+/// mistake) reports the projection as corrupt rather than guessing a slot.
+#[tokio::test]
+async fn slots_without_exactly_one_live_are_corrupt() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    raw(&path)
+        .execute(
+            "UPDATE projection_slots SET state = 'retired' WHERE projection = 'list'",
+            [],
+        )
+        .expect("retire every list slot");
+    for result in [
+        store
+            .list(&ListQuery {
+                status: None,
+                after: None,
+                limit: 10,
+                sort: ListSort::NewestFirst,
+            })
+            .await
+            .map(|_| ()),
+        store
+            .checkpoint(Projection::List, Target::Live)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(ViewError::Corrupt(message)) => {
+                assert!(message.contains("projection_slots of list"), "{message}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    assert!(
+        store.ticket(Uuid::now_v7()).await.is_ok(),
+        "other projections are unaffected"
+    );
 }
 
 const CHILD_DB: &str = "STORE_SQLITE_IT_CHILD_DB";

@@ -1,0 +1,513 @@
+//! The view store: each projection's two slots, their leases, the dead
+//! letters, and the query side's reads of the live slots.
+//!
+//! Every write to a slot (`commit`, `reset_shadow`, `swap_shadow`) is one
+//! transaction that, in order: checks the fence against the stored lease on
+//! the server's clock (`LeaseLost`), resolves the fence's target to a slot
+//! from `projection_slots` (so "live" means the slot live at commit time),
+//! checks the slot's checkpoint (`CheckpointMoved`), writes the rows under
+//! the version guard and the dashboard's counts, and moves the slot's
+//! document. On any error nothing is written.
+//!
+//! The query side resolves the live slot on every call (one `find_one` on
+//! `projection_slots`, then the slot's collection), so a swap takes effect for
+//! the next query.
+//!
+//! Writes to one (projection, target) through one store (all its clones) take
+//! turns on an async mutex, a swap taking both of its projection's. Each such
+//! write touches the same lease and slot documents, so on the server
+//! concurrent ones could only abort each other and retry; queueing them loses
+//! nothing. It also keeps the in-memory test server correct for in-process
+//! concurrency: jongodb's transactions commit whole documents from their
+//! snapshot without checking for conflicting writes, so a heartbeat racing a
+//! commit's fence check could be lost there. Writers in other processes still
+//! meet the server's write-conflict detection.
+
+mod dead_letters;
+mod leases;
+mod rows;
+mod slots;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eventstore::Position;
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use mongodb::{ClientSession, Collection};
+use readmodel::{
+    Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, ListSort, Projection,
+    ProjectionStatus, Rows, RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError,
+    ViewStore,
+};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::codec;
+use crate::error::DbError;
+use crate::txn::Transaction;
+use crate::{Inner, MongoStore};
+
+use slots::Slot;
+
+/// Collection names from `migrations/mongodb/0003_projection_slots.json`.
+pub(crate) const SLOTS: &str = "projection_slots";
+pub(crate) const LEASES: &str = "projection_leases";
+pub(crate) const DEAD_LETTERS: &str = "dead_letters";
+
+type Result<T, E = DbError<ViewError>> = std::result::Result<T, E>;
+
+fn corrupt(what: String) -> DbError<ViewError> {
+    DbError::Corrupt(what)
+}
+
+/// A caller's request that breaks the contract (a fence for another
+/// projection, rows of the wrong kind): refused before anything is read.
+fn misuse(what: String) -> DbError<ViewError> {
+    DbError::Refused(ViewError::Corrupt(what))
+}
+
+/// The queues of slot writes, one per (projection, target).
+#[derive(Debug, Default)]
+pub(crate) struct SlotTurns {
+    turns: [[Mutex<()>; 2]; 3],
+}
+
+impl SlotTurns {
+    fn of(&self, projection: Projection, target: Target) -> &Mutex<()> {
+        let p = match projection {
+            Projection::Detail => 0,
+            Projection::List => 1,
+            Projection::Dashboard => 2,
+        };
+        let t = match target {
+            Target::Live => 0,
+            Target::Shadow => 1,
+        };
+        &self.turns[p][t]
+    }
+}
+
+/// All documents `filter` matches, in `sort` order, up to `limit`, inside the
+/// transaction of `session` if there is one.
+pub(crate) async fn find_all(
+    collection: &Collection<Document>,
+    filter: Document,
+    sort: Document,
+    limit: Option<i64>,
+    session: Option<&mut ClientSession>,
+) -> Result<Vec<Document>, mongodb::error::Error> {
+    let mut find = collection.find(filter).sort(sort);
+    if let Some(limit) = limit {
+        let batch = u32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        find = find.limit(limit).batch_size(batch);
+    }
+    match session {
+        Some(session) => {
+            find.session(&mut *session)
+                .await?
+                .stream(session)
+                .try_collect()
+                .await
+        }
+        None => find.await?.try_collect().await,
+    }
+}
+
+fn rows_of(inner: &Inner, projection: Projection, slot: Slot) -> Collection<Document> {
+    inner
+        .db
+        .collection(slots::rows_collection(projection, slot))
+}
+
+fn counts_of(inner: &Inner, slot: Slot) -> Collection<Document> {
+    inner.db.collection(slots::counts_collection(slot))
+}
+
+/// What a slot write does once the fence is checked and the slots are read.
+enum Write<'a> {
+    Commit {
+        changes: &'a ViewChanges,
+        documents: &'a [Document],
+    },
+    Reset,
+    Swap,
+}
+
+impl MongoStore {
+    /// Runs `write` for `fence` in one transaction (retried as `txn` says),
+    /// taking the turns of the slots it writes.
+    async fn write_slot(&self, fence: &Fence, write: Write<'_>) -> Result<()> {
+        let inner = &self.inner;
+        // A swap also writes the live slot's document. Whoever takes both
+        // turns takes the live one first.
+        let _live_turn = match write {
+            Write::Swap => Some(
+                inner
+                    .slot_turns
+                    .of(fence.projection, Target::Live)
+                    .lock()
+                    .await,
+            ),
+            Write::Commit { .. } | Write::Reset => None,
+        };
+        let _turn = inner
+            .slot_turns
+            .of(fence.projection, fence.target)
+            .lock()
+            .await;
+        let now = inner.clock.now(&inner.db).await?;
+        let mut txn = Transaction::start(&inner.client, &inner.txn).await?;
+        loop {
+            let session = txn.begin().await?;
+            let outcome = write_attempt(inner, session, fence, &write, now).await;
+            if let Some(()) = txn.settle(outcome).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn commit_in(&self, fence: &Fence, changes: &ViewChanges) -> Result<()> {
+        let projection = changes.projection;
+        if fence.projection != projection {
+            return Err(misuse(format!(
+                "a {} fence cannot commit changes to {projection}",
+                fence.projection
+            )));
+        }
+        if changes.rows.projection() != projection {
+            return Err(misuse(format!(
+                "changes to {projection} carry {} rows",
+                changes.rows.projection()
+            )));
+        }
+        if projection != Projection::Dashboard && !changes.dashboard.is_zero() {
+            return Err(misuse(format!(
+                "changes to {projection} carry a dashboard delta"
+            )));
+        }
+        if changes.to < changes.from {
+            return Err(misuse(format!(
+                "changes to {projection} move the checkpoint back from {} to {}",
+                changes.from, changes.to
+            )));
+        }
+        let documents = codec::row_documents(&changes.rows).map_err(corrupt)?;
+        self.write_slot(
+            fence,
+            Write::Commit {
+                changes,
+                documents: &documents,
+            },
+        )
+        .await
+    }
+}
+
+/// Refuses a rebuild's write made with a fence that is not the shadow's.
+fn shadow_only(fence: &Fence, what: &str) -> Result<()> {
+    match fence.target {
+        Target::Shadow => Ok(()),
+        Target::Live => Err(misuse(format!(
+            "{what} of {} needs the shadow slot's fence, not the live one's",
+            fence.projection
+        ))),
+    }
+}
+
+/// One attempt of a slot write, inside the transaction of `session`.
+async fn write_attempt(
+    inner: &Inner,
+    session: &mut ClientSession,
+    fence: &Fence,
+    write: &Write<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let projection = fence.projection;
+    slots::check_fence(&inner.leases, fence, now, session).await?;
+    let read = slots::read(&inner.slots, projection, Some(&mut *session)).await?;
+    let (slot, status) = read.get(fence.target).clone();
+    match write {
+        Write::Commit { changes, documents } => {
+            if status.checkpoint != changes.from {
+                return Err(DbError::Refused(ViewError::CheckpointMoved {
+                    expected: changes.from,
+                    found: status.checkpoint,
+                }));
+            }
+            rows::write_guarded(&rows_of(inner, projection, slot), documents, session).await?;
+            if projection == Projection::Dashboard {
+                rows::add_to_counts(&counts_of(inner, slot), &changes.dashboard, session).await?;
+            }
+            slots::set_checkpoint(
+                &inner.slots,
+                projection,
+                slot,
+                changes.from,
+                changes.to,
+                session,
+            )
+            .await
+        }
+        Write::Reset => {
+            let counts = (projection == Projection::Dashboard).then(|| counts_of(inner, slot));
+            rows::clear(&rows_of(inner, projection, slot), counts.as_ref(), session).await?;
+            slots::restart(&inner.slots, projection, slot, session).await
+        }
+        Write::Swap => {
+            slots::swap(&inner.slots, projection, &read, session).await?;
+            // The live slot changed under its lease holder, which may have
+            // loaded rows from the old slot for a commit whose checkpoint the
+            // new slot happens to share: a new token makes that commit fail
+            // (LeaseLost), and the holder re-acquires and reloads.
+            inner
+                .leases
+                .update_one(
+                    doc! { "_id": slots::lease_id(projection, Target::Live) },
+                    doc! { "$inc": { "token": 1_i64 } },
+                )
+                .session(&mut *session)
+                .await
+                .map_err(DbError::from)?;
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl ViewStore for MongoStore {
+    async fn checkpoint(
+        &self,
+        projection: Projection,
+        target: Target,
+    ) -> Result<Position, ViewError> {
+        let read = slots::read(&self.inner.slots, projection, None).await?;
+        Ok(read.get(target).1.checkpoint)
+    }
+
+    async fn load_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        ids: &[Uuid],
+    ) -> Result<Rows, ViewError> {
+        if ids.is_empty() {
+            return Ok(Rows::empty(projection));
+        }
+        let (slot, _) = *slots::read(&self.inner.slots, projection, None)
+            .await?
+            .get(target);
+        let collection = rows_of(&self.inner, projection, slot);
+        let ids: Vec<String> = ids.iter().map(|id| codec::id(*id)).collect();
+        let documents = find_all(
+            &collection,
+            doc! { "_id": { "$in": ids } },
+            doc! { "_id": 1 },
+            None,
+            None,
+        )
+        .await
+        .map_err(DbError::<ViewError>::from)?;
+        Ok(codec::read_rows(projection, collection.name(), &documents).map_err(corrupt)?)
+    }
+
+    async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
+        Ok(self.commit_in(fence, &changes).await?)
+    }
+
+    async fn scan_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Rows, ViewError> {
+        if limit == 0 {
+            return Ok(Rows::empty(projection));
+        }
+        let (slot, _) = *slots::read(&self.inner.slots, projection, None)
+            .await?
+            .get(target);
+        let collection = rows_of(&self.inner, projection, slot);
+        let filter = after.map_or_else(Document::new, |after| {
+            doc! { "_id": { "$gt": codec::id(after) } }
+        });
+        let documents = find_all(
+            &collection,
+            filter,
+            doc! { "_id": 1 },
+            Some(codec::clamp(limit as u64)),
+            None,
+        )
+        .await
+        .map_err(DbError::<ViewError>::from)?;
+        Ok(codec::read_rows(projection, collection.name(), &documents).map_err(corrupt)?)
+    }
+
+    async fn counts(&self, target: Target) -> Result<Dashboard, ViewError> {
+        let (slot, _) = *slots::read(&self.inner.slots, Projection::Dashboard, None)
+            .await?
+            .get(target);
+        Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+    }
+
+    async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
+        shadow_only(fence, "resetting")?;
+        Ok(self.write_slot(fence, Write::Reset).await?)
+    }
+
+    async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
+        shadow_only(fence, "swapping")?;
+        Ok(self.write_slot(fence, Write::Swap).await?)
+    }
+
+    async fn acquire_lease(
+        &self,
+        projection: Projection,
+        target: Target,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Fence>, ViewError> {
+        let inner = &self.inner;
+        let _turn = inner.slot_turns.of(projection, target).lock().await;
+        let now = inner
+            .clock
+            .now(&inner.db)
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+        Ok(leases::acquire(&inner.leases, projection, target, holder, ttl, now).await?)
+    }
+
+    async fn heartbeat(
+        &self,
+        fence: &Fence,
+        ttl: Duration,
+        state: RunState,
+        last_error: Option<&str>,
+    ) -> Result<(), ViewError> {
+        let inner = &self.inner;
+        let _turn = inner
+            .slot_turns
+            .of(fence.projection, fence.target)
+            .lock()
+            .await;
+        let now = inner
+            .clock
+            .now(&inner.db)
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+        Ok(leases::heartbeat(&inner.leases, fence, ttl, state, last_error, now).await?)
+    }
+
+    async fn release_lease(&self, fence: &Fence) -> Result<(), ViewError> {
+        let inner = &self.inner;
+        let _turn = inner
+            .slot_turns
+            .of(fence.projection, fence.target)
+            .lock()
+            .await;
+        let now = inner
+            .clock
+            .now(&inner.db)
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+        Ok(leases::release(&inner.leases, fence, now).await?)
+    }
+
+    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
+        let inner = &self.inner;
+        let read = slots::read(&inner.slots, projection, None).await?;
+        let live_lease = leases::status(&inner.leases, projection, Target::Live).await?;
+        let shadow_lease = leases::status(&inner.leases, projection, Target::Shadow).await?;
+        let dead_letters_pending = dead_letters::pending(&inner.dead_letters, projection).await?;
+        let now = inner
+            .clock
+            .now(&inner.db)
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+        Ok(ProjectionStatus {
+            projection,
+            live: read.live.1,
+            shadow: read.shadow.1,
+            live_lease,
+            shadow_lease,
+            dead_letters_pending,
+            now,
+        })
+    }
+
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), ViewError> {
+        Ok(dead_letters::put(&self.inner.dead_letters, letter).await?)
+    }
+
+    async fn dead_letters(
+        &self,
+        projection: Option<Projection>,
+    ) -> Result<Vec<DeadLetter>, ViewError> {
+        Ok(dead_letters::list(&self.inner.dead_letters, projection).await?)
+    }
+
+    async fn set_dead_letter_state(
+        &self,
+        projection: Projection,
+        position: Position,
+        state: DeadLetterState,
+    ) -> Result<bool, ViewError> {
+        Ok(dead_letters::set_state(&self.inner.dead_letters, projection, position, state).await?)
+    }
+
+    async fn skipped_positions(
+        &self,
+        projection: Projection,
+        after: Position,
+        up_to: Position,
+    ) -> Result<HashSet<Position>, ViewError> {
+        Ok(dead_letters::skipped(&self.inner.dead_letters, projection, after, up_to).await?)
+    }
+
+    async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
+        let slot = slots::live(&self.inner.slots, Projection::Detail).await?;
+        let collection = rows_of(&self.inner, Projection::Detail, slot);
+        let document = collection
+            .find_one(doc! { "_id": codec::id(id) })
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+        Ok(document
+            .as_ref()
+            .map(|document| codec::read_detail(collection.name(), document))
+            .transpose()
+            .map_err(ViewError::Corrupt)?)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
+        match query.sort {
+            ListSort::NewestFirst => {}
+        }
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let slot = slots::live(&self.inner.slots, Projection::List).await?;
+        let collection = rows_of(&self.inner, Projection::List, slot);
+        let documents = find_all(
+            &collection,
+            rows::list_filter(query),
+            doc! { "created_at": -1, "_id": -1 },
+            Some(codec::clamp(query.limit as u64)),
+            None,
+        )
+        .await
+        .map_err(DbError::<ViewError>::from)?;
+        documents
+            .iter()
+            .map(|document| {
+                codec::read_list_row(collection.name(), document).map_err(ViewError::Corrupt)
+            })
+            .collect()
+    }
+
+    async fn dashboard(&self) -> Result<Dashboard, ViewError> {
+        let slot = slots::live(&self.inner.slots, Projection::Dashboard).await?;
+        Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+    }
+}

@@ -1,0 +1,501 @@
+//! The view store: every projection in two slots (`slots`), their rows
+//! (`rows`), the leases that fence their writers (`leases`) and the dead
+//! letters (`dead_letters`). The semantics are those of
+//! `docs/projection-store-semantics.md`, shared with the MongoDB backend.
+//!
+//! Every write is one `BEGIN IMMEDIATE` transaction that first checks the
+//! writer's fence and then resolves the slot it writes: holding the write lock
+//! from the first read, nothing (another holder, a swap) can change either
+//! before the commit. Every read that resolves a slot (the query side, a
+//! checkpoint, rows) does so in the same read transaction as it reads the
+//! slot, so it never mixes two slots.
+
+/// The database clock's now, spelled as every stored time is (`text`):
+/// SQLite's `'now'` has millisecond resolution, padded to six fractional
+/// digits. One statement sees one `'now'` however often it names it.
+macro_rules! now {
+    () => {
+        "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')"
+    };
+}
+
+/// The database clock's now plus the statement's `:ttl` parameter, a modifier
+/// such as `+1.500 seconds`.
+macro_rules! now_plus_ttl {
+    () => {
+        "(strftime('%Y-%m-%dT%H:%M:%f', 'now', :ttl) || '000Z')"
+    };
+}
+
+mod dead_letters;
+mod leases;
+mod rows;
+mod slots;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eventstore::Position;
+use readmodel::{
+    Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, Projection, ProjectionStatus, Rows,
+    RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError, ViewStore,
+};
+use rusqlite::{Connection, TransactionBehavior};
+use uuid::Uuid;
+
+use crate::SqliteStore;
+use crate::error::DbError;
+
+type Result<T, E = DbError<ViewError>> = std::result::Result<T, E>;
+
+fn sql_int(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value)
+        .map_err(|_| DbError::Corrupt(format!("{what} {value} exceeds SQLite's integer range")))
+}
+
+/// Runs `job` in one read transaction: one snapshot of the file throughout.
+fn reading<T>(connection: &Connection, job: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let tx = connection.unchecked_transaction()?;
+    let value = job(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// Runs `job` in one `BEGIN IMMEDIATE` transaction, committed only if it
+/// succeeds: on any error nothing is written.
+fn writing<T>(
+    connection: &mut Connection,
+    job: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = job(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn refused(what: String) -> DbError<ViewError> {
+    DbError::Refused(ViewError::Corrupt(what))
+}
+
+fn commit(connection: &Connection, fence: &Fence, changes: &ViewChanges) -> Result<()> {
+    let projection = fence.projection;
+    if changes.projection != projection || changes.rows.projection() != projection {
+        return Err(refused(format!(
+            "a commit to {projection} carries {} changes with {} rows",
+            changes.projection,
+            changes.rows.projection()
+        )));
+    }
+    if projection != Projection::Dashboard && !changes.dashboard.is_zero() {
+        return Err(refused(format!(
+            "a commit to {projection} carries a dashboard delta"
+        )));
+    }
+    slots::check_fence(connection, fence)?;
+    let (slot, status) = slots::resolve(connection, projection, fence.target)?;
+    if status.checkpoint != changes.from {
+        return Err(DbError::Refused(ViewError::CheckpointMoved {
+            expected: changes.from,
+            found: status.checkpoint,
+        }));
+    }
+    rows::write_rows(connection, slot, &changes.rows)?;
+    if projection == Projection::Dashboard {
+        rows::add_to_counts(connection, slot, &changes.dashboard)?;
+    }
+    slots::set_checkpoint(connection, projection, slot, changes.to)
+}
+
+fn reset_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
+    slots::require_shadow(fence, "a reset")?;
+    slots::check_fence(connection, fence)?;
+    let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
+    rows::clear(connection, fence.projection, slot)?;
+    slots::restart_shadow(connection, fence.projection, slot)
+}
+
+fn swap_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
+    slots::require_shadow(fence, "a swap")?;
+    slots::check_fence(connection, fence)?;
+    slots::swap(connection, fence.projection)
+}
+
+fn status(connection: &Connection, projection: Projection) -> Result<ProjectionStatus> {
+    let slots = slots::slots(connection, projection)?;
+    Ok(ProjectionStatus {
+        projection,
+        live: slots.live.1,
+        shadow: slots.shadow.1,
+        live_lease: leases::lease(connection, projection, Target::Live)?,
+        shadow_lease: leases::lease(connection, projection, Target::Shadow)?,
+        dead_letters_pending: dead_letters::pending(connection, projection)?,
+        now: leases::now(connection)?,
+    })
+}
+
+/// The live slot of `projection`, for the query side.
+fn live(connection: &Connection, projection: Projection) -> Result<slots::Slot> {
+    Ok(slots::resolve(connection, projection, Target::Live)?.0)
+}
+
+#[async_trait]
+impl ViewStore for SqliteStore {
+    async fn checkpoint(
+        &self,
+        projection: Projection,
+        target: Target,
+    ) -> Result<Position, ViewError> {
+        Ok(self
+            .read(move |connection| {
+                Ok(slots::resolve(connection, projection, target)?.1.checkpoint)
+            })
+            .await?)
+    }
+
+    async fn load_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        ids: &[Uuid],
+    ) -> Result<Rows, ViewError> {
+        if ids.is_empty() {
+            return Ok(Rows::empty(projection));
+        }
+        let ids = ids.to_vec();
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    let (slot, _) = slots::resolve(tx, projection, target)?;
+                    rows::load_rows(tx, projection, slot, &ids)
+                })
+            })
+            .await?)
+    }
+
+    async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| commit(tx, &fence, &changes)))
+            .await?)
+    }
+
+    async fn scan_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Rows, ViewError> {
+        if limit == 0 {
+            return Ok(Rows::empty(projection));
+        }
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    let (slot, _) = slots::resolve(tx, projection, target)?;
+                    rows::scan_rows(tx, projection, slot, after, limit)
+                })
+            })
+            .await?)
+    }
+
+    async fn counts(&self, target: Target) -> Result<Dashboard, ViewError> {
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    let (slot, _) = slots::resolve(tx, Projection::Dashboard, target)?;
+                    rows::counts(tx, slot)
+                })
+            })
+            .await?)
+    }
+
+    async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| reset_shadow(tx, &fence)))
+            .await?)
+    }
+
+    async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| swap_shadow(tx, &fence)))
+            .await?)
+    }
+
+    async fn acquire_lease(
+        &self,
+        projection: Projection,
+        target: Target,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Fence>, ViewError> {
+        let holder = holder.to_owned();
+        Ok(self
+            .write(move |connection, _| {
+                writing(connection, |tx| {
+                    leases::acquire(tx, projection, target, &holder, ttl)
+                })
+            })
+            .await?)
+    }
+
+    async fn heartbeat(
+        &self,
+        fence: &Fence,
+        ttl: Duration,
+        state: RunState,
+        last_error: Option<&str>,
+    ) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        let last_error = last_error.map(str::to_owned);
+        Ok(self
+            .write(move |connection, _| {
+                writing(connection, |tx| {
+                    leases::heartbeat(tx, &fence, ttl, state, last_error.as_deref())
+                })
+            })
+            .await?)
+    }
+
+    async fn release_lease(&self, fence: &Fence) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| leases::release(tx, &fence)))
+            .await?)
+    }
+
+    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
+        Ok(self
+            .read(move |connection| reading(connection, |tx| status(tx, projection)))
+            .await?)
+    }
+
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), ViewError> {
+        let letter = letter.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| dead_letters::put(tx, &letter)))
+            .await?)
+    }
+
+    async fn dead_letters(
+        &self,
+        projection: Option<Projection>,
+    ) -> Result<Vec<DeadLetter>, ViewError> {
+        Ok(self
+            .read(move |connection| dead_letters::list(connection, projection))
+            .await?)
+    }
+
+    async fn set_dead_letter_state(
+        &self,
+        projection: Projection,
+        position: Position,
+        state: DeadLetterState,
+    ) -> Result<bool, ViewError> {
+        Ok(self
+            .write(move |connection, _| {
+                writing(connection, |tx| {
+                    dead_letters::set_state(tx, projection, position, state)
+                })
+            })
+            .await?)
+    }
+
+    async fn skipped_positions(
+        &self,
+        projection: Projection,
+        after: Position,
+        up_to: Position,
+    ) -> Result<HashSet<Position>, ViewError> {
+        if up_to <= after {
+            return Ok(HashSet::new());
+        }
+        Ok(self
+            .read(move |connection| dead_letters::skipped(connection, projection, after, up_to))
+            .await?)
+    }
+
+    async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    rows::ticket(tx, live(tx, Projection::Detail)?, id)
+                })
+            })
+            .await?)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = query.clone();
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    rows::list(tx, live(tx, Projection::List)?, &query)
+                })
+            })
+            .await?)
+    }
+
+    async fn dashboard(&self) -> Result<Dashboard, ViewError> {
+        Ok(self
+            .read(|connection| {
+                reading(connection, |tx| {
+                    rows::counts(tx, live(tx, Projection::Dashboard)?)
+                })
+            })
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slots::{Slot, counts_table, rows_table};
+    use super::*;
+
+    fn plan(connection: &Connection, sql: &str) -> String {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        // EXPLAIN wants every parameter bound; NULLs do for the plan.
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
+            .expect("plan rows");
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan")
+            .join("; ")
+    }
+
+    async fn plans<T: Send + 'static>(job: impl FnOnce(&Connection) -> T + Send + 'static) -> T {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        store
+            .read(move |connection| Ok::<_, DbError<ViewError>>(job(connection)))
+            .await
+            .map_err(ViewError::from)
+            .expect("plans")
+    }
+
+    /// Every list shape, in both slots, is one index range scan in index
+    /// order: no full scan of the table, no sort step.
+    #[tokio::test]
+    async fn list_and_lookups_use_the_indexes_in_both_slots() {
+        let plans = plans(|connection| {
+            let mut plans = Vec::new();
+            for slot in Slot::BOTH {
+                let list = rows_table(Projection::List, slot);
+                for (by_status, after) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                {
+                    let index = if by_status {
+                        format!("{list}_status_newest")
+                    } else {
+                        format!("{list}_newest")
+                    };
+                    plans.push((
+                        slot,
+                        index,
+                        plan(connection, &rows::list_sql(slot, by_status, after)),
+                    ));
+                }
+                for projection in Projection::ALL {
+                    let table = rows_table(projection, slot);
+                    plans.push((
+                        slot,
+                        format!("sqlite_autoindex_{table}"),
+                        plan(
+                            connection,
+                            &format!(
+                                "SELECT id FROM {table} \
+                                 WHERE id IN (SELECT value FROM json_each(?1))"
+                            ),
+                        ),
+                    ));
+                }
+            }
+            plans
+        })
+        .await;
+        for (slot, index, plan) in &plans {
+            assert!(
+                plan.contains(&format!("INDEX {index}")),
+                "slot {slot:?}: {index} unused: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "a sort step: {plan}");
+        }
+        // The first unfiltered page walks the index from the top (LIMIT stops
+        // it); every other list shape seeks into it: a status prefix, a
+        // cursor, both.
+        for slot in Slot::BOTH {
+            let mine: Vec<&String> = plans
+                .iter()
+                .filter(|(s, index, _)| *s == slot && index.starts_with("list_"))
+                .map(|(_, _, plan)| plan)
+                .collect();
+            let list = rows_table(Projection::List, slot);
+            assert_eq!(mine[0], &format!("SCAN {list} USING INDEX {list}_newest"));
+            for plan in &mine[1..] {
+                assert!(
+                    plan.contains(&format!("SEARCH {list}")),
+                    "not a seek: {plan}"
+                );
+                assert!(!plan.contains(&format!("SCAN {list}")), "a scan: {plan}");
+            }
+        }
+    }
+
+    /// The writers' small lookups are keyed: slots, leases, counts, dead
+    /// letters, and the id-ordered scan walks the primary key.
+    #[tokio::test]
+    async fn slot_lease_and_dead_letter_lookups_are_keyed() {
+        let plans = plans(|connection| {
+            let mut plans = vec![
+                plan(
+                    connection,
+                    "SELECT slot FROM projection_slots WHERE projection = ?1",
+                ),
+                plan(
+                    connection,
+                    "SELECT token FROM projection_leases WHERE projection = ?1 AND target = ?2",
+                ),
+                plan(
+                    connection,
+                    "SELECT position FROM dead_letters
+                     WHERE projection = ?1 AND position > ?2 AND position <= ?3",
+                ),
+            ];
+            for slot in Slot::BOTH {
+                plans.push(plan(
+                    connection,
+                    &format!(
+                        "UPDATE {} SET count = count + 1 WHERE status = ?1",
+                        counts_table(slot)
+                    ),
+                ));
+                for projection in Projection::ALL {
+                    plans.push(plan(
+                        connection,
+                        &format!(
+                            "SELECT id FROM {} WHERE id > ?1 ORDER BY id LIMIT ?2",
+                            rows_table(projection, slot)
+                        ),
+                    ));
+                }
+            }
+            plans
+        })
+        .await;
+        for plan in &plans {
+            assert!(plan.starts_with("SEARCH"), "not a keyed search: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "a sort step: {plan}");
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The rows of each projection in a slot's tables: how they are spelled,
+//! written under the version guard, loaded, scanned, counted and listed.
+
+use chrono::{DateTime, Utc};
+use domain::Status;
+use readmodel::{
+    Dashboard, DashboardDelta, ListQuery, ListSort, Note, Projection, Rows, TicketDetail,
+    TicketListRow, TicketStatusRow, ViewError,
+};
+use rusqlite::{Connection, Row, ToSql};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::slots::{Slot, counts_table, rows_table};
+use super::{Result, sql_int};
+use crate::error::DbError;
+use crate::text;
+
+/// A note as the `notes` JSON array spells it (times as in every other column).
+#[derive(Serialize, Deserialize)]
+struct StoredNote {
+    text: String,
+    added_at: String,
+}
+
+/// Decoding of one stored row, naming the table and the ticket.
+struct Decoder<'a> {
+    table: &'static str,
+    id: &'a str,
+}
+
+impl Decoder<'_> {
+    fn corrupt(&self, what: impl std::fmt::Display) -> DbError<ViewError> {
+        DbError::Corrupt(format!("{} row {}: {what}", self.table, self.id))
+    }
+
+    fn id(&self) -> Result<Uuid> {
+        text::parse_id(self.id).map_err(|e| self.corrupt(e))
+    }
+
+    fn status(&self, status: &str) -> Result<Status> {
+        status
+            .parse()
+            .map_err(|_| self.corrupt(format!("unknown status `{status}`")))
+    }
+
+    fn time(&self, at: &str) -> Result<DateTime<Utc>> {
+        text::parse_time(at).map_err(|e| self.corrupt(e))
+    }
+
+    fn version(&self, version: i64) -> Result<u64> {
+        u64::try_from(version).map_err(|_| self.corrupt(format!("version {version} is negative")))
+    }
+}
+
+/// A projection's per-ticket row and its table layout (the same in both slots).
+trait StoredRow: Sized {
+    const PROJECTION: Projection;
+    /// The selected columns, `id` first.
+    const COLUMNS: &'static str;
+
+    fn read(row: &Row<'_>, table: &'static str) -> Result<Self>;
+
+    /// Upserts the row unless the stored one is at the same or a newer version.
+    fn write(&self, connection: &Connection, table: &'static str) -> Result<()>;
+
+    fn wrap(rows: Vec<Self>) -> Rows;
+}
+
+/// The version guard of every upsert: `excluded.version > version` keeps a row
+/// from ever moving back, should an older state arrive after a newer one.
+fn upsert_sql(table: &str, columns: &str, updates: &str) -> String {
+    let count = columns.split(',').count();
+    let placeholders: Vec<String> = (1..=count).map(|n| format!("?{n}")).collect();
+    format!(
+        "INSERT INTO {table} ({columns}) VALUES ({})
+         ON CONFLICT (id) DO UPDATE SET {updates}
+         WHERE excluded.version > {table}.version",
+        placeholders.join(", ")
+    )
+}
+
+impl StoredRow for TicketDetail {
+    const PROJECTION: Projection = Projection::Detail;
+    const COLUMNS: &'static str =
+        "id, customer, subject, message, status, agent, notes, created_at, updated_at, version";
+
+    fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
+        let id: String = row.get(0)?;
+        let decoder = Decoder { table, id: &id };
+        let status: String = row.get(4)?;
+        let notes: String = row.get(6)?;
+        let created_at: String = row.get(7)?;
+        let updated_at: String = row.get(8)?;
+        let notes = serde_json::from_str::<Vec<StoredNote>>(&notes)
+            .map_err(|e| decoder.corrupt(format!("notes: {e}")))?
+            .into_iter()
+            .map(|note| {
+                Ok(Note {
+                    added_at: decoder.time(&note.added_at)?,
+                    text: note.text,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TicketDetail {
+            id: decoder.id()?,
+            customer: row.get(1)?,
+            subject: row.get(2)?,
+            message: row.get(3)?,
+            status: decoder.status(&status)?,
+            agent: row.get(5)?,
+            notes,
+            created_at: decoder.time(&created_at)?,
+            updated_at: decoder.time(&updated_at)?,
+            version: decoder.version(row.get(9)?)?,
+        })
+    }
+
+    fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
+        let id = text::id(self.id);
+        let notes: Vec<StoredNote> = self
+            .notes
+            .iter()
+            .map(|note| StoredNote {
+                text: note.text.clone(),
+                added_at: text::time(note.added_at),
+            })
+            .collect();
+        let notes = serde_json::to_string(&notes).map_err(|e| {
+            DbError::Corrupt(format!("cannot encode the notes of ticket {id}: {e}"))
+        })?;
+        let sql = upsert_sql(
+            table,
+            Self::COLUMNS,
+            "customer = excluded.customer, subject = excluded.subject, \
+             message = excluded.message, status = excluded.status, agent = excluded.agent, \
+             notes = excluded.notes, created_at = excluded.created_at, \
+             updated_at = excluded.updated_at, version = excluded.version",
+        );
+        connection.prepare_cached(&sql)?.execute(rusqlite::params![
+            id,
+            self.customer,
+            self.subject,
+            self.message,
+            self.status.as_str(),
+            self.agent,
+            notes,
+            text::time(self.created_at),
+            text::time(self.updated_at),
+            sql_int(self.version, "version")?,
+        ])?;
+        Ok(())
+    }
+
+    fn wrap(rows: Vec<Self>) -> Rows {
+        Rows::Detail(rows)
+    }
+}
+
+impl StoredRow for TicketListRow {
+    const PROJECTION: Projection = Projection::List;
+    const COLUMNS: &'static str = "id, customer, subject, status, agent, preview, has_note, \
+                                   last_note_preview, created_at, updated_at, version";
+
+    fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
+        let id: String = row.get(0)?;
+        let decoder = Decoder { table, id: &id };
+        let status: String = row.get(3)?;
+        let created_at: String = row.get(8)?;
+        let updated_at: String = row.get(9)?;
+        Ok(TicketListRow {
+            id: decoder.id()?,
+            customer: row.get(1)?,
+            subject: row.get(2)?,
+            status: decoder.status(&status)?,
+            agent: row.get(4)?,
+            preview: row.get(5)?,
+            has_note: row.get(6)?,
+            last_note_preview: row.get(7)?,
+            created_at: decoder.time(&created_at)?,
+            updated_at: decoder.time(&updated_at)?,
+            version: decoder.version(row.get(10)?)?,
+        })
+    }
+
+    fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
+        let sql = upsert_sql(
+            table,
+            Self::COLUMNS,
+            "customer = excluded.customer, subject = excluded.subject, \
+             status = excluded.status, agent = excluded.agent, preview = excluded.preview, \
+             has_note = excluded.has_note, last_note_preview = excluded.last_note_preview, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             version = excluded.version",
+        );
+        connection.prepare_cached(&sql)?.execute(rusqlite::params![
+            text::id(self.id),
+            self.customer,
+            self.subject,
+            self.status.as_str(),
+            self.agent,
+            self.preview,
+            self.has_note,
+            self.last_note_preview,
+            text::time(self.created_at),
+            text::time(self.updated_at),
+            sql_int(self.version, "version")?,
+        ])?;
+        Ok(())
+    }
+
+    fn wrap(rows: Vec<Self>) -> Rows {
+        Rows::List(rows)
+    }
+}
+
+impl StoredRow for TicketStatusRow {
+    const PROJECTION: Projection = Projection::Dashboard;
+    const COLUMNS: &'static str = "id, status, version";
+
+    fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
+        let id: String = row.get(0)?;
+        let decoder = Decoder { table, id: &id };
+        let status: String = row.get(1)?;
+        Ok(TicketStatusRow {
+            id: decoder.id()?,
+            status: decoder.status(&status)?,
+            version: decoder.version(row.get(2)?)?,
+        })
+    }
+
+    fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
+        let sql = upsert_sql(
+            table,
+            Self::COLUMNS,
+            "status = excluded.status, version = excluded.version",
+        );
+        connection.prepare_cached(&sql)?.execute(rusqlite::params![
+            text::id(self.id),
+            self.status.as_str(),
+            sql_int(self.version, "version")?,
+        ])?;
+        Ok(())
+    }
+
+    fn wrap(rows: Vec<Self>) -> Rows {
+        Rows::Dashboard(rows)
+    }
+}
+
+fn collect<R: StoredRow>(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    table: &'static str,
+) -> Result<Vec<R>> {
+    let mut rows = statement.query(params)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(R::read(row, table)?);
+    }
+    Ok(found)
+}
+
+fn load<R: StoredRow>(connection: &Connection, slot: Slot, ids: &str) -> Result<Rows> {
+    let table = rows_table(R::PROJECTION, slot);
+    // The ids travel as one JSON array so that a single cached statement serves
+    // any number of them.
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {} FROM {table} WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        R::COLUMNS
+    ))?;
+    collect(&mut statement, [ids], table).map(R::wrap)
+}
+
+/// The slot's stored rows of the given tickets, by id.
+pub(crate) fn load_rows(
+    connection: &Connection,
+    projection: Projection,
+    slot: Slot,
+    ids: &[Uuid],
+) -> Result<Rows> {
+    let ids: Vec<String> = ids.iter().map(|id| text::id(*id)).collect();
+    let ids = serde_json::to_string(&ids)
+        .map_err(|e| DbError::Corrupt(format!("cannot encode ids: {e}")))?;
+    match projection {
+        Projection::Detail => load::<TicketDetail>(connection, slot, &ids),
+        Projection::List => load::<TicketListRow>(connection, slot, &ids),
+        Projection::Dashboard => load::<TicketStatusRow>(connection, slot, &ids),
+    }
+}
+
+fn scan<R: StoredRow>(
+    connection: &Connection,
+    slot: Slot,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Rows> {
+    let table = rows_table(R::PROJECTION, slot);
+    // Every stored id is 36 characters, so all sort after the empty text.
+    let after = after.map(text::id).unwrap_or_default();
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {} FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2",
+        R::COLUMNS
+    ))?;
+    collect(&mut statement, rusqlite::params![after, limit], table).map(R::wrap)
+}
+
+/// Up to `limit` of the slot's rows with ids above `after`, by id.
+pub(crate) fn scan_rows(
+    connection: &Connection,
+    projection: Projection,
+    slot: Slot,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<Rows> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match projection {
+        Projection::Detail => scan::<TicketDetail>(connection, slot, after, limit),
+        Projection::List => scan::<TicketListRow>(connection, slot, after, limit),
+        Projection::Dashboard => scan::<TicketStatusRow>(connection, slot, after, limit),
+    }
+}
+
+/// Upserts every row into the slot's table of their projection.
+pub(crate) fn write_rows(connection: &Connection, slot: Slot, rows: &Rows) -> Result<()> {
+    let table = rows_table(rows.projection(), slot);
+    match rows {
+        Rows::Detail(rows) => rows.iter().try_for_each(|row| row.write(connection, table)),
+        Rows::List(rows) => rows.iter().try_for_each(|row| row.write(connection, table)),
+        Rows::Dashboard(rows) => rows.iter().try_for_each(|row| row.write(connection, table)),
+    }
+}
+
+/// Deletes the slot's rows (and zeroes a dashboard slot's counts).
+pub(crate) fn clear(connection: &Connection, projection: Projection, slot: Slot) -> Result<()> {
+    let table = rows_table(projection, slot);
+    connection
+        .prepare_cached(&format!("DELETE FROM {table}"))?
+        .execute([])?;
+    if projection == Projection::Dashboard {
+        let counts = counts_table(slot);
+        connection
+            .prepare_cached(&format!("UPDATE {counts} SET count = 0"))?
+            .execute([])?;
+    }
+    Ok(())
+}
+
+/// Moves a dashboard slot's counts by `delta`.
+pub(crate) fn add_to_counts(
+    connection: &Connection,
+    slot: Slot,
+    delta: &DashboardDelta,
+) -> Result<()> {
+    let table = counts_table(slot);
+    let mut update = connection.prepare_cached(&format!(
+        "UPDATE {table} SET count = count + ?1 WHERE status = ?2"
+    ))?;
+    for status in Status::ALL {
+        let by = delta.get(status);
+        if by == 0 {
+            continue;
+        }
+        match update.execute(rusqlite::params![by, status.as_str()]) {
+            Ok(1) => {}
+            Ok(_) => return Err(DbError::Corrupt(format!("{table} has no `{status}` row"))),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                return Err(DbError::Corrupt(format!(
+                    "{table} `{status}` count would go below zero (by {by}): \
+                     the rows and their checkpoint disagree"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A dashboard slot's counts.
+pub(crate) fn counts(connection: &Connection, slot: Slot) -> Result<Dashboard> {
+    let table = counts_table(slot);
+    let mut statement = connection.prepare_cached(&format!("SELECT status, count FROM {table}"))?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, text::get_unsigned(row, 1)?))
+    })?;
+    let mut dashboard = Dashboard::default();
+    for row in rows {
+        let (status, count) = row?;
+        let slot = match status.parse::<Status>() {
+            Ok(Status::Open) => &mut dashboard.open,
+            Ok(Status::Triaged) => &mut dashboard.triaged,
+            Ok(Status::Closed) => &mut dashboard.closed,
+            Err(_) => {
+                return Err(DbError::Corrupt(format!(
+                    "{table} has a row for `{status}`"
+                )));
+            }
+        };
+        *slot = count;
+    }
+    Ok(dashboard)
+}
+
+/// One ticket's detail from a detail slot.
+pub(crate) fn ticket(
+    connection: &Connection,
+    slot: Slot,
+    id: Uuid,
+) -> Result<Option<TicketDetail>> {
+    let table = rows_table(Projection::Detail, slot);
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {} FROM {table} WHERE id = ?1",
+        TicketDetail::COLUMNS
+    ))?;
+    collect(&mut statement, [text::id(id)], table).map(|mut found| found.pop())
+}
+
+/// The list's SQL, one text per slot and shape so each is prepared once. The
+/// keyset condition is spelled as a range on `created_at` plus a tie-break on
+/// `id`, which the planner turns into a range scan of the slot's index.
+pub(crate) fn list_sql(slot: Slot, by_status: bool, after: bool) -> String {
+    let table = rows_table(Projection::List, slot);
+    let mut conditions = Vec::new();
+    if by_status {
+        conditions.push("status = :status");
+    }
+    if after {
+        conditions.push("created_at <= :created_at AND (created_at < :created_at OR id < :id)");
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT {} FROM {table} {filter} ORDER BY created_at DESC, id DESC LIMIT :limit",
+        TicketListRow::COLUMNS
+    )
+}
+
+/// A page of a list slot.
+pub(crate) fn list(
+    connection: &Connection,
+    slot: Slot,
+    query: &ListQuery,
+) -> Result<Vec<TicketListRow>> {
+    match query.sort {
+        ListSort::NewestFirst => {}
+    }
+    let status = query.status.map(Status::as_str);
+    let after = query.after.map(|(at, id)| (text::time(at), text::id(id)));
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let mut params: Vec<(&str, &dyn ToSql)> = vec![(":limit", &limit)];
+    if let Some(status) = &status {
+        params.push((":status", status));
+    }
+    if let Some((created_at, id)) = &after {
+        params.push((":created_at", created_at));
+        params.push((":id", id));
+    }
+    let mut statement =
+        connection.prepare_cached(&list_sql(slot, status.is_some(), after.is_some()))?;
+    collect(
+        &mut statement,
+        params.as_slice(),
+        rows_table(Projection::List, slot),
+    )
+}
