@@ -248,9 +248,10 @@ impl From<ViewError> for ApiError {
     fn from(error: ViewError) -> Self {
         match error {
             ViewError::Unavailable(_) => ApiError::Unavailable(Box::new(error)),
-            ViewError::CheckpointMoved { .. } | ViewError::Corrupt(_) => {
-                ApiError::Internal(Box::new(error))
-            }
+            // Projector-side failures: the query side never sees them.
+            ViewError::CheckpointMoved { .. }
+            | ViewError::LeaseLost { .. }
+            | ViewError::Corrupt(_) => ApiError::Internal(Box::new(error)),
         }
     }
 }

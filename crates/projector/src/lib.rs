@@ -1,22 +1,97 @@
 //! The projector: follows the event store by global position and keeps the read
-//! models current.
+//! models current, and the operations around that: rebuild, verify, status and
+//! dead letters.
 //!
 //! The projections themselves are pure and live in `readmodel`; this crate owns
-//! the loop around them: read a batch after the checkpoint, load the views it
-//! touches, fold, and commit views and checkpoint in one transaction through the
-//! [`ViewStore`]. Because the commit is guarded by the checkpoint it started
-//! from, and every view row by its ticket version, a crash or a second runner at
-//! any point neither loses nor double-applies an event.
+//! the loops around them. Each projection (detail, list, dashboard) runs on its
+//! own: a runner takes the projection's live lease (or waits as a standby while
+//! another process holds it), heartbeats it, and repeats one step: read a batch
+//! after the checkpoint, load the rows it touches, fold, commit rows and
+//! checkpoint in one transaction through the [`ViewStore`] with its fence.
+//! Because the commit is guarded by the fence and by the checkpoint it started
+//! from, and every row by its ticket version, a crash, a stale runner or a
+//! rebuild's swap at any point neither loses nor double-applies an event.
+//!
+//! An event a projection cannot apply becomes a dead letter; the policy
+//! ([`DeadLetterPolicy`]) stops the projection there until ops skip or retry
+//! it, or skips it at once. [`rebuild`] fills a projection's shadow slot from
+//! the whole history while the live slot serves, [`verify`] is the oracle
+//! that compares a slot with the fold of the history, and [`status`] is what
+//! ops and `/readyz` see.
 
+mod batch;
+mod lease;
+mod live;
+mod rebuild;
+mod status;
+mod verify;
+
+use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use eventstore::{EventStore, Position, StoreError};
-use readmodel::{ProjectionError, ViewError, ViewStore, fold_batch};
+use readmodel::{
+    DeadLetter, DeadLetterState, Projection, ProjectionError, RunState, Target, ViewError,
+    ViewStore,
+};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-/// How the runner batches and waits.
+use crate::batch::{Batch, apply_batch};
+use crate::live::LiveRunner;
+
+pub use lease::holder_name;
+pub use rebuild::{
+    LogProgress, Progress, RebuildError, RebuildOptions, RebuildOutcome, eta, rebuild,
+};
+pub use status::{
+    ProjectionReport, RebuildActivity, ShadowReport, StatusReport, VersionReport, lag, live_state,
+    status,
+};
+pub use verify::{
+    Difference, DifferenceKind, FieldDifference, VerifyOptions, VerifyReport, verify,
+};
+
+/// The holder name `catch_up` takes leases with: fixed, so a catch-up that
+/// died holding a lease does not block the next one.
+pub const CATCH_UP_HOLDER: &str = "projector-catch-up";
+
+/// What a projection does with an event it cannot apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeadLetterPolicy {
+    /// Record it and stop the projection there ("stopped on error") until ops
+    /// skip or retry it: nothing is silently wrong.
+    #[default]
+    Stop,
+    /// Record it as skipped and carry on.
+    Skip,
+}
+
+impl DeadLetterPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadLetterPolicy::Stop => "stop",
+            DeadLetterPolicy::Skip => "skip",
+        }
+    }
+}
+
+impl FromStr for DeadLetterPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stop" => Ok(DeadLetterPolicy::Stop),
+            "skip" => Ok(DeadLetterPolicy::Skip),
+            other => Err(format!(
+                "unknown dead-letter policy `{other}`: expected stop or skip"
+            )),
+        }
+    }
+}
+
+/// How the runners batch, wait and hold their leases.
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     /// Most events folded into one transaction.
@@ -26,6 +101,18 @@ pub struct ProjectorConfig {
     pub idle_wait: Duration,
     /// Pause after a transient store failure before trying again.
     pub retry_backoff: Duration,
+    /// How long a live lease lasts without a heartbeat (heartbeats come every
+    /// third of it): a killed runner's standby takes over within this.
+    pub lease_ttl: Duration,
+    /// How often a standby tries to take the lease.
+    pub standby_poll: Duration,
+    pub dead_letter_policy: DeadLetterPolicy,
+    /// How often a projection stopped at a dead letter looks whether ops
+    /// skipped it or asked for a retry.
+    pub dead_letter_poll: Duration,
+    /// Whether `run` rebuilds (blue/green) a projection whose live slot was
+    /// built by an older projection version than this build's.
+    pub rebuild_outdated: bool,
 }
 
 impl Default for ProjectorConfig {
@@ -34,6 +121,11 @@ impl Default for ProjectorConfig {
             batch_size: 500,
             idle_wait: Duration::from_secs(1),
             retry_backoff: Duration::from_millis(500),
+            lease_ttl: Duration::from_secs(10),
+            standby_poll: Duration::from_secs(1),
+            dead_letter_policy: DeadLetterPolicy::Stop,
+            dead_letter_poll: Duration::from_secs(1),
+            rebuild_outdated: true,
         }
     }
 }
@@ -45,10 +137,18 @@ pub enum ProjectorError {
     Events(#[from] StoreError),
     #[error(transparent)]
     Views(#[from] ViewError),
-    /// An event the projection cannot apply: the projector stops rather than
-    /// leave a view silently wrong.
+    /// An event the projection cannot apply (recorded as a dead letter).
     #[error(transparent)]
     Projection(#[from] ProjectionError),
+    /// Another holder has the lease this operation needs.
+    #[error("{projection} is held by {holder}: stop it first, or wait for its lease to expire")]
+    LeaseHeld {
+        projection: Projection,
+        holder: String,
+    },
+    /// The data kept changing under a check that needs it still.
+    #[error("{0}")]
+    Unsettled(String),
 }
 
 impl ProjectorError {
@@ -64,12 +164,14 @@ impl ProjectorError {
     }
 }
 
-/// Moves events from an event store into a view store.
+/// Moves events from an event store into a view store: one runner per
+/// projection, each under its own lease.
 #[derive(Debug, Clone)]
 pub struct Projector {
     events: Arc<dyn EventStore>,
     views: Arc<dyn ViewStore>,
     config: ProjectorConfig,
+    holder: String,
 }
 
 impl Projector {
@@ -82,85 +184,236 @@ impl Projector {
             events,
             views,
             config,
+            holder: holder_name(),
         }
     }
 
-    /// Applies one batch after the stored checkpoint. Returns how many events the
-    /// batch held (0: the views are caught up with the store).
-    pub async fn step(&self) -> Result<usize, ProjectorError> {
-        let from = self.views.checkpoint().await?;
-        let batch = self.events.read_all(from, self.config.batch_size).await?;
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let mut ids: Vec<Uuid> = batch.iter().map(|event| event.ticket_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let current = self.views.load_tickets(&ids).await?;
-        let changes = fold_batch(from, current, &batch)?;
-        self.views.commit(changes).await?;
-        Ok(batch.len())
+    /// The name this projector's runners hold leases under.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
-    /// Applies batches until the views reflect every event that existed when it
-    /// was called, or later ones. Returns the checkpoint reached.
+    /// Applies batches to every projection's live slot until each reflects
+    /// every event that existed when it was called, or later ones; returns the
+    /// lowest checkpoint reached. Takes each live lease under
+    /// [`CATCH_UP_HOLDER`] for the while (failing with `LeaseHeld` when a
+    /// running daemon has one) and releases it. An event a projection cannot
+    /// apply is recorded as a dead letter; under the stop policy the call
+    /// fails with it.
     pub async fn catch_up(&self) -> Result<Position, ProjectorError> {
         let head = self.events.head().await?;
-        loop {
-            let checkpoint = self.views.checkpoint().await?;
-            if checkpoint >= head {
-                return Ok(checkpoint);
+        let mut reached = Position::MAX;
+        for projection in Projection::ALL {
+            let acquired = self
+                .views
+                .acquire_lease(
+                    projection,
+                    Target::Live,
+                    CATCH_UP_HOLDER,
+                    self.config.lease_ttl,
+                )
+                .await?;
+            let Some(fence) = acquired else {
+                let holder = self
+                    .views
+                    .status(projection)
+                    .await?
+                    .live_lease
+                    .map_or_else(|| "another runner".to_owned(), |lease| lease.holder);
+                return Err(ProjectorError::LeaseHeld { projection, holder });
+            };
+            let result = self.catch_up_one(&fence, head).await;
+            if let Err(error) = self.views.release_lease(&fence).await {
+                tracing::warn!(%projection, %error, "could not release the catch-up lease");
             }
-            self.step().await?;
+            reached = reached.min(result?);
+        }
+        Ok(reached)
+    }
+
+    async fn catch_up_one(
+        &self,
+        fence: &readmodel::Fence,
+        head: Position,
+    ) -> Result<Position, ProjectorError> {
+        let projection = fence.projection;
+        let mut beat = Instant::now();
+        loop {
+            if beat.elapsed() >= self.config.lease_ttl / 3 {
+                self.views
+                    .heartbeat(fence, self.config.lease_ttl, RunState::Running, None)
+                    .await?;
+                beat = Instant::now();
+            }
+            let step =
+                apply_batch(&*self.events, &*self.views, fence, self.config.batch_size).await;
+            match step {
+                Ok(Batch::Idle { checkpoint }) => return Ok(checkpoint),
+                Ok(Batch::Applied { to, failed, .. }) => {
+                    if let Some(failed) = failed {
+                        let state = match self.config.dead_letter_policy {
+                            DeadLetterPolicy::Stop => DeadLetterState::Pending,
+                            DeadLetterPolicy::Skip => DeadLetterState::Skipped,
+                        };
+                        let letter = DeadLetter::new(
+                            projection,
+                            &failed.event,
+                            failed.error.to_string(),
+                            state,
+                            Utc::now(),
+                        );
+                        self.views.put_dead_letter(&letter).await?;
+                        if self.config.dead_letter_policy == DeadLetterPolicy::Stop {
+                            return Err(failed.error.into());
+                        }
+                        continue;
+                    }
+                    if to >= head {
+                        return Ok(to);
+                    }
+                }
+                Err(ProjectorError::Views(ViewError::CheckpointMoved { .. })) => {}
+                Err(error) => return Err(error),
+            }
         }
     }
 
-    /// Follows the store until `shutdown` is cancelled. A batch in flight is
-    /// finished and committed before it returns. Transient failures are logged and
-    /// retried; a projection error stops it (with the error) so nothing is
-    /// silently skipped.
+    /// Follows the store until `shutdown` is cancelled: one runner per
+    /// projection (active under its lease, or standby), plus, when configured,
+    /// a blue/green rebuild of each projection whose live slot was built by an
+    /// older projection version. Each runner commits its batch in flight and
+    /// releases its lease before this returns. An event a projection cannot
+    /// apply is a dead letter, handled by the policy; store failures are
+    /// logged and retried.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
-        tracing::info!(batch_size = self.config.batch_size, "projector started");
-        let mut failing = false;
-        while !shutdown.is_cancelled() {
-            match self.step().await {
-                Ok(0) => {
-                    failing = false;
-                    self.wait_for_events(&shutdown).await;
-                }
-                Ok(applied) => {
-                    failing = false;
-                    tracing::debug!(applied, "batch committed");
-                }
-                Err(error) if error.is_transient() => {
-                    // Log a failure once, not once per retry.
-                    if !failing {
-                        tracing::warn!(%error, "projector step failed; retrying");
-                    }
-                    failing = true;
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(self.config.retry_backoff) => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "projector stopped: an event cannot be applied");
-                    return Err(error);
-                }
+        tracing::info!(
+            holder = %self.holder,
+            batch_size = self.config.batch_size,
+            lease_ttl = ?self.config.lease_ttl,
+            dead_letter_policy = self.config.dead_letter_policy.name(),
+            "projector started"
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        if self.config.rebuild_outdated {
+            let projector = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { projector.rebuild_outdated(&shutdown).await });
+        }
+        for projection in Projection::ALL {
+            let runner = LiveRunner {
+                events: self.events.clone(),
+                views: self.views.clone(),
+                projection,
+                config: self.config.clone(),
+                holder: self.holder.clone(),
+            };
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { runner.run(shutdown).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(%error, "a projector task panicked");
             }
         }
         tracing::info!("projector stopped");
         Ok(())
     }
 
-    async fn wait_for_events(&self, shutdown: &CancellationToken) {
-        let Ok(checkpoint) = self.views.checkpoint().await else {
-            return;
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            // An error here surfaces on the next step; nothing to do with it now.
-            _ = self.events.wait_for_events(checkpoint, self.config.idle_wait) => {}
+    /// Rebuilds, one after the other, the projections whose live slot is
+    /// older than this build's projection version.
+    async fn rebuild_outdated(&self, shutdown: &CancellationToken) {
+        let progress = LogProgress::new(Duration::from_secs(2));
+        for projection in Projection::ALL {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let stored = match self.views.status(projection).await {
+                Ok(status) => status.live.version,
+                Err(error) => {
+                    tracing::warn!(%projection, %error, "cannot read the projection's version; not checking whether it needs a rebuild");
+                    continue;
+                }
+            };
+            let code = projection.version();
+            if stored >= code {
+                continue;
+            }
+            tracing::info!(%projection, stored, code, "the live slot was built by an older projection version: rebuilding it while it keeps serving");
+            let options = RebuildOptions {
+                batch_size: self.config.batch_size,
+                lease_ttl: self.config.lease_ttl,
+                holder: self.holder.clone(),
+                retry_backoff: self.config.retry_backoff,
+                verify: VerifyOptions::default(),
+            };
+            match rebuild(
+                self.events.clone(),
+                self.views.clone(),
+                projection,
+                &options,
+                &progress,
+                shutdown,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(RebuildError::Busy { holder, .. }) => {
+                    tracing::info!(%projection, %holder, "another process is rebuilding it");
+                }
+                Err(RebuildError::Interrupted { .. }) => return,
+                Err(error) => {
+                    tracing::error!(%projection, %error, "rebuild failed; the live slot keeps serving the old version");
+                }
+            }
         }
+    }
+}
+
+/// What changing a dead letter's state found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterChange {
+    /// Whether there was such a dead letter.
+    pub found: bool,
+    /// The live slot's checkpoint: a retry of a dead letter below it (passed
+    /// by the skip policy) takes a rebuild to apply.
+    pub live_checkpoint: Position,
+}
+
+/// Sets a dead letter's state (what `dead-letters retry|skip` do): a
+/// projection stopped at it picks the change up within a second.
+pub async fn set_dead_letter(
+    views: &dyn ViewStore,
+    projection: Projection,
+    position: Position,
+    state: DeadLetterState,
+) -> Result<DeadLetterChange, ProjectorError> {
+    let found = views
+        .set_dead_letter_state(projection, position, state)
+        .await?;
+    let live_checkpoint = views.checkpoint(projection, Target::Live).await?;
+    Ok(DeadLetterChange {
+        found,
+        live_checkpoint,
+    })
+}
+
+/// Serialises a projection as its name.
+pub(crate) fn serialize_projection<S: serde::Serializer>(
+    projection: &Projection,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(projection.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_policies_parse_by_name() {
+        for policy in [DeadLetterPolicy::Stop, DeadLetterPolicy::Skip] {
+            assert_eq!(policy.name().parse(), Ok(policy));
+        }
+        assert!("ignore".parse::<DeadLetterPolicy>().is_err());
     }
 }

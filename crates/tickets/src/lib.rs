@@ -2,15 +2,21 @@
 //!
 //! Both binaries (`ticketd`, `ticket-projector`) are thin `main`s over this
 //! crate: it parses the store URL, opens the backend it names, wires the write
-//! side, query side, projector and HTTP router together, and owns process
-//! concerns (logging, shutdown signals). No business rule lives here.
+//! side, query side, projector and HTTP router together (plus `/readyz`), runs
+//! the projector's operations commands ([`ops`]), and owns process concerns
+//! (logging, shutdown signals, progress output). No business rule lives here.
 
 pub mod backend;
+pub mod cli;
+pub mod ops;
+mod progress;
+mod readiness;
 pub mod store_url;
 pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use projector::{Projector, ProjectorConfig};
@@ -27,6 +33,8 @@ pub struct ServerConfig {
     /// Run the projector inside the server process (the one-command setup).
     pub in_process_projector: bool,
     pub projector: ProjectorConfig,
+    /// `/readyz` answers 503 while a projection lags more than this.
+    pub ready_max_lag: Duration,
 }
 
 /// Runs the HTTP server (and, if configured, the projector) until `shutdown`
@@ -55,7 +63,7 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         queries: Arc::new(query::QueryService::new(backend.views.clone())),
         events: backend.events.clone(),
     };
-    let app = api::router(state);
+    let app = api::router(state).merge(readiness::router(backend.clone(), config.ready_max_lag));
 
     tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, "ticketd serving");
     // The one line on stdout: scripts and tests read the bound address from it

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 /// How many times a command is decided and appended before a lost race is
 /// reported as [`WriteError::Conflict`].
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
 
 /// The longest pause between two attempts; the pause doubles from about a
 /// millisecond up to this, and a random part of it is taken.

@@ -299,6 +299,14 @@ impl EventStore for Rigged {
         self.inner.read_all(after, limit).await
     }
 
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_by_ticket(after, limit).await
+    }
+
     async fn head(&self) -> Result<Position, StoreError> {
         self.inner.head().await
     }

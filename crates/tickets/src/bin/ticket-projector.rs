@@ -1,8 +1,13 @@
-//! `ticket-projector`: the projector as its own daemon.
+//! `ticket-projector`: the projector as its own daemon, and the operations
+//! around it: rebuild, verify, status, dead letters.
+
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use projector::ProjectorConfig;
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use projector::{DeadLetterPolicy, ProjectorConfig};
+use readmodel::{DeadLetterState, Projection};
+use tickets::cli::{Projections, parse_duration};
 use tickets::{StoreUrl, store_url::DEFAULT_STORE};
 
 /// Follows the event store and keeps the read models current.
@@ -13,23 +18,116 @@ struct Args {
     command: Command,
 }
 
+#[derive(Debug, ClapArgs)]
+struct Store {
+    /// Event store: sqlite://PATH or mongodb://HOST/DATABASE
+    #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE)]
+    store: StoreUrl,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Follow the store until SIGINT/SIGTERM; the batch in flight is committed first.
+    /// Follow the store until SIGINT/SIGTERM, one runner per projection under
+    /// its lease (standby while another process holds it); the batch in flight
+    /// is committed and the leases released first.
     Run {
-        /// Event store: sqlite://PATH or mongodb://HOST/DATABASE
-        #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE)]
-        store: StoreUrl,
+        #[command(flatten)]
+        store: Store,
 
         /// Most events folded into one transaction.
         #[arg(long, env = "TICKETS_PROJECTOR_BATCH", default_value_t = ProjectorConfig::default().batch_size)]
         batch_size: usize,
+
+        /// Lease TTL (e.g. 10s, 500ms): a killed daemon's standby takes over within it.
+        #[arg(long, env = "TICKETS_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+        lease_ttl: Duration,
+
+        /// What to do with an event a projection cannot apply: stop there
+        /// until `dead-letters retry|skip`, or skip it at once.
+        #[arg(long, env = "TICKETS_DEAD_LETTER_POLICY", default_value = "stop")]
+        dead_letter_policy: DeadLetterPolicy,
+    },
+    /// Replay the whole history into a shadow slot while the live views serve,
+    /// catch up, verify, and swap it in. Rerunning after an interruption resumes.
+    Rebuild {
+        #[command(flatten)]
+        store: Store,
+
+        /// detail, list, dashboard or all.
+        #[arg(long, default_value = "all")]
+        projection: Projections,
+
+        /// Most events folded into one transaction.
+        #[arg(long, env = "TICKETS_PROJECTOR_BATCH", default_value_t = ProjectorConfig::default().batch_size)]
+        batch_size: usize,
+
+        /// The shadow lease's TTL: a killed rebuild's lease frees itself within it.
+        #[arg(long, env = "TICKETS_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+        lease_ttl: Duration,
+    },
+    /// Fold the history and compare it row by row with the live views; exit
+    /// non-zero when they differ.
+    Verify {
+        #[command(flatten)]
+        store: Store,
+
+        /// detail, list, dashboard or all.
+        #[arg(long, default_value = "all")]
+        projection: Projections,
+
+        /// Differences listed per projection (all are counted).
+        #[arg(long, default_value_t = 20)]
+        max_listed: usize,
+    },
+    /// Per projection: checkpoint, head, lag, state, holder, heartbeat, last
+    /// error, shadow slot, dead letters, versions.
+    Status {
+        #[command(flatten)]
+        store: Store,
+
+        /// A JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events a projection could not apply.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
     },
     /// Apply pending schema migrations to the store and exit.
     Migrate {
-        /// Event store: sqlite://PATH or mongodb://HOST/DATABASE
-        #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE)]
-        store: StoreUrl,
+        #[command(flatten)]
+        store: Store,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// List dead letters (all states), by projection and position.
+    List {
+        #[command(flatten)]
+        store: Store,
+
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<Projection>,
+
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the projection stopped at it to apply it again.
+    Retry {
+        #[command(flatten)]
+        store: Store,
+        projection: Projection,
+        position: u64,
+    },
+    /// Pass it by: the projection treats it as changing nothing.
+    Skip {
+        #[command(flatten)]
+        store: Store,
+        projection: Projection,
+        position: u64,
     },
 }
 
@@ -37,16 +135,72 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tickets::telemetry::init_logging();
     match Args::parse().command {
-        Command::Run { store, batch_size } => {
+        Command::Run {
+            store,
+            batch_size,
+            lease_ttl,
+            dead_letter_policy,
+        } => {
             let config = ProjectorConfig {
                 batch_size: batch_size.max(1),
+                lease_ttl,
+                dead_letter_policy,
                 ..ProjectorConfig::default()
             };
             let shutdown = tickets::shutdown_on_signals();
-            tickets::run_projector(&store, config, shutdown)
+            tickets::run_projector(&store.store, config, shutdown)
                 .await
                 .context("ticket-projector run")
         }
-        Command::Migrate { store } => tickets::migrate(&store).await,
+        Command::Rebuild {
+            store,
+            projection,
+            batch_size,
+            lease_ttl,
+        } => {
+            let shutdown = tickets::shutdown_on_signals();
+            tickets::ops::rebuild(&store.store, &projection.0, batch_size, lease_ttl, shutdown)
+                .await
+        }
+        Command::Verify {
+            store,
+            projection,
+            max_listed,
+        } => tickets::ops::verify(&store.store, &projection.0, max_listed).await,
+        Command::Status { store, json } => tickets::ops::status(&store.store, json).await,
+        Command::DeadLetters { command } => match command {
+            DeadLetterCommand::List {
+                store,
+                projection,
+                json,
+            } => tickets::ops::dead_letters(&store.store, projection, json).await,
+            DeadLetterCommand::Retry {
+                store,
+                projection,
+                position,
+            } => {
+                tickets::ops::set_dead_letter(
+                    &store.store,
+                    projection,
+                    position,
+                    DeadLetterState::Retry,
+                )
+                .await
+            }
+            DeadLetterCommand::Skip {
+                store,
+                projection,
+                position,
+            } => {
+                tickets::ops::set_dead_letter(
+                    &store.store,
+                    projection,
+                    position,
+                    DeadLetterState::Skipped,
+                )
+                .await
+            }
+        },
+        Command::Migrate { store } => tickets::migrate(&store.store).await,
     }
 }

@@ -1,10 +1,12 @@
 //! `ticketd`: the HTTP server, with the projector in-process unless told not to.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use projector::ProjectorConfig;
+use projector::{DeadLetterPolicy, ProjectorConfig};
+use tickets::cli::parse_duration;
 use tickets::{ServerConfig, StoreUrl, store_url::DEFAULT_STORE};
 
 /// Event-sourced support-ticket backend: HTTP API over an event store.
@@ -31,6 +33,21 @@ struct Args {
     /// Most events the in-process projector folds into one transaction.
     #[arg(long, env = "TICKETS_PROJECTOR_BATCH", default_value_t = ProjectorConfig::default().batch_size)]
     projector_batch: usize,
+
+    /// The in-process projector's lease TTL (e.g. 10s): a standby projector
+    /// takes over within it if this process dies.
+    #[arg(long, env = "TICKETS_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+    projector_lease_ttl: Duration,
+
+    /// What the in-process projector does with an event it cannot apply: stop
+    /// or skip.
+    #[arg(long, env = "TICKETS_DEAD_LETTER_POLICY", default_value = "stop")]
+    projector_dead_letter_policy: DeadLetterPolicy,
+
+    /// `/readyz` answers 503 while a projection's lag (age of its oldest
+    /// unapplied event) exceeds this.
+    #[arg(long, env = "TICKETS_READY_MAX_LAG", default_value = "10s", value_parser = parse_duration)]
+    ready_max_lag: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,8 +69,11 @@ async fn main() -> anyhow::Result<()> {
         in_process_projector: !args.no_projector,
         projector: ProjectorConfig {
             batch_size: args.projector_batch.max(1),
+            lease_ttl: args.projector_lease_ttl,
+            dead_letter_policy: args.projector_dead_letter_policy,
             ..ProjectorConfig::default()
         },
+        ready_max_lag: args.ready_max_lag,
     };
     let shutdown = tickets::shutdown_on_signals();
     tickets::serve(config, shutdown).await.context("ticketd")

@@ -71,6 +71,7 @@ fn a_ticket_lives_through_create_triage_assign_note_and_close(ws: Workspace) {
     assert_eq!(ticket["version"], 8);
     assert_eq!(ticket["agent"], "bo");
     assert_eq!(read_model_reaches(http, &ticket), ticket);
+    ws.wait_caught_up();
 
     let rows = all_list_rows(http, "");
     assert_eq!(rows.len(), 1);
@@ -145,6 +146,7 @@ fn list_pages_newest_first_filters_by_status_and_previews_long_texts(ws: Workspa
         let body = http.get("/dashboard").body;
         (body == json!({"open": 5, "triaged": 3, "closed": 0, "total": 8})).then_some(())
     });
+    ws.wait_caught_up();
 
     let first = http.get("/tickets?limit=3");
     assert_eq!(first.body["items"].as_array().map(Vec::len), Some(3));

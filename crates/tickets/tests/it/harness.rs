@@ -81,6 +81,15 @@ impl Workspace {
         }
     }
 
+    /// Whether transactions from different processes are isolated from each
+    /// other. jongodb commits each transaction's snapshot of the documents
+    /// it touches without conflict checks, so a daemon's commits and a
+    /// rebuild's in another process overwrite each other's slot and lease
+    /// documents there; a real server (and SQLite) serialises them.
+    pub fn cross_process_transactions(&self) -> bool {
+        !self.smoke_server
+    }
+
     /// The `--store` URL of this workspace's store.
     pub fn store_url(&self) -> String {
         self.store.clone()
@@ -386,4 +395,287 @@ pub fn all_list_rows(http: &Http, query: &str) -> Vec<Value> {
             None => return rows,
         }
     }
+}
+
+/// A finished `ticket-projector` command.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// The stdout parsed as JSON (for `--json` commands); panics otherwise.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        assert!(self.status.success(), "{self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+impl Workspace {
+    /// Runs `ticket-projector ARGS --store <this store>` to the end.
+    pub fn projector(&self, args: &[&str]) -> Ran {
+        let output = Command::new(PROJECTOR)
+            .args(args)
+            .args(["--store", &self.store])
+            .env_remove("TICKETS_STORE")
+            .env_remove("TICKETS_LEASE_TTL")
+            .env_remove("TICKETS_PROJECTOR_BATCH")
+            .output()
+            .expect("run ticket-projector");
+        Ran {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> Value {
+        self.projector(&["status", "--json"]).json()
+    }
+
+    /// Waits until every projection has applied every event. The
+    /// projections run independently, so the list or the dashboard may trail
+    /// the detail view a little.
+    #[track_caller]
+    pub fn wait_caught_up(&self) {
+        eventually("every projection to reach the head", || {
+            let status = self.status();
+            status["projections"]
+                .as_array()?
+                .iter()
+                .all(|p| p["lag_events"] == 0)
+                .then_some(())
+        });
+    }
+
+    /// `dead-letters list --json`.
+    pub fn dead_letters(&self) -> Vec<Value> {
+        match self.projector(&["dead-letters", "list", "--json"]).json() {
+            Value::Array(letters) => letters,
+            other => panic!("not a list: {other}"),
+        }
+    }
+
+    /// Starts `ticket-projector ARGS --store <this store>` in the background,
+    /// logging to `<log>.log`.
+    pub fn spawn_projector(&self, args: &[&str], log: &str) -> Running {
+        let log = self.log(log);
+        let child = Command::new(PROJECTOR)
+            .args(args)
+            .args(["--store", &self.store])
+            .env_remove("TICKETS_STORE")
+            .env_remove("TICKETS_LEASE_TTL")
+            .stdout(Stdio::from(log_file(&log)))
+            .stderr(log_file(&log))
+            .spawn()
+            .expect("spawn ticket-projector");
+        Running { child, log }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// Appends an event of an unknown type straight into the store, as a newer
+    /// writer would: the ticket's next version at the next position. Returns
+    /// the position. Nothing else may append meanwhile.
+    pub fn insert_poison(&self, ticket: &str, version: u64, event_type: &str) -> u64 {
+        let url: tickets::StoreUrl = self.store.parse().expect("store url");
+        let event_id = uuid::Uuid::now_v7().to_string();
+        match url {
+            tickets::StoreUrl::Sqlite(path) => {
+                let mut db = rusqlite::Connection::open(path).expect("open sqlite");
+                db.busy_timeout(PATIENCE).expect("busy timeout");
+                let tx = db
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .expect("begin");
+                let position: i64 = tx
+                    .query_row(
+                        "SELECT COALESCE(MAX(position), 0) + 1 FROM events",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .expect("next position");
+                let at = chrono_now_micros();
+                tx.execute(
+                    "INSERT INTO events (position, event_id, ticket_id, version, event_type, \
+                     schema_version, occurred_at, data, metadata) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, '{\"merged_into\": \"elsewhere\"}', '{}')",
+                    rusqlite::params![position, event_id, ticket, version as i64, event_type, at],
+                )
+                .expect("insert poison");
+                tx.commit().expect("commit");
+                position as u64
+            }
+            tickets::StoreUrl::Mongo(uri) => Self::runtime().block_on(async {
+                use mongodb::bson::{Document, doc};
+                let store = store_mongo::MongoStore::open(&uri).await.expect("open");
+                let db = store.database();
+                let counter = db
+                    .collection::<Document>("counters")
+                    .find_one_and_update(doc! {"_id": "events"}, doc! {"$inc": {"position": 1_i64}})
+                    .upsert(true)
+                    .return_document(mongodb::options::ReturnDocument::After)
+                    .await
+                    .expect("counter")
+                    .expect("counter document");
+                let position = counter.get_i64("position").expect("position");
+                db.collection::<Document>("events")
+                    .insert_one(doc! {
+                        "_id": position,
+                        "event_id": event_id,
+                        "ticket_id": ticket,
+                        "version": version as i64,
+                        "event_type": event_type,
+                        "schema_version": 1_i64,
+                        "occurred_at": mongodb::bson::DateTime::now(),
+                        "data": {"merged_into": "elsewhere"},
+                        "metadata": {},
+                    })
+                    .await
+                    .expect("insert poison");
+                position as u64
+            }),
+        }
+    }
+
+    /// Overwrites one field of a ticket's row in the live list slot, behind
+    /// the projector's back.
+    pub fn tamper_list_row(&self, ticket: &str, subject: &str) {
+        let url: tickets::StoreUrl = self.store.parse().expect("store url");
+        match url {
+            tickets::StoreUrl::Sqlite(path) => {
+                let db = rusqlite::Connection::open(path).expect("open sqlite");
+                db.busy_timeout(PATIENCE).expect("busy timeout");
+                let slot: String = db
+                    .query_row(
+                        "SELECT slot FROM projection_slots WHERE projection = 'list' AND state = 'live'",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .expect("live slot");
+                let changed = db
+                    .execute(
+                        &format!("UPDATE list_{slot} SET subject = ?1 WHERE id = ?2"),
+                        rusqlite::params![subject, ticket],
+                    )
+                    .expect("tamper");
+                assert_eq!(changed, 1, "no list row for {ticket}");
+            }
+            tickets::StoreUrl::Mongo(uri) => Self::runtime().block_on(async {
+                use mongodb::bson::{Document, doc};
+                let store = store_mongo::MongoStore::open(&uri).await.expect("open");
+                let db = store.database();
+                let live = db
+                    .collection::<Document>("projection_slots")
+                    .find_one(doc! {"projection": "list", "state": "live"})
+                    .await
+                    .expect("slots")
+                    .expect("a live list slot");
+                let slot = live.get_str("slot").expect("slot");
+                let changed = db
+                    .collection::<Document>(&format!("list_{slot}"))
+                    .update_one(doc! {"_id": ticket}, doc! {"$set": {"subject": subject}})
+                    .await
+                    .expect("tamper");
+                assert_eq!(changed.matched_count, 1, "no list row for {ticket}");
+            }),
+        }
+    }
+}
+
+/// Now as the SQLite store spells times: RFC 3339 UTC, six fractional digits.
+fn chrono_now_micros() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let secs = now.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        now.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A deterministic pseudo-random sequence (xorshift), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+/// Creates tickets and changes them at random; returns the last write response
+/// of every ticket: the truth the views must end up equal to.
+pub fn write_load(http: &Http, seed: u64, tickets: usize) -> Vec<Value> {
+    let mut rng = Rng(seed);
+    let mut last = Vec::new();
+    for n in 0..tickets {
+        let mut ticket = http.create(&format!("customer {seed}-{n}"), "subject", "message body");
+        let path = format!("/tickets/{}", ticket["id"].as_str().expect("id"));
+        for _ in 0..4 {
+            let status = ["open", "triaged", "closed"][rng.next(3) as usize];
+            let agent = [
+                serde_json::json!("ana"),
+                serde_json::json!("bo"),
+                Value::Null,
+            ][rng.next(3) as usize]
+                .clone();
+            let body = match rng.next(4) {
+                0 => serde_json::json!({ "status": status }),
+                1 => serde_json::json!({ "agent": agent }),
+                2 => serde_json::json!({"note": format!("note {}", rng.next(1000))}),
+                _ => serde_json::json!({"status": "triaged", "note": "triage"}),
+            };
+            let reply = http.patch(&path, &body);
+            match reply.status {
+                200 => ticket = reply.body,
+                409 => assert_eq!(ticket["status"], "closed", "{reply:?}"),
+                other => panic!("unexpected {other}: {reply:?}"),
+            }
+        }
+        last.push(ticket);
+    }
+    last
+}
+
+/// The dashboard the write responses say the views must show.
+pub fn dashboard_of(truth: &[Value]) -> Value {
+    let count = |status: &str| truth.iter().filter(|t| t["status"] == status).count();
+    serde_json::json!({
+        "open": count("open"),
+        "triaged": count("triaged"),
+        "closed": count("closed"),
+        "total": truth.len(),
+    })
 }

@@ -5,4 +5,5 @@
 mod contract;
 mod errors;
 mod harness;
+mod operations;
 mod processes;

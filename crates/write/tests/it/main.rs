@@ -326,6 +326,14 @@ impl EventStore for SameStart {
         self.inner.read_all(after, limit).await
     }
 
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_by_ticket(after, limit).await
+    }
+
     async fn head(&self) -> Result<Position, StoreError> {
         self.inner.head().await
     }
@@ -375,6 +383,14 @@ impl EventStore for AlwaysOvertaken {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_all(after, limit).await
+    }
+
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_by_ticket(after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

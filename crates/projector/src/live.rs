@@ -1,0 +1,319 @@
+//! The live loop of one projection: wait as a standby until the live slot's
+//! lease is free, then apply batches under it until shutdown or until the
+//! lease is lost.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use eventstore::{EventStore, Position};
+use readmodel::{
+    DeadLetter, DeadLetterState, FailedEvent, Projection, RunState, Target, ViewError, ViewStore,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Batch, apply_batch};
+use crate::lease::Held;
+use crate::{DeadLetterPolicy, ProjectorConfig, ProjectorError};
+
+/// Why a holder gave its lease up.
+enum Exit {
+    Shutdown,
+    LeaseLost,
+}
+
+/// One projection's runner.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveRunner {
+    pub events: Arc<dyn EventStore>,
+    pub views: Arc<dyn ViewStore>,
+    pub projection: Projection,
+    pub config: ProjectorConfig,
+    pub holder: String,
+}
+
+impl LiveRunner {
+    /// Runs until `shutdown`: standby while another holder has the lease,
+    /// active while this one has it. The lease is released on the way out,
+    /// after the batch in flight is committed.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let projection = self.projection;
+        let mut standby_logged = false;
+        let mut failing = false;
+        while !shutdown.is_cancelled() {
+            let acquired = self
+                .views
+                .acquire_lease(
+                    projection,
+                    Target::Live,
+                    &self.holder,
+                    self.config.lease_ttl,
+                )
+                .await;
+            match acquired {
+                Ok(Some(fence)) => {
+                    standby_logged = false;
+                    failing = false;
+                    tracing::info!(%projection, holder = %fence.holder, token = fence.token, "lease acquired: applying events");
+                    let held = Held::start(
+                        self.views.clone(),
+                        fence,
+                        self.config.lease_ttl,
+                        RunState::Running,
+                    );
+                    match self.hold(&held, &shutdown).await {
+                        Exit::Shutdown => {
+                            held.release().await;
+                            tracing::info!(%projection, "lease released");
+                            return;
+                        }
+                        Exit::LeaseLost => {
+                            tracing::warn!(%projection, "lease lost: another runner took over; back to standby");
+                            held.stop_heartbeat().await;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if !standby_logged {
+                        let holder = self.current_holder().await;
+                        tracing::info!("standby: {holder} holds {projection}");
+                        standby_logged = true;
+                    }
+                    pause(&shutdown, self.config.standby_poll).await;
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%projection, %error, "cannot take the lease; retrying");
+                    }
+                    failing = true;
+                    pause(&shutdown, self.config.retry_backoff).await;
+                }
+            }
+        }
+    }
+
+    async fn current_holder(&self) -> String {
+        match self.views.status(self.projection).await {
+            Ok(status) => status
+                .live_lease
+                .map_or_else(|| "another runner".to_owned(), |lease| lease.holder),
+            Err(_) => "another runner".to_owned(),
+        }
+    }
+
+    /// Applies batches while the lease is held.
+    async fn hold(&self, held: &Held, shutdown: &CancellationToken) -> Exit {
+        let projection = self.projection;
+        let mut failing: Option<String> = None;
+        // Dead letters this runner may pass by applying them (pending or
+        // retried ones above the checkpoint): passing one resolves it.
+        let mut unresolved = self.unresolved_dead_letters().await;
+        // The dead letter the projection is stopped at (stop policy).
+        let mut stopped_at: Option<Position> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                return Exit::Shutdown;
+            }
+            if held.lost().is_cancelled() {
+                return Exit::LeaseLost;
+            }
+            if let Some(position) = stopped_at {
+                match self.dead_letter_state(position).await {
+                    Ok(Some(DeadLetterState::Pending)) | Err(_) => {
+                        self.wait(held, shutdown, self.config.dead_letter_poll)
+                            .await;
+                        continue;
+                    }
+                    Ok(Some(DeadLetterState::Skipped)) => {
+                        tracing::info!(%projection, position, "dead letter skipped: carrying on");
+                    }
+                    Ok(state) => {
+                        tracing::info!(%projection, position, "dead letter retried: applying it again");
+                        if state != Some(DeadLetterState::Retry) {
+                            unresolved.insert(position);
+                        }
+                    }
+                }
+                stopped_at = None;
+                held.set(RunState::Running, None);
+            }
+            match apply_batch(
+                &*self.events,
+                &*self.views,
+                &held.fence,
+                self.config.batch_size,
+            )
+            .await
+            {
+                Ok(Batch::Idle { checkpoint }) => {
+                    failing = None;
+                    held.set(RunState::Idle, None);
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = held.lost().cancelled() => {}
+                        // An error here surfaces on the next batch.
+                        _ = self.events.wait_for_events(checkpoint, self.config.idle_wait) => {}
+                    }
+                }
+                Ok(Batch::Applied {
+                    from,
+                    to,
+                    skipped,
+                    failed,
+                }) => {
+                    failing = None;
+                    tracing::debug!(%projection, from, to, "batch committed");
+                    self.resolve_passed(&mut unresolved, to, &skipped).await;
+                    let Some(failed) = failed else {
+                        held.set(RunState::Running, None);
+                        continue;
+                    };
+                    match self.dead_letter(&failed).await {
+                        Ok(DeadLetterPolicy::Skip) => {}
+                        Ok(DeadLetterPolicy::Stop) => {
+                            unresolved.insert(failed.event.position);
+                            stopped_at = Some(failed.event.position);
+                            held.set(RunState::Stopped, Some(failed.error.to_string()));
+                        }
+                        Err(error) => {
+                            tracing::warn!(%projection, %error, "cannot record the dead letter; retrying");
+                            self.wait(held, shutdown, self.config.retry_backoff).await;
+                        }
+                    }
+                }
+                Err(ProjectorError::Views(ViewError::LeaseLost { .. })) => return Exit::LeaseLost,
+                Err(ProjectorError::Views(ViewError::CheckpointMoved { expected, found })) => {
+                    // A rebuild swapped its slot in (or another writer
+                    // committed): carry on from the live checkpoint as it is now.
+                    tracing::info!(%projection, expected, found, "checkpoint moved; continuing from the live slot's checkpoint");
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    if failing.as_deref() != Some(&message) {
+                        if error.is_transient() {
+                            tracing::warn!(%projection, %error, "batch failed; retrying");
+                        } else {
+                            tracing::error!(%projection, %error, "batch failed; retrying");
+                        }
+                    }
+                    failing = Some(message.clone());
+                    let state = if error.is_transient() {
+                        RunState::Running
+                    } else {
+                        RunState::Stopped
+                    };
+                    held.set(state, Some(message));
+                    let backoff = if error.is_transient() {
+                        self.config.retry_backoff
+                    } else {
+                        self.config.retry_backoff * 10
+                    };
+                    self.wait(held, shutdown, backoff).await;
+                }
+            }
+        }
+    }
+
+    /// Records a dead letter for the event the fold stopped at; returns the
+    /// policy applied.
+    async fn dead_letter(&self, failed: &FailedEvent) -> Result<DeadLetterPolicy, ViewError> {
+        let projection = self.projection;
+        let policy = self.config.dead_letter_policy;
+        let state = match policy {
+            DeadLetterPolicy::Stop => DeadLetterState::Pending,
+            DeadLetterPolicy::Skip => DeadLetterState::Skipped,
+        };
+        let reason = failed.error.to_string();
+        let letter = DeadLetter::new(projection, &failed.event, reason.clone(), state, Utc::now());
+        self.views.put_dead_letter(&letter).await?;
+        let position = failed.event.position;
+        let event_type = &failed.event.event_type;
+        match policy {
+            DeadLetterPolicy::Skip => {
+                tracing::warn!(%projection, position, %event_type, %reason, "event skipped (dead-letter policy skip)");
+            }
+            DeadLetterPolicy::Stop => tracing::error!(
+                %projection, position, %event_type, %reason,
+                "projection stopped at an event it cannot apply; see `ticket-projector dead-letters list`, then `retry` or `skip` {projection} {position}"
+            ),
+        }
+        Ok(policy)
+    }
+
+    async fn dead_letter_state(
+        &self,
+        position: Position,
+    ) -> Result<Option<DeadLetterState>, ViewError> {
+        let letters = self.views.dead_letters(Some(self.projection)).await?;
+        Ok(letters
+            .into_iter()
+            .find(|letter| letter.position == position)
+            .map(|letter| letter.state))
+    }
+
+    async fn unresolved_dead_letters(&self) -> BTreeSet<Position> {
+        let checkpoint = self
+            .views
+            .checkpoint(self.projection, Target::Live)
+            .await
+            .unwrap_or(0);
+        match self.views.dead_letters(Some(self.projection)).await {
+            Ok(letters) => letters
+                .into_iter()
+                .filter(|letter| {
+                    letter.position > checkpoint
+                        && matches!(
+                            letter.state,
+                            DeadLetterState::Pending | DeadLetterState::Retry
+                        )
+                })
+                .map(|letter| letter.position)
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        }
+    }
+
+    /// Marks dead letters the committed batch applied as resolved.
+    async fn resolve_passed(
+        &self,
+        unresolved: &mut BTreeSet<Position>,
+        to: Position,
+        skipped: &std::collections::HashSet<Position>,
+    ) {
+        let passed: Vec<Position> = unresolved.range(..=to).copied().collect();
+        for position in passed {
+            unresolved.remove(&position);
+            if skipped.contains(&position) {
+                continue;
+            }
+            match self
+                .views
+                .set_dead_letter_state(self.projection, position, DeadLetterState::Resolved)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(projection = %self.projection, position, "dead letter applied: resolved")
+                }
+                Err(error) => {
+                    tracing::warn!(projection = %self.projection, position, %error, "cannot mark the dead letter resolved")
+                }
+            }
+        }
+    }
+
+    async fn wait(&self, held: &Held, shutdown: &CancellationToken, pause: Duration) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = held.lost().cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn pause(shutdown: &CancellationToken, pause: Duration) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(pause) => {}
+    }
+}

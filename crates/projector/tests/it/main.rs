@@ -1,0 +1,389 @@
+//! The runner, rebuild and verify against a real SQLite store, in process:
+//! the paths the black-box tests cannot reach (a dead letter that a retry
+//! applies once the reader is upgraded, a rebuild interrupted from inside).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::Event;
+use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use projector::{
+    DeadLetterPolicy, Progress, Projector, ProjectorConfig, ProjectorError, RebuildOptions,
+    RebuildOutcome, VerifyOptions, rebuild, verify,
+};
+use readmodel::{DeadLetterState, Projection, RunState, Target, ViewStore};
+use store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn quick() -> ProjectorConfig {
+    ProjectorConfig {
+        idle_wait: Duration::from_millis(50),
+        retry_backoff: Duration::from_millis(50),
+        lease_ttl: Duration::from_secs(2),
+        standby_poll: Duration::from_millis(50),
+        dead_letter_poll: Duration::from_millis(50),
+        ..ProjectorConfig::default()
+    }
+}
+
+fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+    (dir, Arc::new(store))
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn open_ticket(store: &SqliteStore, changes: &[Event]) -> Uuid {
+    let id = Uuid::now_v7();
+    let mut events = vec![NewEvent::from(&Event::TicketOpened {
+        customer: "c".into(),
+        subject: "s".into(),
+        message: "m".into(),
+    })];
+    events.extend(changes.iter().map(NewEvent::from));
+    store.append(id, 0, events).await.expect("append");
+    id
+}
+
+/// A store whose reader does not know the type of one event until it is
+/// "upgraded": what a dead letter from a newer writer looks like, and what a
+/// retry after deploying the newer reader fixes.
+#[derive(Debug)]
+struct Upgradable {
+    inner: Arc<SqliteStore>,
+    unknown: Mutex<Option<Position>>,
+}
+
+impl Upgradable {
+    fn mask(&self, mut events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+        let unknown = self.unknown.lock().map(|u| *u).unwrap_or(None);
+        for event in &mut events {
+            if Some(event.position) == unknown {
+                event.event_type = "TicketEscalated".into();
+            }
+        }
+        events
+    }
+}
+
+#[async_trait]
+impl EventStore for Upgradable {
+    async fn append(
+        &self,
+        ticket_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.append(ticket_id, expected_version, events).await
+    }
+
+    async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self.mask(self.inner.read_stream(ticket_id).await?))
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self.mask(self.inner.read_all(after, limit).await?))
+    }
+
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self.mask(self.inner.read_by_ticket(after, limit).await?))
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        max_wait: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.wait_for_events(after, max_wait).await
+    }
+}
+
+async fn letter_states(views: &dyn ViewStore, position: Position) -> Vec<DeadLetterState> {
+    views
+        .dead_letters(None)
+        .await
+        .expect("dead letters")
+        .into_iter()
+        .filter(|letter| letter.position == position)
+        .map(|letter| letter.state)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retried_dead_letter_that_now_applies_is_resolved_and_the_projection_runs_on() {
+    let (_dir, store) = store();
+    let id = open_ticket(&store, &[Event::TicketTriaged, Event::TicketClosed]).await;
+    let events = Arc::new(Upgradable {
+        inner: store.clone(),
+        unknown: Mutex::new(Some(2)),
+    });
+    let projector = Projector::new(events.clone(), store.clone(), quick());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let projector = projector.clone();
+        let shutdown = shutdown.clone();
+        async move { projector.run(shutdown).await }
+    });
+
+    eventually("a pending dead letter per projection", || async {
+        let states = letter_states(&*store, 2).await;
+        (states == [DeadLetterState::Pending; 3]).then_some(())
+    })
+    .await;
+    for projection in Projection::ALL {
+        let status = eventually("the stop to be reported", || async {
+            let status = store.status(projection).await.expect("status");
+            let lease = status.live_lease.clone()?;
+            (lease.state == RunState::Stopped).then_some(status)
+        })
+        .await;
+        let lease = status.live_lease.expect("lease");
+        assert!(
+            lease
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("TicketEscalated")),
+            "{lease:?}"
+        );
+        assert_eq!(status.live.checkpoint, 1, "the good prefix is committed");
+        assert_eq!(status.dead_letters_pending, 1);
+    }
+
+    // A retry with the old reader fails again and stays pending.
+    projector::set_dead_letter(&*store, Projection::List, 2, DeadLetterState::Retry)
+        .await
+        .expect("retry");
+    eventually("the failed retry to be pending again", || async {
+        let letters = store.dead_letters(Some(Projection::List)).await.ok()?;
+        let letter = letters.into_iter().find(|letter| letter.position == 2)?;
+        (letter.state == DeadLetterState::Pending).then_some(())
+    })
+    .await;
+
+    // The reader is upgraded: a retry applies it and resolves the letter.
+    *events.unknown.lock().expect("lock") = None;
+    for projection in Projection::ALL {
+        projector::set_dead_letter(&*store, projection, 2, DeadLetterState::Retry)
+            .await
+            .expect("retry");
+    }
+    eventually("the letters to be resolved", || async {
+        let states = letter_states(&*store, 2).await;
+        (states == [DeadLetterState::Resolved; 3]).then_some(())
+    })
+    .await;
+    let detail = eventually("the ticket to be closed in the view", || async {
+        store
+            .ticket(id)
+            .await
+            .expect("ticket")
+            .filter(|t| t.version == 3)
+    })
+    .await;
+    assert_eq!(detail.status, domain::Status::Closed);
+    for projection in Projection::ALL {
+        let report = verify(
+            &*store,
+            &*store,
+            projection,
+            Target::Live,
+            &VerifyOptions::default(),
+        )
+        .await
+        .expect("verify");
+        assert!(report.is_clean(), "{report}");
+    }
+    shutdown.cancel();
+    running.await.expect("join").expect("run");
+    for projection in Projection::ALL {
+        let status = store.status(projection).await.expect("status");
+        let lease = status.live_lease.expect("lease");
+        assert!(lease.expires_at <= status.now, "released on shutdown");
+    }
+}
+
+#[tokio::test]
+async fn the_skip_policy_records_the_event_as_skipped_and_carries_on() {
+    let (_dir, store) = store();
+    let id = open_ticket(&store, &[Event::TicketTriaged, Event::TicketClosed]).await;
+    let events = Arc::new(Upgradable {
+        inner: store.clone(),
+        unknown: Mutex::new(Some(2)),
+    });
+    let config = ProjectorConfig {
+        dead_letter_policy: DeadLetterPolicy::Skip,
+        ..quick()
+    };
+    let reached = Projector::new(events, store.clone(), config)
+        .catch_up()
+        .await
+        .expect("catch up");
+    assert_eq!(reached, 3);
+    assert_eq!(
+        letter_states(&*store, 2).await,
+        [DeadLetterState::Skipped; 3]
+    );
+    let detail = store.ticket(id).await.expect("ticket").expect("row");
+    assert_eq!(detail.version, 3);
+    assert_eq!(detail.status, domain::Status::Closed);
+}
+
+#[tokio::test]
+async fn catch_up_refuses_a_projection_a_running_daemon_holds() {
+    let (_dir, store) = store();
+    open_ticket(&store, &[]).await;
+    let fence = store
+        .acquire_lease(
+            Projection::List,
+            Target::Live,
+            "other:1:0",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("acquire")
+        .expect("free");
+    let error = Projector::new(store.clone(), store.clone(), quick())
+        .catch_up()
+        .await
+        .expect_err("held");
+    assert!(
+        matches!(&error, ProjectorError::LeaseHeld { projection: Projection::List, holder } if holder == "other:1:0"),
+        "{error}"
+    );
+    store.release_lease(&fence).await.expect("release");
+}
+
+/// Cancels a token once the replay has gone past a position.
+#[derive(Debug)]
+struct StopAt {
+    at: Position,
+    token: CancellationToken,
+    last: AtomicU64,
+}
+
+impl Progress for StopAt {
+    fn started(&self, _: Projection, _: Position, _: Position, _: bool) {}
+    fn advanced(&self, _: Projection, done: Position, _: Position) {
+        self.last.store(done, Ordering::SeqCst);
+        if done >= self.at {
+            self.token.cancel();
+        }
+    }
+    fn phase(&self, _: Projection, _: &str) {}
+    fn finished(&self, _: &RebuildOutcome) {}
+}
+
+#[tokio::test]
+async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() {
+    let (_dir, store) = store();
+    for _ in 0..20 {
+        open_ticket(&store, &[Event::TicketTriaged]).await;
+    }
+    let projector = Projector::new(store.clone(), store.clone(), quick());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let projector = projector.clone();
+        let shutdown = shutdown.clone();
+        async move { projector.run(shutdown).await }
+    });
+    let options = RebuildOptions {
+        batch_size: 3,
+        ..RebuildOptions::default()
+    };
+    let stop = StopAt {
+        at: 15,
+        token: CancellationToken::new(),
+        last: AtomicU64::new(0),
+    };
+    let interrupted = rebuild(
+        store.clone(),
+        store.clone(),
+        Projection::Dashboard,
+        &options,
+        &stop,
+        &stop.token,
+    )
+    .await;
+    assert!(
+        matches!(
+            interrupted,
+            Err(projector::RebuildError::Interrupted { .. })
+        ),
+        "{interrupted:?}"
+    );
+    let status = store.status(Projection::Dashboard).await.expect("status");
+    assert!(status.shadow.checkpoint >= 15, "{status:?}");
+    assert_eq!(store.dashboard().await.expect("dashboard").triaged, 20);
+
+    let go_on = StopAt {
+        at: Position::MAX,
+        token: CancellationToken::new(),
+        last: AtomicU64::new(0),
+    };
+    let outcome = rebuild(
+        store.clone(),
+        store.clone(),
+        Projection::Dashboard,
+        &options,
+        &go_on,
+        &go_on.token,
+    )
+    .await
+    .expect("rebuild");
+    assert_eq!(outcome.resumed_from, Some(status.shadow.checkpoint));
+    assert!(outcome.verify.is_clean());
+
+    // The daemon follows the swapped-in slot.
+    for _ in 0..5 {
+        open_ticket(&store, &[Event::TicketClosed]).await;
+    }
+    eventually("the daemon to apply events after the swap", || async {
+        let counts = store.dashboard().await.expect("dashboard");
+        (counts.closed == 5 && counts.triaged == 20).then_some(())
+    })
+    .await;
+    let report = verify(
+        &*store,
+        &*store,
+        Projection::Dashboard,
+        Target::Live,
+        &VerifyOptions::default(),
+    )
+    .await
+    .expect("verify");
+    assert!(report.is_clean() && report.counts_checked, "{report}");
+    shutdown.cancel();
+    running.await.expect("join").expect("run");
+}

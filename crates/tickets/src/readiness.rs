@@ -1,0 +1,77 @@
+//! `GET /readyz`: ready when the store answers and every projection's lag is
+//! within the configured bound; the body carries the same per-projection
+//! figures as `ticket-projector status --json`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::Backend;
+
+/// How long `/readyz` waits for the store before answering 503.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+struct Readiness {
+    backend: Backend,
+    max_lag: Duration,
+}
+
+/// The `/readyz` route.
+pub fn router(backend: Backend, max_lag: Duration) -> Router {
+    Router::new()
+        .route("/readyz", get(readyz))
+        .with_state(Readiness { backend, max_lag })
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    let backend = &readiness.backend;
+    let max_lag_seconds = readiness.max_lag.as_secs_f64();
+    let checked = tokio::time::timeout(
+        STORE_TIMEOUT,
+        projector::status(&*backend.events, &*backend.views),
+    )
+    .await;
+    match checked {
+        Ok(Ok(report)) => {
+            let ready = report
+                .projections
+                .iter()
+                .all(|projection| projection.within(max_lag_seconds));
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = json!({
+                "ready": ready,
+                "max_lag_seconds": max_lag_seconds,
+                "head": report.head,
+                "now": report.now,
+                "projections": report.projections,
+            });
+            (status, axum::Json(body)).into_response()
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readyz: the store did not answer");
+            unready("the store is unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("readyz: the store did not answer within {STORE_TIMEOUT:?}");
+            unready("the store did not answer in time")
+        }
+    }
+}
+
+fn unready(reason: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"ready": false, "error": reason})),
+    )
+        .into_response()
+}
