@@ -591,6 +591,42 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// Marks the live slot of `projection` as built by an older version of the
+    /// projection's code, as a store left by an older build would be.
+    pub fn age_live_slot(&self, projection: &str, version: i64) {
+        let url: tickets::StoreUrl = self.store.parse().expect("store url");
+        match url {
+            tickets::StoreUrl::Sqlite(path) => {
+                let db = rusqlite::Connection::open(path).expect("open sqlite");
+                db.busy_timeout(PATIENCE).expect("busy timeout");
+                let changed = db
+                    .execute(
+                        "UPDATE projection_slots SET version = ?1
+                         WHERE projection = ?2 AND state = 'live'",
+                        rusqlite::params![version, projection],
+                    )
+                    .expect("age the live slot");
+                assert_eq!(changed, 1, "no live {projection} slot");
+            }
+            tickets::StoreUrl::Mongo(uri) => Self::runtime().block_on(async {
+                use mongodb::bson::{Document, doc};
+                let store = store_mongo::MongoStore::open(&uri).await.expect("open");
+                let changed = store
+                    .database()
+                    .collection::<Document>("projection_slots")
+                    .update_one(
+                        doc! {"projection": projection, "state": "live"},
+                        doc! {"$set": {"version": version}},
+                    )
+                    .await
+                    .expect("age the live slot");
+                assert_eq!(changed.matched_count, 1, "no live {projection} slot");
+            }),
+        }
+    }
+}
+
 /// Now as the SQLite store spells times: RFC 3339 UTC, six fractional digits.
 fn chrono_now_micros() -> String {
     let now = std::time::SystemTime::now()
