@@ -43,6 +43,8 @@ pub enum ApiError {
         field: Option<String>,
         detail: String,
     },
+    /// 412: `If-Match` named a version the ticket is not at; nothing was written.
+    PreconditionFailed { detail: String },
     /// 503: a store is unreachable or busy; the request may be retried.
     Unavailable(Cause),
     /// 500: anything else; a bug or corrupt data.
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +105,9 @@ impl ApiError {
             ApiError::NotFound { .. } => ("/problems/not-found", "Not found"),
             ApiError::MethodNotAllowed => ("/problems/method-not-allowed", "Method not allowed"),
             ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
+            ApiError::PreconditionFailed { .. } => {
+                ("/problems/precondition-failed", "Precondition failed")
+            }
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
         }
@@ -131,7 +137,8 @@ impl IntoResponse for ApiError {
             }
             ApiError::MalformedJson { detail }
             | ApiError::UnsupportedMediaType { detail }
-            | ApiError::NotFound { detail } => (detail.as_str(), None),
+            | ApiError::NotFound { detail }
+            | ApiError::PreconditionFailed { detail } => (detail.as_str(), None),
             ApiError::Conflict { field, detail } => (detail.as_str(), field.as_deref()),
             ApiError::PayloadTooLarge => ("the request body is too large", None),
             ApiError::MethodNotAllowed => ("the resource does not support this method", None),
@@ -189,6 +196,12 @@ impl From<WriteError> for ApiError {
         match error {
             WriteError::NotFound => ApiError::not_found("no ticket with this id"),
             WriteError::Rejected(rule) => rule.into(),
+            WriteError::VersionMismatch { expected, actual } => ApiError::PreconditionFailed {
+                detail: format!(
+                    "If-Match expected version {expected}, but the ticket is at version {actual}; \
+                     read it again and retry"
+                ),
+            },
             WriteError::Conflict { .. } => ApiError::Conflict {
                 field: None,
                 detail: "the ticket kept changing while this request was applied; try again".into(),

@@ -176,10 +176,94 @@ where
             .unwrap_or_else(Uuid::now_v7);
         Ok(Context(CommandContext {
             correlation_id: Some(correlation_id),
-            // No authentication yet, so no actor to vouch for.
-            actor: None,
+            // The X-Actor header, checked by the middleware (no authentication yet).
+            actor: parts
+                .extensions
+                .get::<crate::middleware::Actor>()
+                .map(|actor| actor.0.clone()),
         }))
     }
+}
+
+/// The `If-Match` precondition of a write: the ticket version the client made
+/// its change against (`None` when absent or `*`, which any existing ticket
+/// matches). Only a single strong entity tag as this API hands out
+/// (`"<version>"`) or `*` is accepted; anything else is a 400 naming the header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IfMatch(pub Option<u64>);
+
+impl<S> FromRequestParts<S> for IfMatch
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(header::IF_MATCH).iter();
+        let Some(value) = values.next() else {
+            return Ok(IfMatch(None));
+        };
+        let invalid = || {
+            ApiError::invalid_parameter(
+                "If-Match",
+                "must be `*` or one strong entity tag as sent in `ETag`, e.g. `\"3\"`",
+            )
+        };
+        if values.next().is_some() {
+            return Err(invalid());
+        }
+        let text = value.to_str().map_err(|_| invalid())?.trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        parse_etag(text)
+            .map(|v| IfMatch(Some(v)))
+            .ok_or_else(invalid)
+    }
+}
+
+/// `"<version>"` → the version.
+fn parse_etag(text: &str) -> Option<u64> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    inner.parse().ok()
+}
+
+/// The `ETag` of a ticket at this version.
+pub(crate) fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// A `min_position` query value: a non-negative whole number, else a 422.
+pub(crate) fn min_position(value: &str) -> Result<u64, ApiError> {
+    value.parse::<u64>().map_err(|_| {
+        ApiError::validation(
+            "min_position",
+            "must be a non-negative whole number (an `X-Event-Position` from a write)",
+        )
+    })
+}
+
+pub(crate) const EVENT_POSITION: &str = "x-event-position";
+pub(crate) const READ_POSITION: &str = "x-read-position";
+pub(crate) const READ_STALE: &str = "x-read-stale";
+
+/// The headers of a read that asked for `min_position`: where the projection
+/// was, and, when it had not got there in time, how far behind it was.
+pub(crate) fn freshness_headers(freshness: Option<query::Freshness>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(freshness) = freshness {
+        headers.insert(READ_POSITION, freshness.checkpoint.into());
+        if freshness.is_stale() {
+            let value = format!("behind={}", freshness.behind);
+            if let Ok(value) = value.parse() {
+                headers.insert(READ_STALE, value);
+            }
+        }
+    }
+    headers
 }
 
 #[cfg(test)]
@@ -200,6 +284,18 @@ mod tests {
         assert!(!check("application/jsonx"));
         assert!(!check("text/json+xml"));
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn entity_tags() {
+        assert_eq!(parse_etag("\"3\""), Some(3));
+        assert_eq!(parse_etag("\"0\""), Some(0));
+        assert_eq!(parse_etag("W/\"3\""), None);
+        assert_eq!(parse_etag("3"), None);
+        assert_eq!(parse_etag("\"\""), None);
+        assert_eq!(parse_etag("\"-1\""), None);
+        assert_eq!(parse_etag("\"3\", \"4\""), None);
+        assert_eq!(etag(7), "\"7\"");
     }
 
     #[test]

@@ -10,12 +10,13 @@
 //! a failure gets its status code.
 //!
 //! Routes: `POST /tickets`, `GET /tickets`, `GET|PATCH /tickets/{id}`,
-//! `GET /tickets/{id}/events`, `GET /dashboard`. Unknown paths answer 404 and
+//! `GET /tickets/{id}/events`, `GET /dashboard`, `GET /healthz`. Unknown paths answer 404 and
 //! unsupported methods 405, both as problem+json.
 
 mod dashboard;
 mod error;
 mod extract;
+pub mod middleware;
 mod tickets;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use query::QueryService;
 use write::CommandService;
 
 pub use error::ApiError;
+pub use middleware::HttpLimits;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -36,13 +38,22 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API, with the default limits.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    router_with(state, HttpLimits::default(), Router::new())
+}
+
+/// The whole HTTP API held to `limits`, plus `extra` routes (such as the
+/// composition root's `/readyz`) that get the same request ids, logs and limits.
+pub fn router_with(state: AppState, limits: HttpLimits, extra: Router) -> Router {
+    let app = Router::new()
         .merge(tickets::routes())
         .merge(dashboard::routes())
         // After the routes: it applies to the routes added so far.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_route)
         .with_state(state)
+        .route("/healthz", axum::routing::get(middleware::healthz))
+        .merge(extra);
+    middleware::apply(app, limits)
 }

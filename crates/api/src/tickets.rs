@@ -9,16 +9,21 @@ mod wire;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
+use chrono::{DateTime, Utc};
 use domain::{ChangeTicket, OpenTicket};
 use query::{ListParams, MAX_LIMIT};
+use readmodel::{Projection, TicketDetail};
+use write::{AsOf, WriteOutcome};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Context, Json, TicketId};
+use crate::extract::{
+    Context, EVENT_POSITION, IfMatch, Json, TicketId, etag, freshness_headers, min_position,
+};
 use wire::{
     ChangeRequest, EventsResponse, OpenRequest, PageResponse, STATUS_RULE, StatusWire,
     TicketResponse,
@@ -42,42 +47,158 @@ async fn open(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        JsonResponse(TicketResponse::from(outcome.ticket)),
+        written(outcome),
     ))
 }
 
 async fn change(
     State(state): State<AppState>,
     TicketId(id): TicketId,
+    IfMatch(expected_version): IfMatch,
     Context(context): Context,
     Json(body): Json<ChangeRequest>,
-) -> Result<JsonResponse<TicketResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let command = ChangeTicket::new(
         body.status.map(Into::into),
         body.agent.as_ref().map(Option::as_deref),
         body.note.as_deref(),
     )?;
-    let outcome = state.commands.change(id, command, context).await?;
-    Ok(JsonResponse(outcome.ticket.into()))
+    let outcome = state
+        .commands
+        .change(id, command, context, expected_version)
+        .await?;
+    Ok(written(outcome))
+}
+
+/// A write's answer: the ticket, its `ETag`, and the store position of its
+/// last event (for `min_position` on a later read).
+fn written(outcome: WriteOutcome) -> impl IntoResponse {
+    (
+        [
+            (header::ETAG, etag(outcome.ticket.version)),
+            (
+                header::HeaderName::from_static(EVENT_POSITION),
+                outcome.position.to_string(),
+            ),
+        ],
+        JsonResponse(TicketResponse::from(outcome.ticket)),
+    )
+}
+
+fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoResponse {
+    if let Ok(value) = etag(ticket.version).parse() {
+        headers.insert(header::ETAG, value);
+    }
+    (headers, JsonResponse(TicketResponse::from(ticket)))
 }
 
 async fn show(
     State(state): State<AppState>,
     TicketId(id): TicketId,
-) -> Result<JsonResponse<TicketResponse>, ApiError> {
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let params = show_params(decode_query(query)?)?;
+    if let Some(as_of) = params.as_of {
+        let ticket = state.commands.ticket_as_of(id, as_of).await?;
+        return Ok(ticket_response(ticket, HeaderMap::new()));
+    }
+    let freshness = match params.min_position {
+        Some(position) => Some(state.queries.wait_for(Projection::Detail, position).await?),
+        None => None,
+    };
     let ticket = state.queries.ticket(id).await?;
-    Ok(JsonResponse(ticket.into()))
+    Ok(ticket_response(ticket, freshness_headers(freshness)))
 }
 
 async fn list(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<JsonResponse<PageResponse>, ApiError> {
-    let Query(pairs) = query
-        .map_err(|_| ApiError::invalid_parameter("query", "the query string does not decode"))?;
-    let params = list_params(pairs)?;
+) -> Result<impl IntoResponse, ApiError> {
+    let (params, min_position) = list_params(decode_query(query)?)?;
+    let freshness = match min_position {
+        Some(position) => Some(state.queries.wait_for(Projection::List, position).await?),
+        None => None,
+    };
     let page = state.queries.list(params).await?;
-    Ok(JsonResponse(page.into()))
+    Ok((
+        freshness_headers(freshness),
+        JsonResponse(PageResponse::from(page)),
+    ))
+}
+
+pub(crate) fn decode_query(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .map(|Query(pairs)| pairs)
+        .map_err(|_| ApiError::invalid_parameter("query", "the query string does not decode"))
+}
+
+/// What `GET /tickets/{id}` was asked for.
+#[derive(Debug, Default)]
+struct ShowParams {
+    min_position: Option<u64>,
+    as_of: Option<AsOf>,
+}
+
+/// Reads `min_position`, `as_of_version` and `as_of` (at most one of these);
+/// an empty value counts as absent, unknown or repeated parameters are refused.
+fn show_params(pairs: Vec<(String, String)>) -> Result<ShowParams, ApiError> {
+    let mut params = ShowParams::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name) {
+            return Err(ApiError::validation(name, "must be given at most once"));
+        }
+        seen.push(name.clone());
+        if value.is_empty() {
+            continue;
+        }
+        let at_most_one = |params: &ShowParams| {
+            if params.as_of.is_some() || params.min_position.is_some() {
+                Err(ApiError::validation(
+                    name.clone(),
+                    "give at most one of min_position, as_of_version and as_of",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match name.as_str() {
+            "min_position" => {
+                at_most_one(&params)?;
+                params.min_position = Some(min_position(&value)?);
+            }
+            "as_of_version" => {
+                at_most_one(&params)?;
+                let version = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|version| *version >= 1)
+                    .ok_or_else(|| {
+                        ApiError::validation("as_of_version", "must be a whole number from 1")
+                    })?;
+                params.as_of = Some(AsOf::Version(version));
+            }
+            "as_of" => {
+                at_most_one(&params)?;
+                let time = DateTime::parse_from_rfc3339(&value).map_err(|_| {
+                    ApiError::validation(
+                        "as_of",
+                        "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
+                    )
+                })?;
+                params.as_of = Some(AsOf::Time(time.with_timezone(&Utc)));
+            }
+            _ => {
+                return Err(ApiError::validation(
+                    name,
+                    "unknown query parameter; expected min_position, as_of_version or as_of",
+                ));
+            }
+        }
+    }
+    Ok(params)
 }
 
 async fn events(
@@ -91,10 +212,12 @@ async fn events(
     Ok(JsonResponse(events.into()))
 }
 
-/// Reads `status`, `limit` and `cursor`; an empty value counts as absent.
-/// Unknown or repeated parameters are refused rather than silently ignored.
-fn list_params(pairs: Vec<(String, String)>) -> Result<ListParams, ApiError> {
+/// Reads `status`, `limit`, `cursor` and `min_position`; an empty value counts
+/// as absent. Unknown or repeated parameters are refused rather than silently
+/// ignored.
+fn list_params(pairs: Vec<(String, String)>) -> Result<(ListParams, Option<u64>), ApiError> {
     let mut params = ListParams::default();
+    let mut min = None;
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in pairs {
         if seen.contains(&name) {
@@ -120,13 +243,14 @@ fn list_params(pairs: Vec<(String, String)>) -> Result<ListParams, ApiError> {
                 params.limit = Some(limit);
             }
             "cursor" => params.cursor = Some(value),
+            "min_position" => min = Some(min_position(&value)?),
             _ => {
                 return Err(ApiError::validation(
                     name,
-                    "unknown query parameter; expected status, limit or cursor",
+                    "unknown query parameter; expected status, limit, cursor or min_position",
                 ));
             }
         }
     }
-    Ok(params)
+    Ok((params, min))
 }

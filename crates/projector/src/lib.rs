@@ -344,6 +344,7 @@ impl Projector {
                 lease_ttl: self.config.lease_ttl,
                 holder: self.holder.clone(),
                 retry_backoff: self.config.retry_backoff,
+                max_rate: None,
                 verify: VerifyOptions::default(),
             };
             match rebuild(

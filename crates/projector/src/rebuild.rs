@@ -37,6 +37,9 @@ pub struct RebuildOptions {
     pub holder: String,
     /// Pause after a transient store failure.
     pub retry_backoff: Duration,
+    /// Most events replayed per second (`None`: as fast as the store goes), so
+    /// a rebuild on a busy production store leaves room for live traffic.
+    pub max_rate: Option<u32>,
     pub verify: VerifyOptions,
 }
 
@@ -47,6 +50,7 @@ impl Default for RebuildOptions {
             lease_ttl: Duration::from_secs(10),
             holder: crate::holder_name(),
             retry_backoff: Duration::from_millis(500),
+            max_rate: None,
             verify: VerifyOptions::default(),
         }
     }
@@ -382,6 +386,18 @@ impl Rebuild<'_> {
         Ok(reached)
     }
 
+    /// Sleeps as long as `events` take at `max_rate` (no-op when unlimited).
+    async fn pace(&self, events: u64) {
+        let Some(rate) = self.options.max_rate.filter(|rate| *rate > 0) else {
+            return;
+        };
+        let pause = Duration::from_secs_f64(events as f64 / f64::from(rate));
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+
     async fn replay_to(&self, target: Position) -> Result<Position, RebuildError> {
         let projection = self.projection();
         let mut failing = false;
@@ -414,9 +430,12 @@ impl Rebuild<'_> {
                         .advanced(projection, checkpoint, target.max(checkpoint));
                     return Ok(checkpoint);
                 }
-                Ok(Batch::Applied { to, failed, .. }) => {
+                Ok(Batch::Applied {
+                    from, to, failed, ..
+                }) => {
                     failing = false;
                     self.progress.advanced(projection, to, target.max(to));
+                    self.pace(to - from).await;
                     if let Some(failed) = failed {
                         self.record(&failed).await;
                         return Err(RebuildError::Stuck {

@@ -14,10 +14,13 @@
 mod cursor;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use domain::Status;
+use eventstore::Position;
 use readmodel::{
-    Dashboard, ListQuery, ListSort, TicketDetail, TicketListRow, ViewError, ViewStore,
+    Dashboard, ListQuery, ListSort, Projection, Target, TicketDetail, TicketListRow, ViewError,
+    ViewStore,
 };
 use uuid::Uuid;
 
@@ -27,6 +30,30 @@ pub use cursor::CursorError;
 pub const DEFAULT_LIMIT: u32 = 50;
 /// The largest page size a request may ask for.
 pub const MAX_LIMIT: u32 = 200;
+
+/// How long a read with a minimum position waits for its projection when the
+/// service is not told otherwise.
+pub const DEFAULT_READ_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// How often a waiting read looks at its projection's checkpoint.
+const READ_WAIT_POLL: Duration = Duration::from_millis(5);
+
+/// How far the projection serving a read had got when the read answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// The live checkpoint of the projection: the last event it reflects.
+    pub checkpoint: Position,
+    /// How many positions short of the asked minimum it still was (0 when it
+    /// reached it).
+    pub behind: u64,
+}
+
+impl Freshness {
+    /// The projection had not reached the asked position within the bound.
+    pub fn is_stale(&self) -> bool {
+        self.behind > 0
+    }
+}
 
 /// One list request, as a client gave it (validated by [`QueryService::list`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,11 +95,46 @@ pub enum QueryError {
 #[derive(Debug, Clone)]
 pub struct QueryService {
     views: Arc<dyn ViewStore>,
+    read_wait_max: Duration,
 }
 
 impl QueryService {
     pub fn new(views: Arc<dyn ViewStore>) -> Self {
-        Self { views }
+        Self {
+            views,
+            read_wait_max: DEFAULT_READ_WAIT_MAX,
+        }
+    }
+
+    /// Sets how long [`QueryService::wait_for`] waits at most.
+    pub fn with_read_wait_max(mut self, read_wait_max: Duration) -> Self {
+        self.read_wait_max = read_wait_max;
+        self
+    }
+
+    /// Waits until the live slot of `projection` reflects every event up to
+    /// `min_position`, or the configured bound passes, and says how far it
+    /// got. Past the bound this is not an error: the caller answers with what
+    /// the read model holds and tells its client the data is stale.
+    ///
+    /// It polls the checkpoint every few milliseconds: the checkpoint is the
+    /// projector's progress (written with the rows it covers), which is what
+    /// the read must wait for, whichever process runs the projector.
+    pub async fn wait_for(
+        &self,
+        projection: Projection,
+        min_position: Position,
+    ) -> Result<Freshness, QueryError> {
+        let deadline = tokio::time::Instant::now() + self.read_wait_max;
+        loop {
+            let checkpoint = self.views.checkpoint(projection, Target::Live).await?;
+            let behind = min_position.saturating_sub(checkpoint);
+            if behind == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(Freshness { checkpoint, behind });
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + READ_WAIT_POLL))
+                .await;
+        }
     }
 
     /// One ticket's detail view.

@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub projector: ProjectorConfig,
     /// `/readyz` answers 503 while a projection lags more than this.
     pub ready_max_lag: Duration,
+    /// The longest a read with `min_position` waits for its projection.
+    pub read_wait_max: Duration,
+    /// Body size limit and request timeout of the HTTP API.
+    pub http: api::HttpLimits,
 }
 
 /// Runs the HTTP server (and, if configured, the projector) until `shutdown`
@@ -60,10 +64,17 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
 
     let state = api::AppState {
         commands: Arc::new(write::CommandService::new(backend.events.clone())),
-        queries: Arc::new(query::QueryService::new(backend.views.clone())),
+        queries: Arc::new(
+            query::QueryService::new(backend.views.clone())
+                .with_read_wait_max(config.read_wait_max),
+        ),
         events: backend.events.clone(),
     };
-    let app = api::router(state).merge(readiness::router(backend.clone(), config.ready_max_lag));
+    let app = api::router_with(
+        state,
+        config.http,
+        readiness::router(backend.clone(), config.ready_max_lag),
+    );
 
     tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, "ticketd serving");
     // The one line on stdout: scripts and tests read the bound address from it

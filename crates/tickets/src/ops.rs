@@ -71,12 +71,14 @@ pub async fn rebuild(
     projections: &[Projection],
     batch_size: usize,
     lease_ttl: Duration,
+    max_rate: Option<u32>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let backend = open(store).await?;
     let options = RebuildOptions {
         batch_size: batch_size.max(1),
         lease_ttl,
+        max_rate,
         ..RebuildOptions::default()
     };
     tracing::info!(holder = %options.holder, batch_size = options.batch_size, "rebuild starting");

@@ -49,9 +49,9 @@ pub struct CommandContext {
 pub struct WriteOutcome {
     /// The ticket after the command, folded from its recorded events.
     pub ticket: TicketDetail,
-    /// The global position of the last event appended; `None` when the command
-    /// changed nothing.
-    pub position: Option<Position>,
+    /// The global position of the last event appended; when the command
+    /// changed nothing, the position of the ticket's last event.
+    pub position: Position,
     /// How many events the command appended (0 when it changed nothing).
     pub appended: usize,
 }
@@ -65,12 +65,25 @@ pub enum WriteError {
     /// A rule refused the command; retrying the same command will not help.
     #[error("the command breaks a rule: {0}")]
     Rejected(#[source] DomainError),
+    /// The client made its change against a version the ticket has moved on
+    /// from (or not reached); retrying the same command will not help.
+    #[error("the ticket is at version {actual}, not the expected {expected}")]
+    VersionMismatch { expected: u64, actual: u64 },
     /// Other writers kept appending to the ticket first, past every retry.
     #[error("ticket {ticket_id} kept changing under the command; try again")]
     Conflict { ticket_id: Uuid },
     /// The event store failed or holds data this code cannot read.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A past point of one ticket's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// After the event with this version (1 is the opening).
+    Version(u64),
+    /// After the last event that occurred at or before this time.
+    Time(DateTime<Utc>),
 }
 
 /// Handles ticket commands against an event store.
@@ -102,19 +115,53 @@ impl CommandService {
         command: OpenTicket,
         context: CommandContext,
     ) -> Result<WriteOutcome, WriteError> {
-        self.execute(Uuid::now_v7(), Command::Open(command), context)
+        self.execute(Uuid::now_v7(), Command::Open(command), context, None)
             .await
     }
 
     /// Changes an existing ticket's status, agent and/or notes.
+    ///
+    /// With `expected_version`, the change is made only if the ticket is at
+    /// exactly that version when it is decided (checked on every attempt's
+    /// freshly loaded stream); otherwise it answers
+    /// [`WriteError::VersionMismatch`] and appends nothing. A mismatch is never
+    /// retried: the client decided on a state that is gone.
     pub async fn change(
         &self,
         ticket_id: Uuid,
         command: ChangeTicket,
         context: CommandContext,
+        expected_version: Option<u64>,
     ) -> Result<WriteOutcome, WriteError> {
-        self.execute(ticket_id, Command::Change(command), context)
-            .await
+        self.execute(
+            ticket_id,
+            Command::Change(command),
+            context,
+            expected_version,
+        )
+        .await
+    }
+
+    /// The ticket as it was at a past point of its own stream, folded on the
+    /// write side from the events up to that point. [`WriteError::NotFound`]
+    /// when the ticket did not exist then (or does not exist at all).
+    pub async fn ticket_as_of(
+        &self,
+        ticket_id: Uuid,
+        as_of: AsOf,
+    ) -> Result<TicketDetail, WriteError> {
+        let recorded = self.store.read_stream(ticket_id).await?;
+        let upto: Vec<RecordedEvent> = recorded
+            .into_iter()
+            .take_while(|event| match as_of {
+                AsOf::Version(version) => event.version <= version,
+                AsOf::Time(time) => event.occurred_at <= time,
+            })
+            .collect();
+        if upto.is_empty() {
+            return Err(WriteError::NotFound);
+        }
+        detail(ticket_id, &upto)
     }
 
     async fn execute(
@@ -122,6 +169,7 @@ impl CommandService {
         ticket_id: Uuid,
         command: Command,
         context: CommandContext,
+        expected_version: Option<u64>,
     ) -> Result<WriteOutcome, WriteError> {
         // One id per command, kept across retries: every event it causes points at it.
         let metadata = Metadata {
@@ -131,7 +179,10 @@ impl CommandService {
             idempotency_key: None,
         };
         for attempt in 1..=self.max_attempts {
-            match self.attempt(ticket_id, command.clone(), &metadata).await {
+            match self
+                .attempt(ticket_id, command.clone(), &metadata, expected_version)
+                .await
+            {
                 Err(WriteError::Store(StoreError::Conflict {
                     expected, actual, ..
                 })) => {
@@ -153,8 +204,20 @@ impl CommandService {
         ticket_id: Uuid,
         command: Command,
         metadata: &Metadata,
+        expected_version: Option<u64>,
     ) -> Result<WriteOutcome, WriteError> {
         let mut recorded = self.store.read_stream(ticket_id).await?;
+        let current_version = recorded.last().map_or(0, |event| event.version);
+        // A missing ticket stays a NotFound (from `decide`), not a mismatch.
+        if let Some(expected) = expected_version
+            && current_version != 0
+            && expected != current_version
+        {
+            return Err(WriteError::VersionMismatch {
+                expected,
+                actual: current_version,
+            });
+        }
         let history = decode_all(&recorded)?;
         let decided = decide(&fold(&history), command).map_err(|error| match error {
             DomainError::NotFound => WriteError::NotFound,
@@ -163,11 +226,10 @@ impl CommandService {
         if decided.is_empty() {
             return Ok(WriteOutcome {
                 ticket: detail(ticket_id, &recorded)?,
-                position: None,
+                position: recorded.last().map_or(0, |event| event.position),
                 appended: 0,
             });
         }
-        let expected_version = recorded.last().map_or(0, |event| event.version);
         // Never before the ticket's last event, even if this clock is behind the
         // one that wrote it: a ticket's times only move forward.
         let occurred_at = recorded
@@ -179,9 +241,9 @@ impl CommandService {
             .collect();
         let appended = self
             .store
-            .append(ticket_id, expected_version, new_events)
+            .append(ticket_id, current_version, new_events)
             .await?;
-        let position = appended.last().map(|event| event.position);
+        let position = appended.last().map_or(0, |event| event.position);
         let count = appended.len();
         recorded.extend(appended);
         Ok(WriteOutcome {

@@ -27,13 +27,25 @@ impl App {
     /// An app whose write side and `/events` use `events` (built around the
     /// real store); reads use the real store.
     pub fn with_events(events: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn EventStore>) -> Self {
+        Self::build(events, query::DEFAULT_READ_WAIT_MAX)
+    }
+
+    /// An app whose `min_position` reads wait at most `read_wait_max`.
+    pub fn with_read_wait_max(read_wait_max: std::time::Duration) -> Self {
+        Self::build(|store| store, read_wait_max)
+    }
+
+    fn build(
+        events: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn EventStore>,
+        read_wait_max: std::time::Duration,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
             Arc::new(SqliteStore::open(&dir.path().join("tickets.db")).expect("open store"));
         let events = events(store.clone());
         let state = api::AppState {
             commands: Arc::new(CommandService::new(events.clone())),
-            queries: Arc::new(QueryService::new(store.clone())),
+            queries: Arc::new(QueryService::new(store.clone()).with_read_wait_max(read_wait_max)),
             events,
         };
         Self {

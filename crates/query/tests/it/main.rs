@@ -50,7 +50,7 @@ impl Fixture {
     async fn set_status(&self, id: Uuid, status: Status) -> TicketDetail {
         let command = ChangeTicket::new(Some(status), None, None).expect("change");
         self.commands
-            .change(id, command, CommandContext::default())
+            .change(id, command, CommandContext::default(), None)
             .await
             .expect("change")
             .ticket

@@ -8,6 +8,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use projector::{DeadLetterPolicy, ProjectorConfig};
 use readmodel::{DeadLetterState, Projection};
 use tickets::cli::{Projections, parse_duration};
+use tickets::telemetry::LogFormat;
 use tickets::{StoreUrl, store_url::DEFAULT_STORE};
 
 /// Follows the event store and keeps the read models current.
@@ -16,6 +17,15 @@ use tickets::{StoreUrl, store_url::DEFAULT_STORE};
 struct Args {
     #[command(subcommand)]
     command: Command,
+
+    /// Log line format on stderr: pretty or json (one object per line).
+    #[arg(
+        long,
+        env = "TICKETS_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -64,6 +74,11 @@ enum Command {
         /// The shadow lease's TTL: a killed rebuild's lease frees itself within it.
         #[arg(long, env = "TICKETS_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
         lease_ttl: Duration,
+
+        /// Most events replayed per second, to leave the store room for live
+        /// traffic (default: unlimited).
+        #[arg(long, env = "TICKETS_REBUILD_MAX_RATE")]
+        max_rate: Option<u32>,
     },
     /// Fold the history and compare it row by row with the live views; exit
     /// non-zero when they differ.
@@ -133,8 +148,9 @@ enum DeadLetterCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tickets::telemetry::init_logging();
-    match Args::parse().command {
+    let args = Args::parse();
+    tickets::telemetry::init_logging(args.log_format);
+    match args.command {
         Command::Run {
             store,
             batch_size,
@@ -157,10 +173,18 @@ async fn main() -> anyhow::Result<()> {
             projection,
             batch_size,
             lease_ttl,
+            max_rate,
         } => {
             let shutdown = tickets::shutdown_on_signals();
-            tickets::ops::rebuild(&store.store, &projection.0, batch_size, lease_ttl, shutdown)
-                .await
+            tickets::ops::rebuild(
+                &store.store,
+                &projection.0,
+                batch_size,
+                lease_ttl,
+                max_rate,
+                shutdown,
+            )
+            .await
         }
         Command::Verify {
             store,

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use api::HttpLimits;
 use clap::{Parser, Subcommand};
 use projector::{DeadLetterPolicy, ProjectorConfig};
 use tickets::cli::parse_duration;
+use tickets::telemetry::LogFormat;
 use tickets::{ServerConfig, StoreUrl, store_url::DEFAULT_STORE};
 
 /// Event-sourced support-ticket backend: HTTP API over an event store.
@@ -48,6 +50,29 @@ struct Args {
     /// unapplied event) exceeds this.
     #[arg(long, env = "TICKETS_READY_MAX_LAG", default_value = "10s", value_parser = parse_duration)]
     ready_max_lag: Duration,
+
+    /// The longest a read with `min_position` waits for its projection to
+    /// reach that position before answering with stale data (`X-Read-Stale`).
+    #[arg(long, env = "TICKETS_READ_WAIT_MAX", default_value = "2s", value_parser = parse_duration)]
+    read_wait_max: Duration,
+
+    /// Log line format on stderr: pretty or json (one object per line).
+    #[arg(
+        long,
+        env = "TICKETS_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    /// Request bodies larger than this many bytes answer 413.
+    #[arg(long, env = "TICKETS_MAX_BODY_BYTES", default_value_t = HttpLimits::default().max_body_bytes)]
+    max_body_bytes: usize,
+
+    /// A request (body upload included) taking longer than this (e.g. 30s)
+    /// answers 408.
+    #[arg(long, env = "TICKETS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,8 +83,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tickets::telemetry::init_logging();
     let args = Args::parse();
+    tickets::telemetry::init_logging(args.log_format);
     if let Some(Command::Migrate) = args.command {
         return tickets::migrate(&args.store).await;
     }
@@ -74,6 +99,11 @@ async fn main() -> anyhow::Result<()> {
             ..ProjectorConfig::default()
         },
         ready_max_lag: args.ready_max_lag,
+        read_wait_max: args.read_wait_max,
+        http: HttpLimits {
+            max_body_bytes: args.max_body_bytes,
+            request_timeout: args.request_timeout,
+        },
     };
     let shutdown = tickets::shutdown_on_signals();
     tickets::serve(config, shutdown).await.context("ticketd")

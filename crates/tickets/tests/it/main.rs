@@ -2,8 +2,10 @@
 //! temporary store (a SQLite file, and a fresh MongoDB database when a test
 //! server is there), driven over real HTTP.
 
+mod consistency;
 mod contract;
 mod errors;
 mod harness;
+mod operability;
 mod operations;
 mod processes;

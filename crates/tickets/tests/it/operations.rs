@@ -147,11 +147,23 @@ fn a_rebuild_killed_halfway_leaves_the_live_views_serving_and_the_next_one_resum
     }
     ws.wait_caught_up();
 
+    // Paced so that each projection's replay takes seconds: the kill lands
+    // mid-replay however loaded the machine is.
+    let events = ws.event_count();
+    let rate = (events / 4).max(1).to_string();
     let mut rebuild = ws.spawn_projector(
-        &["rebuild", "--batch-size", "1", "--lease-ttl", "2s"],
+        &[
+            "rebuild",
+            "--batch-size",
+            "5",
+            "--lease-ttl",
+            "2s",
+            "--max-rate",
+            &rate,
+        ],
         "rebuild",
     );
-    let head = ws.event_count();
+    let head = events;
     let killed_in = eventually("the rebuild to be halfway through a projection", || {
         let status = ws.status();
         projections(&status).into_iter().find_map(|(name, p)| {

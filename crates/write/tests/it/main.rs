@@ -50,7 +50,7 @@ impl Fixture {
     ) -> Result<write::WriteOutcome, WriteError> {
         let command = ChangeTicket::new(status, agent, note).expect("valid change");
         self.service
-            .change(id, command, CommandContext::default())
+            .change(id, command, CommandContext::default(), None)
             .await
     }
 
@@ -82,7 +82,7 @@ async fn opening_appends_one_event_and_answers_the_new_ticket() {
         .expect("open");
 
     assert_eq!(outcome.appended, 1);
-    assert_eq!(outcome.position, Some(fx.head().await));
+    assert_eq!(outcome.position, fx.head().await);
     let ticket = &outcome.ticket;
     assert_eq!(ticket.id.get_version_num(), 7, "ticket ids are UUID v7");
     assert_eq!(ticket.customer, "ACME", "fields arrive trimmed");
@@ -112,7 +112,7 @@ async fn one_change_appends_its_events_in_order_with_one_causation() {
         .expect("change");
 
     assert_eq!(outcome.appended, 3);
-    assert_eq!(outcome.position, Some(fx.head().await));
+    assert_eq!(outcome.position, fx.head().await);
     assert_eq!(outcome.ticket.version, 4);
     assert_eq!(outcome.ticket.status, Status::Triaged);
     assert_eq!(outcome.ticket.agent.as_deref(), Some("ana"));
@@ -176,7 +176,7 @@ async fn setting_the_current_status_appends_nothing() {
         .await
         .expect("same status");
     assert_eq!(outcome.appended, 0);
-    assert_eq!(outcome.position, None);
+    assert_eq!(outcome.position, head, "the ticket's last event");
     assert_eq!(outcome.ticket.version, 1, "version unchanged");
     assert_eq!(outcome.ticket.status, Status::Open);
     assert_eq!(fx.head().await, head);
@@ -253,7 +253,9 @@ async fn concurrent_changes_all_land_through_retries() {
         let service = service.clone();
         tasks.push(tokio::spawn(async move {
             let command = ChangeTicket::new(None, None, Some(&format!("note {n}"))).expect("note");
-            service.change(id, command, CommandContext::default()).await
+            service
+                .change(id, command, CommandContext::default(), None)
+                .await
         }));
     }
     for task in tasks {
@@ -416,7 +418,9 @@ async fn a_race_lost_on_every_attempt_is_a_conflict() {
     });
     let service = CommandService::new(racing.clone()).with_max_attempts(3);
     let command = ChangeTicket::new(None, None, Some("mine")).expect("note");
-    let result = service.change(id, command, CommandContext::default()).await;
+    let result = service
+        .change(id, command, CommandContext::default(), None)
+        .await;
 
     assert!(
         matches!(result, Err(WriteError::Conflict { ticket_id }) if ticket_id == id),
@@ -456,4 +460,84 @@ async fn an_undecodable_history_is_a_store_error() {
         "{result:?}"
     );
     assert_eq!(fx.stream(id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_expected_version_that_matches_lets_the_change_through() {
+    let fx = Fixture::new();
+    let id = fx.open().await;
+    let command = ChangeTicket::new(None, None, Some("checked")).expect("note");
+    let outcome = fx
+        .service
+        .change(id, command, CommandContext::default(), Some(1))
+        .await
+        .expect("version 1 is current");
+    assert_eq!(outcome.ticket.version, 2);
+}
+
+#[tokio::test]
+async fn an_expected_version_the_ticket_moved_on_from_appends_nothing() {
+    let fx = Fixture::new();
+    let id = fx.open().await;
+    fx.change(id, None, None, Some("first"))
+        .await
+        .expect("note");
+    let head = fx.head().await;
+
+    let command = ChangeTicket::new(None, None, Some("stale")).expect("note");
+    let result = fx
+        .service
+        .change(id, command, CommandContext::default(), Some(1))
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(WriteError::VersionMismatch {
+                expected: 1,
+                actual: 2
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(fx.head().await, head, "nothing appended");
+    assert_eq!(fx.stream(id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn as_of_folds_the_stream_up_to_that_point() {
+    let fx = Fixture::new();
+    let id = fx.open().await;
+    fx.change(id, Some(Status::Triaged), None, None)
+        .await
+        .expect("triage");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    fx.change(id, Some(Status::Closed), None, None)
+        .await
+        .expect("close");
+    let stream = fx.stream(id).await;
+
+    let first = fx
+        .service
+        .ticket_as_of(id, write::AsOf::Version(1))
+        .await
+        .expect("version 1");
+    assert_eq!((first.version, first.status), (1, Status::Open));
+    let second = fx
+        .service
+        .ticket_as_of(id, write::AsOf::Time(stream[1].occurred_at))
+        .await
+        .expect("at the triage");
+    assert_eq!((second.version, second.status), (2, Status::Triaged));
+    let latest = fx
+        .service
+        .ticket_as_of(id, write::AsOf::Version(99))
+        .await
+        .expect("past the end");
+    assert_eq!(latest.version, 3);
+
+    let before = stream[0].occurred_at - chrono::Duration::seconds(1);
+    let result = fx.service.ticket_as_of(id, write::AsOf::Time(before)).await;
+    assert!(matches!(result, Err(WriteError::NotFound)), "{result:?}");
+    let result = fx.service.ticket_as_of(id, write::AsOf::Version(0)).await;
+    assert!(matches!(result, Err(WriteError::NotFound)), "{result:?}");
 }
