@@ -43,6 +43,17 @@ impl Event {
         }
     }
 
+    /// The status this event moves a ticket to, if it is a status change: the
+    /// one place that says which event means which status.
+    pub fn new_status(&self) -> Option<crate::Status> {
+        match self {
+            Event::TicketOpened { .. } | Event::TicketReopened => Some(crate::Status::Open),
+            Event::TicketTriaged => Some(crate::Status::Triaged),
+            Event::TicketClosed => Some(crate::Status::Closed),
+            Event::AgentAssigned { .. } | Event::AgentUnassigned | Event::NoteAdded { .. } => None,
+        }
+    }
+
     /// The schema version this code writes for the event's type.
     pub fn schema_version(&self) -> u32 {
         1

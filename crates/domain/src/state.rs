@@ -74,14 +74,16 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             status: Status::Open,
             agent: None,
         }),
+        // A stored second TicketOpened is never decided and changes nothing.
+        (TicketState::Exists(ticket), Event::TicketOpened { .. }) => TicketState::Exists(ticket),
         (TicketState::Exists(mut ticket), event) => {
+            if let Some(status) = event.new_status() {
+                ticket.status = status;
+            }
             match event {
-                Event::TicketOpened { .. } | Event::NoteAdded { .. } => {}
-                Event::TicketTriaged => ticket.status = Status::Triaged,
-                Event::TicketReopened => ticket.status = Status::Open,
-                Event::TicketClosed => ticket.status = Status::Closed,
                 Event::AgentAssigned { agent } => ticket.agent = Some(agent.clone()),
                 Event::AgentUnassigned => ticket.agent = None,
+                _ => {}
             }
             TicketState::Exists(ticket)
         }

@@ -100,6 +100,28 @@ fn not_opened(event: &RecordedEvent) -> ProjectionError {
     }
 }
 
+/// What an event changes in a ticket that already has a row: the three folds
+/// keep different rows, but read the events the same way.
+enum Change {
+    None,
+    Status(Status),
+    Agent(Option<String>),
+    Note(String),
+}
+
+fn changes(event: Event) -> Change {
+    match event {
+        // A second TicketOpened is never decided; a stored one changes nothing.
+        Event::TicketOpened { .. } => Change::None,
+        Event::AgentAssigned { agent } => Change::Agent(Some(agent)),
+        Event::AgentUnassigned => Change::Agent(None),
+        Event::NoteAdded { text } => Change::Note(text),
+        status_change => status_change
+            .new_status()
+            .map_or(Change::None, Change::Status),
+    }
+}
+
 impl Row for TicketDetail {
     fn id(&self) -> Uuid {
         self.id
@@ -141,15 +163,11 @@ impl Row for TicketDetail {
         };
         let mut view = current.clone();
         view.updated_at = at;
-        match decoded {
-            // Re-opening an existing ticket is never decided; a stored one changes nothing.
-            Event::TicketOpened { .. } => {}
-            Event::TicketTriaged => view.status = Status::Triaged,
-            Event::TicketReopened => view.status = Status::Open,
-            Event::TicketClosed => view.status = Status::Closed,
-            Event::AgentAssigned { agent } => view.agent = Some(agent),
-            Event::AgentUnassigned => view.agent = None,
-            Event::NoteAdded { text } => view.notes.push(Note { text, added_at: at }),
+        match changes(decoded) {
+            Change::None => {}
+            Change::Status(status) => view.status = status,
+            Change::Agent(agent) => view.agent = agent,
+            Change::Note(text) => view.notes.push(Note { text, added_at: at }),
         }
         Ok(view)
     }
@@ -197,14 +215,11 @@ impl Row for TicketListRow {
         };
         let mut row = current.clone();
         row.updated_at = at;
-        match decoded {
-            Event::TicketOpened { .. } => {}
-            Event::TicketTriaged => row.status = Status::Triaged,
-            Event::TicketReopened => row.status = Status::Open,
-            Event::TicketClosed => row.status = Status::Closed,
-            Event::AgentAssigned { agent } => row.agent = Some(agent),
-            Event::AgentUnassigned => row.agent = None,
-            Event::NoteAdded { text } => {
+        match changes(decoded) {
+            Change::None => {}
+            Change::Status(status) => row.status = status,
+            Change::Agent(agent) => row.agent = agent,
+            Change::Note(text) => {
                 row.has_note = true;
                 row.last_note_preview = Some(preview(&text));
             }
@@ -240,11 +255,8 @@ impl Row for TicketStatusRow {
             });
         };
         let mut row = *current;
-        match decoded {
-            Event::TicketTriaged => row.status = Status::Triaged,
-            Event::TicketReopened => row.status = Status::Open,
-            Event::TicketClosed => row.status = Status::Closed,
-            _ => {}
+        if let Change::Status(status) = changes(decoded) {
+            row.status = status;
         }
         Ok(row)
     }
