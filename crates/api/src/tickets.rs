@@ -16,7 +16,7 @@ use axum::{Json as JsonResponse, Router};
 use chrono::{DateTime, Utc};
 use domain::{ChangeTicket, OpenTicket};
 use query::{ListParams, MAX_LIMIT};
-use readmodel::{Projection, TicketDetail};
+use readmodel::{ListSortField, Projection, TicketDetail};
 use write::{AsOf, WriteOutcome};
 
 use crate::AppState;
@@ -212,9 +212,13 @@ async fn events(
     Ok(JsonResponse(events.into()))
 }
 
-/// Reads `status`, `limit`, `cursor` and `min_position`; an empty value counts
-/// as absent. Unknown or repeated parameters are refused rather than silently
-/// ignored.
+/// Reads `status`, `agent`, `customer`, `sort`, `order`, `limit`, `cursor`
+/// and `min_position`; an empty value counts as absent. Unknown or repeated
+/// parameters are refused rather than silently ignored, and so are unknown
+/// `sort` and `order` values (422 naming the parameter).
+const SORT_RULE: &str = "must be created_at or updated_at";
+const ORDER_RULE: &str = "must be asc or desc";
+
 fn list_params(pairs: Vec<(String, String)>) -> Result<(ListParams, Option<u64>), ApiError> {
     let mut params = ListParams::default();
     let mut min = None;
@@ -233,6 +237,19 @@ fn list_params(pairs: Vec<(String, String)>) -> Result<(ListParams, Option<u64>)
                     .ok_or_else(|| ApiError::validation("status", STATUS_RULE))?;
                 params.status = Some(status.into());
             }
+            "agent" => params.agent = Some(value),
+            "customer" => params.customer = Some(value),
+            "sort" => {
+                params.sort.field = ListSortField::parse(&value)
+                    .ok_or_else(|| ApiError::validation("sort", SORT_RULE))?;
+            }
+            "order" => {
+                params.sort.descending = match value.as_str() {
+                    "desc" => true,
+                    "asc" => false,
+                    _ => return Err(ApiError::validation("order", ORDER_RULE)),
+                };
+            }
             "limit" => {
                 let limit = value.parse::<u32>().map_err(|_| {
                     ApiError::validation(
@@ -247,7 +264,8 @@ fn list_params(pairs: Vec<(String, String)>) -> Result<(ListParams, Option<u64>)
             _ => {
                 return Err(ApiError::validation(
                     name,
-                    "unknown query parameter; expected status, limit, cursor or min_position",
+                    "unknown query parameter; expected status, agent, customer, sort, order, \
+                     limit, cursor or min_position",
                 ));
             }
         }

@@ -6,10 +6,13 @@
 //! every answer comes straight from a [`ViewStore`].
 //!
 //! The list pages with a keyset cursor rather than an offset: rows are ordered
-//! newest first by (`created_at`, `id`), and a cursor names the last row of a
-//! page, so a page never repeats or skips a row when tickets are added between
-//! two requests. The cursor is opaque to clients (base64url of
-//! `created_at|id`): only its round trip is promised.
+//! by (sort key, `id`) (`created_at` or `updated_at`, either direction; newest
+//! created first by default), and a cursor names the last row of a page, so a
+//! page never repeats or skips a row that did not change between two requests.
+//! A row that changes while a client pages may move across the cursor when the
+//! list is sorted by `updated_at` (then it shows up again, or not at all): that
+//! is the row's new place, not a paging fault. The cursor is opaque to clients
+//! and carries the sort it was made for: only its round trip is promised.
 
 mod cursor;
 
@@ -60,13 +63,19 @@ impl Freshness {
 pub struct ListParams {
     /// Only tickets with this status.
     pub status: Option<Status>,
+    /// Only tickets assigned to this agent (exact match).
+    pub agent: Option<String>,
+    /// Only tickets of this customer (exact match).
+    pub customer: Option<String>,
+    /// The order of the rows; newest created first by default.
+    pub sort: ListSort,
     /// Rows per page, `1..=MAX_LIMIT`; [`DEFAULT_LIMIT`] when absent.
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
 }
 
-/// One page of list rows, newest first.
+/// One page of list rows, in the asked order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub items: Vec<TicketListRow>,
@@ -142,7 +151,7 @@ impl QueryService {
         self.views.ticket(id).await?.ok_or(QueryError::NotFound)
     }
 
-    /// One page of the ticket list, newest first.
+    /// One page of the ticket list, filtered and in the asked order.
     pub async fn list(&self, params: ListParams) -> Result<Page, QueryError> {
         let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -151,26 +160,41 @@ impl QueryService {
                 max: MAX_LIMIT,
             });
         }
+        let sort = params.sort;
         let after = params
             .cursor
             .as_deref()
             .map(cursor::decode)
             .transpose()
             .map_err(|source| QueryError::InvalidCursor { source })?;
+        let after = match after {
+            Some(cursor) if cursor.sort != sort => {
+                return Err(QueryError::InvalidCursor {
+                    source: CursorError::OtherSort {
+                        field: cursor.sort.field.name(),
+                        order: cursor::order_name(cursor.sort.descending),
+                    },
+                });
+            }
+            Some(cursor) => Some((cursor.key, cursor.id)),
+            None => None,
+        };
         let page_size = limit as usize;
         let query = ListQuery {
             status: params.status,
+            agent: params.agent,
+            customer: params.customer,
             after,
             // One row more than asked tells whether another page follows.
             limit: page_size + 1,
-            sort: ListSort::NewestFirst,
+            sort,
         };
         let mut items = self.views.list(&query).await?;
         let next_cursor = if items.len() > page_size {
             items.truncate(page_size);
             items
                 .last()
-                .map(|row| cursor::encode(row.created_at, row.id))
+                .map(|row| cursor::encode(sort, sort.key(row), row.id))
         } else {
             None
         };

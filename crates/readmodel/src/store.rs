@@ -60,19 +60,76 @@ impl ViewError {
     }
 }
 
-/// The order of the list: newest first, by creation time then id.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ListSort {
+/// The time a list is ordered by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ListSortField {
+    /// When the ticket was opened.
     #[default]
-    NewestFirst,
+    CreatedAt,
+    /// When the ticket last changed.
+    UpdatedAt,
+}
+
+impl ListSortField {
+    pub const ALL: [ListSortField; 2] = [ListSortField::CreatedAt, ListSortField::UpdatedAt];
+
+    /// The name used on the wire, in cursors and in column names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListSortField::CreatedAt => "created_at",
+            ListSortField::UpdatedAt => "updated_at",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|field| field.name() == name)
+    }
+}
+
+/// The order of the list: by `field`, ties broken by id in the same
+/// direction. The default is newest first by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListSort {
+    pub field: ListSortField,
+    pub descending: bool,
+}
+
+impl Default for ListSort {
+    fn default() -> Self {
+        ListSort {
+            field: ListSortField::CreatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl ListSort {
+    /// Every sort a list can be asked for.
+    pub fn all() -> impl Iterator<Item = ListSort> {
+        ListSortField::ALL
+            .into_iter()
+            .flat_map(|field| [true, false].map(|descending| ListSort { field, descending }))
+    }
+
+    /// The row's value of the sort key.
+    pub fn key(self, row: &TicketListRow) -> DateTime<Utc> {
+        match self.field {
+            ListSortField::CreatedAt => row.created_at,
+            ListSortField::UpdatedAt => row.updated_at,
+        }
+    }
 }
 
 /// One page request against the list view. Validation (limit bounds, cursor
 /// decoding) happens in the `query` crate; a store gets well-formed input.
+/// Filters are exact matches and combine with AND.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     pub status: Option<Status>,
-    /// Keyset position: rows strictly after this (created_at, id) in sort order.
+    pub agent: Option<String>,
+    pub customer: Option<String>,
+    /// Keyset position: rows strictly after this (sort key value, id) in
+    /// sort order.
     pub after: Option<(DateTime<Utc>, Uuid)>,
     pub limit: usize,
     pub sort: ListSort,

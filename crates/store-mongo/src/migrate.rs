@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_projection_slots",
         text: include_str!("../../../migrations/mongodb/0003_projection_slots.json"),
     },
+    Migration {
+        version: 4,
+        name: "0004_list_filters_and_sorts",
+        text: include_str!("../../../migrations/mongodb/0004_list_filters_and_sorts.json"),
+    },
 ];
 
 /// The commands a migration may use: each is safe to run twice (see the

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_projection_slots",
         sql: include_str!("../../../migrations/sqlite/0003_projection_slots.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_list_filters_and_sorts",
+        sql: include_str!("../../../migrations/sqlite/0004_list_filters_and_sorts.sql"),
+    },
 ];
 
 /// The migrations this build knows, as (version, name), in order.
@@ -222,7 +227,7 @@ mod tests {
                  INSERT INTO checkpoints VALUES ('views', 1, '2024-05-01T09:30:00.000000Z');",
             )
             .expect("an old file's data");
-        assert_eq!(apply(&mut connection, path).expect("apply"), vec![3]);
+        assert_eq!(apply(&mut connection, path).expect("apply"), vec![3, 4]);
 
         let tables: Vec<String> = connection
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")

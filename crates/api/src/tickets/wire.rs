@@ -215,6 +215,15 @@ struct EventResponse {
     event_type: String,
     occurred_at: DateTime<Utc>,
     data: serde_json::Value,
+    metadata: EventMetadataResponse,
+}
+
+/// Who and what caused an event; each field is `null` when the event has none.
+#[derive(Debug, Serialize)]
+struct EventMetadataResponse {
+    actor: Option<String>,
+    correlation_id: Option<uuid::Uuid>,
+    causation_id: Option<uuid::Uuid>,
 }
 
 impl From<Vec<RecordedEvent>> for EventsResponse {
@@ -227,6 +236,11 @@ impl From<Vec<RecordedEvent>> for EventsResponse {
                     event_type: event.event_type,
                     occurred_at: event.occurred_at,
                     data: event.data,
+                    metadata: EventMetadataResponse {
+                        actor: event.metadata.actor,
+                        correlation_id: event.metadata.correlation_id,
+                        causation_id: event.metadata.causation_id,
+                    },
                 })
                 .collect(),
         }

@@ -300,7 +300,15 @@ async fn a_tickets_events_come_from_the_store_in_version_order() {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["data", "occurred_at", "type", "version"]);
+        assert_eq!(keys, ["data", "metadata", "occurred_at", "type", "version"]);
+        let mut metadata: Vec<&str> = event["metadata"]
+            .as_object()
+            .expect("metadata object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        metadata.sort_unstable();
+        assert_eq!(metadata, ["actor", "causation_id", "correlation_id"]);
     }
     assert_eq!(
         events[0]["data"],
@@ -334,4 +342,43 @@ async fn a_correlation_id_header_is_recorded_with_the_events() {
     let id = uuid::Uuid::parse_str(&id).expect("uuid");
     let stream = app.store.read_stream(id).await.expect("stream");
     assert_eq!(stream[0].metadata.correlation_id, Some(correlation));
+}
+
+#[tokio::test]
+async fn events_carry_their_metadata_with_nulls_where_absent() {
+    let app = App::new();
+    let correlation = uuid::Uuid::now_v7();
+    let body = json!({"customer": "c", "subject": "s", "message": "m"}).to_string();
+    let reply = app
+        .request(
+            Method::POST,
+            "/tickets",
+            &[
+                ("x-correlation-id", &correlation.to_string()),
+                ("x-actor", "ana"),
+            ],
+            Some("application/json"),
+            body,
+        )
+        .await;
+    let id = reply.assert_json(201)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let reply = app
+        .send(
+            Method::GET,
+            &format!("/tickets/{id}/events"),
+            None,
+            Body::empty(),
+        )
+        .await;
+    let events = reply.assert_json(200)["events"].clone();
+    let metadata = &events[0]["metadata"];
+    assert_eq!(metadata["correlation_id"], json!(correlation.to_string()));
+    assert_eq!(metadata["actor"], json!("ana"));
+    assert!(
+        metadata["causation_id"].is_null() || metadata["causation_id"].is_string(),
+        "{metadata}"
+    );
 }

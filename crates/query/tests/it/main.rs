@@ -79,6 +79,7 @@ impl Fixture {
                     status,
                     limit: Some(limit),
                     cursor,
+                    ..ListParams::default()
                 })
                 .await
                 .expect("page");

@@ -37,9 +37,8 @@ use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::{ClientSession, Collection};
 use readmodel::{
-    Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, ListSort, Projection,
-    ProjectionStatus, Rows, RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError,
-    ViewStore,
+    Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, Projection, ProjectionStatus, Rows,
+    RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError, ViewStore,
 };
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -481,9 +480,6 @@ impl ViewStore for MongoStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
-        match query.sort {
-            ListSort::NewestFirst => {}
-        }
         if query.limit == 0 {
             return Ok(Vec::new());
         }
@@ -492,7 +488,7 @@ impl ViewStore for MongoStore {
         let documents = find_all(
             &collection,
             rows::list_filter(query),
-            doc! { "created_at": -1, "_id": -1 },
+            rows::list_order(query.sort),
             Some(codec::clamp(query.limit as u64)),
             None,
         )

@@ -13,7 +13,7 @@ use domain::Status;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{ClientSession, Collection};
-use readmodel::{Dashboard, DashboardDelta, ListQuery};
+use readmodel::{Dashboard, DashboardDelta, ListQuery, ListSort};
 
 use super::{Result, corrupt};
 use crate::codec::{self, Fields};
@@ -176,26 +176,43 @@ pub(crate) fn list_filter(query: &ListQuery) -> Document {
     if let Some(status) = query.status {
         filter.insert("status", status.as_str());
     }
-    if let Some((created_at, id)) = query.after {
-        // A range on created_at plus a tie-break on _id: one index range scan.
-        let created_at = codec::date(created_at);
-        filter.insert("created_at", doc! { "$lte": created_at });
+    if let Some(agent) = &query.agent {
+        filter.insert("agent", agent.as_str());
+    }
+    if let Some(customer) = &query.customer {
+        filter.insert("customer", customer.as_str());
+    }
+    if let Some((key, id)) = query.after {
+        // A range on the sort key plus a tie-break on _id: one index range scan.
+        let field = query.sort.field.name();
+        let key = codec::date(key);
+        let (before, strictly) = if query.sort.descending {
+            ("$lte", "$lt")
+        } else {
+            ("$gte", "$gt")
+        };
+        filter.insert(field, doc! { before: key });
         filter.insert(
             "$or",
             vec![
-                Bson::Document(doc! { "created_at": { "$lt": created_at } }),
-                Bson::Document(doc! { "_id": { "$lt": codec::id(id) } }),
+                Bson::Document(doc! { field: { strictly: key } }),
+                Bson::Document(doc! { "_id": { strictly: codec::id(id) } }),
             ],
         );
     }
     filter
 }
 
+/// The list's sort: the sort key, then `_id`, both in the asked direction.
+pub(crate) fn list_order(sort: ListSort) -> Document {
+    let direction = if sort.descending { -1 } else { 1 };
+    doc! { sort.field.name(): direction, "_id": direction }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use readmodel::ListSort;
     use uuid::Uuid;
 
     #[test]
@@ -207,9 +224,11 @@ mod tests {
         let id = Uuid::nil();
         let query = ListQuery {
             status: Some(Status::Open),
+            agent: None,
+            customer: None,
             after: Some((at, id)),
             limit: 10,
-            sort: ListSort::NewestFirst,
+            sort: ListSort::default(),
         };
         let date = codec::date(at);
         assert_eq!(

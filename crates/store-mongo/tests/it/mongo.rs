@@ -173,11 +173,21 @@ async fn migrations_are_applied_once_recorded_and_reconnecting_is_a_no_op() {
             .list_index_names()
             .await
             .expect("list indexes");
-        assert!(list.contains(&"newest".to_owned()), "{slot}: {list:?}");
-        assert!(
-            list.contains(&"status_newest".to_owned()),
-            "{slot}: {list:?}"
-        );
+        for index in [
+            "newest",
+            "status_newest",
+            "updated",
+            "status_updated",
+            "agent_created",
+            "agent_updated",
+            "customer_created",
+            "customer_updated",
+        ] {
+            assert!(
+                list.contains(&index.to_owned()),
+                "{slot}: {index}: {list:?}"
+            );
+        }
     }
     let slots = store
         .database()

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use domain::Status;
 use readmodel::{
-    Dashboard, DashboardDelta, ListQuery, ListSort, Note, Projection, Rows, TicketDetail,
-    TicketListRow, TicketStatusRow, ViewError,
+    Dashboard, DashboardDelta, ListQuery, ListSort, ListSortField, Note, Projection, Rows,
+    TicketDetail, TicketListRow, TicketStatusRow, ViewError,
 };
 use rusqlite::{Connection, Row, ToSql};
 use serde::{Deserialize, Serialize};
@@ -415,17 +415,80 @@ pub(crate) fn ticket(
     collect(&mut statement, [text::id(id)], table).map(|mut found| found.pop())
 }
 
-/// The list's SQL, one text per slot and shape so each is prepared once. The
-/// keyset condition is spelled as a range on `created_at` plus a tie-break on
-/// `id`, which the planner turns into a range scan of the slot's index.
-pub(crate) fn list_sql(slot: Slot, by_status: bool, after: bool) -> String {
-    let table = rows_table(Projection::List, slot);
-    let mut conditions = Vec::new();
-    if by_status {
-        conditions.push("status = :status");
+/// Which of a list query's optional parts are present: what decides its SQL
+/// text and its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListShape {
+    pub(crate) status: bool,
+    pub(crate) agent: bool,
+    pub(crate) customer: bool,
+    pub(crate) sort: ListSort,
+    pub(crate) after: bool,
+}
+
+impl ListShape {
+    pub(crate) fn of(query: &ListQuery) -> Self {
+        ListShape {
+            status: query.status.is_some(),
+            agent: query.agent.is_some(),
+            customer: query.customer.is_some(),
+            sort: query.sort,
+            after: query.after.is_some(),
+        }
     }
-    if after {
-        conditions.push("created_at <= :created_at AND (created_at < :created_at OR id < :id)");
+
+    /// The index the query walks (migrations 0003 and 0004): the one of its
+    /// most selective filter (customer, then agent, then status) and its sort
+    /// key, else the sort key's own. The other filters are checked on the
+    /// rows that index yields.
+    pub(crate) fn index(self, slot: Slot) -> String {
+        let table = rows_table(Projection::List, slot);
+        let filter = if self.customer {
+            Some("customer")
+        } else if self.agent {
+            Some("agent")
+        } else if self.status {
+            Some("status")
+        } else {
+            None
+        };
+        match (filter, self.sort.field) {
+            (None, ListSortField::CreatedAt) => format!("{table}_newest"),
+            (None, ListSortField::UpdatedAt) => format!("{table}_updated"),
+            (Some("status"), ListSortField::CreatedAt) => format!("{table}_status_newest"),
+            (Some(filter), ListSortField::CreatedAt) => format!("{table}_{filter}_created"),
+            (Some(filter), ListSortField::UpdatedAt) => format!("{table}_{filter}_updated"),
+        }
+    }
+}
+
+/// The list's SQL, one text per slot and shape so each is prepared once. The
+/// keyset condition is spelled as a range on the sort key plus a tie-break on
+/// `id`, which the planner turns into a range seek of the shape's index
+/// (named with `INDEXED BY`, so a planner's change of mind is an error, not a
+/// silent full scan).
+pub(crate) fn list_sql(slot: Slot, shape: ListShape) -> String {
+    let table = rows_table(Projection::List, slot);
+    let key = shape.sort.field.name();
+    let (direction, before, strictly) = if shape.sort.descending {
+        ("DESC", "<=", "<")
+    } else {
+        ("ASC", ">=", ">")
+    };
+    let mut conditions = Vec::new();
+    if shape.status {
+        conditions.push("status = :status".to_owned());
+    }
+    if shape.agent {
+        conditions.push("agent = :agent".to_owned());
+    }
+    if shape.customer {
+        conditions.push("customer = :customer".to_owned());
+    }
+    if shape.after {
+        conditions.push(format!(
+            "{key} {before} :key AND ({key} {strictly} :key OR id {strictly} :id)"
+        ));
     }
     let filter = if conditions.is_empty() {
         String::new()
@@ -433,8 +496,10 @@ pub(crate) fn list_sql(slot: Slot, by_status: bool, after: bool) -> String {
         format!("WHERE {}", conditions.join(" AND "))
     };
     format!(
-        "SELECT {} FROM {table} {filter} ORDER BY created_at DESC, id DESC LIMIT :limit",
-        TicketListRow::COLUMNS
+        "SELECT {} FROM {table} INDEXED BY {} {filter} \
+         ORDER BY {key} {direction}, id {direction} LIMIT :limit",
+        TicketListRow::COLUMNS,
+        shape.index(slot),
     )
 }
 
@@ -444,9 +509,6 @@ pub(crate) fn list(
     slot: Slot,
     query: &ListQuery,
 ) -> Result<Vec<TicketListRow>> {
-    match query.sort {
-        ListSort::NewestFirst => {}
-    }
     let status = query.status.map(Status::as_str);
     let after = query.after.map(|(at, id)| (text::time(at), text::id(id)));
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
@@ -454,12 +516,17 @@ pub(crate) fn list(
     if let Some(status) = &status {
         params.push((":status", status));
     }
-    if let Some((created_at, id)) = &after {
-        params.push((":created_at", created_at));
+    if let Some(agent) = &query.agent {
+        params.push((":agent", agent));
+    }
+    if let Some(customer) = &query.customer {
+        params.push((":customer", customer));
+    }
+    if let Some((key, id)) = &after {
+        params.push((":key", key));
         params.push((":id", id));
     }
-    let mut statement =
-        connection.prepare_cached(&list_sql(slot, status.is_some(), after.is_some()))?;
+    let mut statement = connection.prepare_cached(&list_sql(slot, ListShape::of(query)))?;
     collect(
         &mut statement,
         params.as_slice(),

@@ -421,7 +421,9 @@ async fn slots_without_exactly_one_live_are_corrupt() {
                 status: None,
                 after: None,
                 limit: 10,
-                sort: ListSort::NewestFirst,
+                sort: ListSort::default(),
+                agent: None,
+                customer: None,
             })
             .await
             .map(|_| ()),
