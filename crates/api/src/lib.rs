@@ -11,7 +11,9 @@
 //!
 //! Routes: `POST /tickets`, `GET /tickets`, `GET|PATCH /tickets/{id}`,
 //! `GET /tickets/{id}/events`, `GET /dashboard`, `GET /healthz`. Unknown paths answer 404 and
-//! unsupported methods 405, both as problem+json.
+//! unsupported methods 405, both as problem+json. The composition root adds
+//! `/readyz` and `/metrics` through [`router_with`]'s `extra` routes, so they
+//! share the middleware (request ids, logs, request metrics).
 
 mod dashboard;
 mod error;

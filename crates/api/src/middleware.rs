@@ -1,6 +1,8 @@
 //! What every request goes through before its handler: request ids, the
-//! actor header, the body size limit, the request timeout and the one log
-//! line per request.
+//! actor header, the body size limit, the request timeout, the one log
+//! line per request and the request metrics (`http_requests_total`,
+//! `http_request_duration_seconds`, labelled by method, route template and
+//! status).
 //!
 //! The middleware hands the handlers what it learnt through request
 //! extensions ([`RequestMeta`], [`Actor`]) and, for the correlation id, by
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self as axum_middleware, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::timeout::TimeoutLayer;
@@ -30,6 +32,10 @@ const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Longest `X-Actor` accepted, in characters.
 const MAX_ACTOR_CHARS: usize = 100;
+
+/// The `route` label of a request no route matched (a 404): never the raw
+/// URL, so a scanner cannot grow the label set without bound.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// The limits every request is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +106,11 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         request.headers_mut().insert(CORRELATION_ID, value);
     }
     let method = request.method().clone();
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str)
-        .to_owned();
+        .map(|path| path.as_str().to_owned());
+    let route = matched.as_deref().unwrap_or("<unmatched>");
     let span = tracing::info_span!(
         "request",
         method = %method,
@@ -123,7 +129,9 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&meta.request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    record_request(&method, matched.as_deref(), response.status(), elapsed);
+    let latency_ms = elapsed * 1000.0;
     span.in_scope(|| {
         tracing::info!(
             method = %method,
@@ -135,6 +143,18 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         );
     });
     response
+}
+
+/// Counts the request and records its latency, labelled by the route
+/// template (`/tickets/{id}`), or [`UNMATCHED_ROUTE`] when no route matched.
+fn record_request(method: &Method, route: Option<&str>, status: StatusCode, seconds: f64) {
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route.unwrap_or(UNMATCHED_ROUTE).to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(seconds);
 }
 
 /// The request id (the client's when sane, else a fresh UUID v7) and the

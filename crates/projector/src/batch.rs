@@ -19,6 +19,9 @@ pub(crate) enum Batch {
     Applied {
         from: Position,
         to: Position,
+        /// How many events the commit applied (those in `from..=to`; 0
+        /// when nothing was committed).
+        committed: usize,
         /// Positions the fold passed by as skipped dead letters.
         skipped: HashSet<Position>,
         failed: Option<Box<FailedEvent>>,
@@ -52,9 +55,15 @@ pub(crate) async fn apply_batch(
     if to > from {
         views.commit(fence, outcome.changes).await?;
     }
+    let committed = if to > from {
+        batch.iter().filter(|event| event.position <= to).count()
+    } else {
+        0
+    };
     Ok(Batch::Applied {
         from,
         to,
+        committed,
         skipped,
         failed: outcome.failed.map(Box::new),
     })

@@ -18,6 +18,12 @@
 //! the whole history while the live slot serves, [`verify`] is the oracle
 //! that compares a slot with the fold of the history, and [`status`] is what
 //! ops and `/readyz` see.
+//!
+//! Metrics go through the `metrics` facade (a no-op unless the process
+//! installed a recorder): the live runner records [`BATCH_SIZE`] per
+//! committed batch, and [`record_status`] turns a [`StatusReport`] into the
+//! position, lag and dead-letter gauges, so a scrape can refresh them from
+//! the store whichever process runs the projector.
 
 mod batch;
 mod lease;
@@ -47,11 +53,15 @@ pub use rebuild::{
 };
 pub use status::{
     ProjectionReport, RebuildActivity, ShadowReport, StatusReport, VersionReport, lag, live_state,
-    status,
+    record_status, status,
 };
 pub use verify::{
     Difference, DifferenceKind, FieldDifference, VerifyOptions, VerifyReport, verify,
 };
+
+/// Histogram, labelled by `projection`: events per batch the live runner
+/// committed.
+pub const BATCH_SIZE: &str = "projector_batch_size";
 
 /// The holder name `catch_up` takes leases with: fixed, so a catch-up that
 /// died holding a lease does not block the next one.

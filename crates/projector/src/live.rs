@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, apply_batch};
 use crate::lease::Held;
-use crate::{DeadLetterPolicy, ProjectorConfig, ProjectorError};
+use crate::{BATCH_SIZE, DeadLetterPolicy, ProjectorConfig, ProjectorError};
 
 /// Why a holder gave its lease up.
 enum Exit {
@@ -159,10 +159,15 @@ impl LiveRunner {
                 Ok(Batch::Applied {
                     from,
                     to,
+                    committed,
                     skipped,
                     failed,
                 }) => {
                     failing = None;
+                    if committed > 0 {
+                        metrics::histogram!(BATCH_SIZE, "projection" => projection.name())
+                            .record(committed as f64);
+                    }
                     tracing::debug!(%projection, from, to, "batch committed");
                     self.resolve_passed(&mut unresolved, to, &skipped).await;
                     let Some(failed) = failed else {

@@ -160,6 +160,20 @@ fn report(
     }
 }
 
+/// Sets the per-projection gauges from `report` (labelled by `projection`):
+/// `projector_position` (the live checkpoint), `projector_lag_events`,
+/// `projector_lag_seconds` and `projector_dead_letters_pending`.
+pub fn record_status(report: &StatusReport) {
+    for p in &report.projections {
+        let name = p.projection.name();
+        metrics::gauge!("projector_position", "projection" => name).set(p.checkpoint as f64);
+        metrics::gauge!("projector_lag_events", "projection" => name).set(p.lag_events as f64);
+        metrics::gauge!("projector_lag_seconds", "projection" => name).set(p.lag_seconds);
+        metrics::gauge!("projector_dead_letters_pending", "projection" => name)
+            .set(p.dead_letters_pending as f64);
+    }
+}
+
 /// Lag in events and in seconds: the age of the oldest event not yet applied
 /// (the first one after the checkpoint), 0 when caught up.
 pub fn lag(

@@ -2,7 +2,7 @@
 //!
 //! Both binaries (`ticketd`, `ticket-projector`) are thin `main`s over this
 //! crate: it parses the store URL, opens the backend it names, wires the write
-//! side, query side, projector and HTTP router together (plus `/readyz`), runs
+//! side, query side, projector and HTTP router together (plus `/readyz` and `/metrics`), runs
 //! the projector's operations commands ([`ops`]), and owns process concerns
 //! (logging, shutdown signals, progress output). No business rule lives here.
 
@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cli;
 pub mod ops;
 mod progress;
+pub mod prometheus;
 mod readiness;
 pub mod store_url;
 pub mod telemetry;
@@ -44,6 +45,7 @@ pub struct ServerConfig {
 /// Runs the HTTP server (and, if configured, the projector) until `shutdown`
 /// is cancelled; in-flight requests and the projector's batch finish first.
 pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = prometheus::install()?;
     let backend = Backend::open(&config.store)
         .await
         .with_context(|| format!("opening the store {}", config.store))?;
@@ -73,7 +75,8 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let app = api::router_with(
         state,
         config.http,
-        readiness::router(backend.clone(), config.ready_max_lag),
+        readiness::router(backend.clone(), config.ready_max_lag)
+            .merge(prometheus::router(backend.clone(), metrics)),
     );
 
     tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, "ticketd serving");

@@ -13,6 +13,9 @@
 //! spaced by a small jittered pause; a command that still loses answers
 //! [`WriteError::Conflict`].
 //!
+//! It records two counters through the `metrics` facade (a no-op unless the
+//! process installed a recorder): [`EVENTS_APPENDED`] and [`APPEND_CONFLICTS`].
+//!
 //! The ticket returned with a [`WriteOutcome`] is folded from the recorded
 //! events with [`readmodel::project`], the fold the projector uses, so a write
 //! response equals what the read model shows once it reaches that version.
@@ -30,6 +33,12 @@ use uuid::Uuid;
 /// How many times a command is decided and appended before a lost race is
 /// reported as [`WriteError::Conflict`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
+
+/// Counter: events the write side appended (committed appends only).
+pub const EVENTS_APPENDED: &str = "events_appended_total";
+/// Counter: appends that lost a race to another writer, counted before the
+/// retry (a command that wins on its third attempt counts two).
+pub const APPEND_CONFLICTS: &str = "append_conflicts_total";
 
 /// The longest pause between two attempts; the pause doubles from about a
 /// millisecond up to this, and a random part of it is taken.
@@ -186,6 +195,7 @@ impl CommandService {
                 Err(WriteError::Store(StoreError::Conflict {
                     expected, actual, ..
                 })) => {
+                    metrics::counter!(APPEND_CONFLICTS).increment(1);
                     tracing::debug!(%ticket_id, attempt, expected, actual, "lost a write race; deciding again");
                     if attempt < self.max_attempts {
                         tokio::time::sleep(backoff(attempt)).await;
@@ -245,6 +255,7 @@ impl CommandService {
             .await?;
         let position = appended.last().map_or(0, |event| event.position);
         let count = appended.len();
+        metrics::counter!(EVENTS_APPENDED).increment(count as u64);
         recorded.extend(appended);
         Ok(WriteOutcome {
             ticket: detail(ticket_id, &recorded)?,
