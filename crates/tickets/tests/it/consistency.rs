@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{PATIENCE, Ticketd, Workspace};
+use crate::harness::{PATIENCE, Ticketd, Workspace, eventually};
 
 crate::on_every_backend!(
     etag_is_the_version_and_a_stale_if_match_is_412_writing_nothing,
@@ -224,8 +224,25 @@ fn min_position_reads_include_the_write(ws: Workspace) {
         None,
     );
     assert_eq!(shown.status, 200, "{:?}", shown.body);
-    assert_eq!(shown.body["status"], "closed");
     assert_eq!(shown.header("x-read-stale"), None);
+    let shown = if ws.is_smoke_server() && shown.body["status"] != "closed" {
+        // jongodb makes a committed transaction's writes visible one by one
+        // (the checkpoint can show before the rows it covers); MongoDB makes
+        // them visible at once. On jongodb the row must still arrive.
+        eventually("the row behind the checkpoint on jongodb", || {
+            let again = call(
+                base,
+                "GET",
+                &format!("{path}?min_position={position}"),
+                &[],
+                None,
+            );
+            (again.body["status"] == "closed").then_some(again)
+        })
+    } else {
+        shown
+    };
+    assert_eq!(shown.body["status"], "closed");
     let read_at: u64 = shown
         .header("x-read-position")
         .expect("X-Read-Position")

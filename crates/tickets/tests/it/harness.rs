@@ -72,6 +72,11 @@ impl Workspace {
         })
     }
 
+    /// Whether the store is jongodb (see `smoke_server`).
+    pub fn is_smoke_server(&self) -> bool {
+        self.smoke_server
+    }
+
     /// Scales a load-test size down on a smoke server (see `smoke_server`).
     pub fn load(&self, full: usize) -> usize {
         if self.smoke_server {
