@@ -6,6 +6,7 @@ mod consistency;
 mod contract;
 mod errors;
 mod harness;
+mod listing;
 mod metrics;
 mod operability;
 mod operations;
