@@ -404,17 +404,12 @@ fn events_metadata_carries_the_actor_and_the_request_id(ws: Workspace) {
 
     assert_eq!(metadata(0)["actor"], "customer:acme");
     assert_eq!(metadata(0)["correlation_id"], opened_by.as_str());
-    for n in 1..4 {
-        assert_eq!(metadata(n)["actor"], "agent ana", "{}", events[n]);
+    for event in &events[1..4] {
+        let metadata = &event["metadata"];
+        assert_eq!(metadata["actor"], "agent ana", "{event}");
+        assert_eq!(metadata["correlation_id"], changed_by.as_str(), "{event}");
         assert_eq!(
-            metadata(n)["correlation_id"],
-            changed_by.as_str(),
-            "{}",
-            events[n]
-        );
-        assert_eq!(
-            metadata(n)["causation_id"],
-            metadata(1)["causation_id"],
+            metadata["causation_id"], events[1]["metadata"]["causation_id"],
             "one request's events share their cause"
         );
     }
