@@ -7,17 +7,21 @@ use axum::routing::get;
 use axum::{Json, Router};
 use readmodel::{Dashboard, Projection};
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{freshness_headers, min_position};
+use crate::openapi::Problem;
 use crate::tickets::decode_query;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/dashboard", get(show))
 }
 
-#[derive(Debug, Serialize)]
+/// Ticket counts per status.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Dashboard)]
 struct DashboardResponse {
     open: u64,
     triaged: u64,
@@ -36,7 +40,35 @@ impl From<Dashboard> for DashboardResponse {
     }
 }
 
-async fn show(
+/// The query of `GET /dashboard`, for the OpenAPI document (the handler
+/// reads the pairs itself and refuses unknown ones).
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct DashboardQuery {
+    /// Wait until the dashboard has applied this store position.
+    #[param(minimum = 0)]
+    min_position: Option<u64>,
+}
+
+/// Ticket counts per status, from the dashboard read model.
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    tag = "dashboard",
+    params(DashboardQuery),
+    responses(
+        (status = 200, description = "Counts per status", body = DashboardResponse,
+            headers(
+                ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
+                ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
+            )),
+        (status = 400, description = "An undecodable query string, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -10,7 +10,8 @@
 //! a failure gets its status code.
 //!
 //! Routes: `POST /tickets`, `GET /tickets`, `GET|PATCH /tickets/{id}`,
-//! `GET /tickets/{id}/events`, `GET /dashboard`, `GET /healthz`. Unknown paths answer 404 and
+//! `GET /tickets/{id}/events`, `GET /dashboard`, `GET /healthz`, `GET /openapi.json`
+//! (the OpenAPI 3.1 document of all of them, see [`openapi()`]). Unknown paths answer 404 and
 //! unsupported methods 405, both as problem+json. The composition root adds
 //! `/readyz` and `/metrics` through [`router_with`]'s `extra` routes, so they
 //! share the middleware (request ids, logs, request metrics).
@@ -19,6 +20,7 @@ mod dashboard;
 mod error;
 mod extract;
 pub mod middleware;
+mod openapi;
 mod tickets;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use write::CommandService;
 
 pub use error::ApiError;
 pub use middleware::HttpLimits;
+pub use openapi::openapi;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -51,11 +54,13 @@ pub fn router_with(state: AppState, limits: HttpLimits, extra: Router) -> Router
     let app = Router::new()
         .merge(tickets::routes())
         .merge(dashboard::routes())
-        // After the routes: it applies to the routes added so far.
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .fallback(error::no_route)
         .with_state(state)
         .route("/healthz", axum::routing::get(middleware::healthz))
-        .merge(extra);
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .merge(extra)
+        // After every route, `extra`'s included: it applies to the routes
+        // added so far, so a wrong method on `/readyz` is a problem too.
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_route);
     middleware::apply(app, limits)
 }

@@ -82,6 +82,12 @@ pub(crate) fn apply(router: Router, limits: HttpLimits) -> Router {
 }
 
 /// `GET /healthz`: the process is up; touches nothing else.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = crate::openapi::Health))
+)]
 pub(crate) async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }

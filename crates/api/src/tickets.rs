@@ -24,9 +24,10 @@ use crate::error::ApiError;
 use crate::extract::{
     Context, EVENT_POSITION, IfMatch, Json, TicketId, etag, freshness_headers, min_position,
 };
+use crate::openapi::Problem;
 use wire::{
-    ChangeRequest, EventsResponse, OpenRequest, PageResponse, STATUS_RULE, StatusWire,
-    TicketResponse,
+    ChangeRequest, EventsResponse, ListQuery, OpenRequest, PageResponse, STATUS_RULE, ShowQuery,
+    StatusWire, TicketResponse,
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -36,7 +37,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/tickets/{id}/events", get(events))
 }
 
-async fn open(
+/// Opens a ticket.
+#[utoipa::path(
+    post,
+    path = "/tickets",
+    tag = "tickets",
+    request_body(content = OpenRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Opened: the ticket detail (version 1)", body = TicketResponse,
+            headers(
+                ("Location" = String, description = "`/tickets/{id}` of the new ticket"),
+                ("ETag" = String, description = "The ticket's version as a strong entity tag, e.g. `\"1\"`"),
+                ("X-Event-Position" = u64, description = "Store position of the write's last event"),
+            )),
+        (status = 400, description = "Malformed JSON, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, is missing, unknown or mistyped", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A write race lost after retries", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn open(
     State(state): State<AppState>,
     Context(context): Context,
     Json(body): Json<OpenRequest>,
@@ -51,7 +73,34 @@ async fn open(
     ))
 }
 
-async fn change(
+/// Changes a ticket: any of status, agent and note; all its events are
+/// appended atomically.
+#[utoipa::path(
+    patch,
+    path = "/tickets/{id}",
+    tag = "tickets",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The ticket id"),
+        ("If-Match" = Option<String>, Header, description = "`*` or the strong entity tag of the version the change was made against, e.g. `\"3\"`; else 412"),
+    ),
+    request_body(content = ChangeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The ticket detail after the change", body = TicketResponse,
+            headers(
+                ("ETag" = String, description = "The ticket's version as a strong entity tag"),
+                ("X-Event-Position" = u64, description = "Store position of the write's last event (of the ticket's last event when nothing was appended)"),
+            )),
+        (status = 400, description = "Malformed JSON or id, malformed `If-Match`, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A closed ticket's status change, or a write race lost after retries", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the ticket is no longer at", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, is unknown or mistyped", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn change(
     State(state): State<AppState>,
     TicketId(id): TicketId,
     IfMatch(expected_version): IfMatch,
@@ -92,7 +141,27 @@ fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoRes
     (headers, JsonResponse(TicketResponse::from(ticket)))
 }
 
-async fn show(
+/// Reads a ticket from the detail read model, or (with `as_of_version` or
+/// `as_of`) as it was then, folded from its events.
+#[utoipa::path(
+    get,
+    path = "/tickets/{id}",
+    tag = "tickets",
+    params(("id" = uuid::Uuid, Path, description = "The ticket id"), ShowQuery),
+    responses(
+        (status = 200, description = "The ticket detail", body = TicketResponse,
+            headers(
+                ("ETag" = String, description = "The ticket's version as a strong entity tag"),
+                ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
+                ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
+            )),
+        (status = 400, description = "Malformed id, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No ticket with this id (or not yet at that version or time)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad, unknown or repeated query parameter, or more than one of min_position, as_of_version, as_of", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     TicketId(id): TicketId,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -110,7 +179,24 @@ async fn show(
     Ok(ticket_response(ticket, freshness_headers(freshness)))
 }
 
-async fn list(
+/// Lists tickets, filtered, sorted and paged with a keyset cursor.
+#[utoipa::path(
+    get,
+    path = "/tickets",
+    tag = "tickets",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of list rows", body = PageResponse,
+            headers(
+                ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
+                ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
+            )),
+        (status = 400, description = "An undecodable cursor or query string, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -201,7 +287,20 @@ fn show_params(pairs: Vec<(String, String)>) -> Result<ShowParams, ApiError> {
     Ok(params)
 }
 
-async fn events(
+/// The ticket's history, from the event store, in version order.
+#[utoipa::path(
+    get,
+    path = "/tickets/{id}/events",
+    tag = "tickets",
+    params(("id" = uuid::Uuid, Path, description = "The ticket id")),
+    responses(
+        (status = 200, description = "The ticket's events", body = EventsResponse),
+        (status = 400, description = "Malformed id, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn events(
     State(state): State<AppState>,
     TicketId(id): TicketId,
 ) -> Result<JsonResponse<EventsResponse>, ApiError> {

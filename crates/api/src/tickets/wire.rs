@@ -7,12 +7,14 @@ use eventstore::RecordedEvent;
 use query::Page;
 use readmodel::{Note, TicketDetail, TicketListRow};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// A ticket status on the wire: one of `open`, `triaged`, `closed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase", try_from = "String")]
-pub(super) enum StatusWire {
+#[schema(as = Status)]
+pub(crate) enum StatusWire {
     Open,
     Triaged,
     Closed,
@@ -62,30 +64,42 @@ impl From<Status> for StatusWire {
 }
 
 /// `POST /tickets`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a JSON object with customer, subject and message"
 )]
-pub(super) struct OpenRequest {
+pub(crate) struct OpenRequest {
+    /// 1 to 200 characters after trimming.
+    #[schema(min_length = 1, max_length = 200)]
     pub customer: String,
+    /// 1 to 200 characters after trimming.
+    #[schema(min_length = 1, max_length = 200)]
     pub subject: String,
+    /// 1 to 10000 characters after trimming.
+    #[schema(min_length = 1, max_length = 10000)]
     pub message: String,
 }
 
 /// `PATCH /tickets/{id}`: every field optional, but none may be `null` except
 /// `agent`, where `null` unassigns and absence leaves the agent alone.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a JSON object with any of status, agent and note"
 )]
-pub(super) struct ChangeRequest {
+pub(crate) struct ChangeRequest {
+    /// The new status; a closed ticket cannot change status (409).
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub status: Option<StatusWire>,
+    /// 1 to 100 characters to assign, `null` to unassign.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
     pub agent: Option<Option<String>>,
+    /// A note to add: 1 to 5000 characters, not blank.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, min_length = 1, max_length = 5000)]
     pub note: Option<String>,
 }
 
@@ -107,8 +121,10 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct TicketResponse {
+/// A ticket's detail.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Ticket)]
+pub(crate) struct TicketResponse {
     id: Uuid,
     customer: String,
     subject: String,
@@ -121,7 +137,8 @@ pub(super) struct TicketResponse {
     version: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Note)]
 struct NoteResponse {
     text: String,
     added_at: DateTime<Utc>,
@@ -154,13 +171,16 @@ impl From<Note> for NoteResponse {
 }
 
 /// `GET /tickets`
-#[derive(Debug, Serialize)]
-pub(super) struct PageResponse {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TicketPage)]
+pub(crate) struct PageResponse {
     items: Vec<ListRowResponse>,
     next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A row of the ticket list.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TicketListRow)]
 struct ListRowResponse {
     id: Uuid,
     customer: String,
@@ -203,23 +223,29 @@ impl From<TicketListRow> for ListRowResponse {
 }
 
 /// `GET /tickets/{id}/events`
-#[derive(Debug, Serialize)]
-pub(super) struct EventsResponse {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TicketEvents)]
+pub(crate) struct EventsResponse {
     events: Vec<EventResponse>,
 }
 
-#[derive(Debug, Serialize)]
+/// One recorded event of the ticket's stream.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TicketEvent)]
 struct EventResponse {
     version: u64,
     #[serde(rename = "type")]
     event_type: String,
     occurred_at: DateTime<Utc>,
+    /// The event's payload, shaped by its `type`.
+    #[schema(value_type = Object)]
     data: serde_json::Value,
     metadata: EventMetadataResponse,
 }
 
 /// Who and what caused an event; each field is `null` when the event has none.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventMetadata)]
 struct EventMetadataResponse {
     actor: Option<String>,
     correlation_id: Option<uuid::Uuid>,
@@ -245,4 +271,69 @@ impl From<Vec<RecordedEvent>> for EventsResponse {
                 .collect(),
         }
     }
+}
+
+/// A sort key of `GET /tickets`.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ListSort)]
+#[allow(dead_code)]
+pub(crate) enum SortWire {
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// The order of `GET /tickets`.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = ListOrder)]
+#[allow(dead_code)]
+pub(crate) enum OrderWire {
+    Asc,
+    Desc,
+}
+
+/// The query of `GET /tickets`, for the OpenAPI document. The handler reads
+/// the pairs itself (`list_params`): an empty value counts as absent, unknown
+/// or repeated parameters are refused with a 422 naming them.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ListQuery {
+    /// Only tickets with this status.
+    status: Option<StatusWire>,
+    /// Only tickets assigned to this agent.
+    agent: Option<String>,
+    /// Only tickets of this customer.
+    customer: Option<String>,
+    /// The sort key; `created_at` when absent.
+    #[param(inline)]
+    sort: Option<SortWire>,
+    /// `desc` (newest first) when absent.
+    #[param(inline)]
+    order: Option<OrderWire>,
+    /// Rows per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// A `next_cursor` from a previous page (with the same filters and sort).
+    cursor: Option<String>,
+    /// Wait until the list has applied this store position (an `X-Event-Position`).
+    #[param(minimum = 0)]
+    min_position: Option<u64>,
+}
+
+/// The query of `GET /tickets/{id}`, for the OpenAPI document: at most one of
+/// the three (a 422 otherwise).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ShowQuery {
+    /// Wait until the detail view has applied this store position.
+    #[param(minimum = 0)]
+    min_position: Option<u64>,
+    /// The ticket as it was after this version, from the event store.
+    #[param(minimum = 1)]
+    as_of_version: Option<u64>,
+    /// The ticket as it was at this time (RFC 3339), from the event store.
+    as_of: Option<DateTime<Utc>>,
 }

@@ -8,6 +8,7 @@ mod errors;
 mod harness;
 mod listing;
 mod metrics;
+mod openapi;
 mod operability;
 mod operations;
 mod processes;

@@ -1,0 +1,253 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the code with
+//! utoipa and served at `GET /openapi.json`.
+//!
+//! Each handler carries its own `#[utoipa::path]` (path, parameters, body,
+//! every status it can answer with the headers of each); the wire types derive
+//! `ToSchema`. What every route shares because the middleware does it (the
+//! `X-Request-Id`, `X-Correlation-Id` and `X-Actor` request headers, the
+//! `X-Request-Id` response header, the `400` for a bad `X-Actor`, the `408`
+//! timeout and the `500`) is added to every operation by [`Middleware`], so
+//! it cannot be forgotten on a new route. `/readyz` and `/metrics` are served by
+//! the composition root (`tickets`); their operations are documented here, and
+//! the black-box test `openapi` checks the served document against the real
+//! router in both directions.
+
+use axum::Json;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// An error: `application/problem+json` (RFC 9457). `type` is a stable
+/// relative URI per kind of problem (`/problems/validation`,
+/// `/problems/not-found`, …) to branch on.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Problem {
+    /// A stable relative URI naming the kind of problem.
+    #[serde(rename = "type")]
+    kind: String,
+    /// A short human summary of the kind of problem.
+    title: String,
+    /// The HTTP status code.
+    status: u16,
+    /// What went wrong with this request.
+    detail: String,
+    /// The body field, path segment, query parameter or header at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    field: Option<String>,
+}
+
+/// `GET /healthz`'s body.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: String,
+}
+
+/// `GET /readyz`'s body: whether the service is ready, and why.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Readiness {
+    /// True when the store answers and every projection lags within the bound.
+    ready: bool,
+    /// The configured lag bound.
+    max_lag_seconds: Option<f64>,
+    /// The store's last event position.
+    head: Option<u64>,
+    /// The time of the check.
+    now: Option<String>,
+    /// Per-projection figures, as `ticket-projector status --json` prints them.
+    #[schema(value_type = Option<Vec<Object>>)]
+    projections: Option<Vec<serde_json::Value>>,
+    /// Why the store could not be checked (503 only).
+    error: Option<String>,
+}
+
+/// Ready: the store answers, migrations are applied and every projection lags
+/// less than `--ready-max-lag`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: the store does not answer, or a projection lags too much", body = Readiness),
+    )
+)]
+#[allow(dead_code)]
+fn readyz() {}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics (see the README for the list)", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+    )
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object))
+)]
+pub(crate) async fn serve() -> impl IntoResponse {
+    Json(openapi())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tickets",
+        description = "An event-sourced customer-support ticket service. Writes answer from the \
+                       write side; reads come from read models that may trail a write (see \
+                       `min_position`)."
+    ),
+    paths(
+        crate::tickets::open,
+        crate::tickets::list,
+        crate::tickets::show,
+        crate::tickets::change,
+        crate::tickets::events,
+        crate::dashboard::show,
+        crate::middleware::healthz,
+        readyz,
+        metrics,
+        serve,
+    ),
+    components(schemas(Problem)),
+    modifiers(&Middleware),
+    tags(
+        (name = "tickets", description = "Open, change, read and list tickets"),
+        (name = "dashboard", description = "Counts per status"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the whole API (the composition root's `/readyz`
+/// and `/metrics` included).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Adds what the middleware gives every route to every operation.
+struct Middleware;
+
+impl Modify for Middleware {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_middleware(operation);
+            }
+        }
+    }
+}
+
+fn string_schema(min: Option<usize>, max: Option<usize>) -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(min)
+            .max_length(max)
+            .build(),
+    )
+}
+
+fn add_middleware(operation: &mut Operation) {
+    let uuid = Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .build(),
+    );
+    let headers = [
+        (
+            "X-Request-Id",
+            "The request's id (1 to 128 visible ASCII characters), echoed on the response; \
+             a UUID also becomes the correlation id of the events written",
+            string_schema(Some(1), Some(128)),
+        ),
+        (
+            "X-Correlation-Id",
+            "The correlation id of the events written when `X-Request-Id` is not a UUID",
+            uuid,
+        ),
+        (
+            "X-Actor",
+            "Who asks (1 to 100 characters, no control characters); recorded in the events' \
+             metadata; a bad value answers 400",
+            string_schema(Some(1), Some(100)),
+        ),
+    ];
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    for (name, description, schema) in headers {
+        parameters.push(RefOr::T(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build(),
+        ));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, description) in [
+        ("400", "A bad `X-Actor` header"),
+        (
+            "408",
+            "The request took too long to arrive or to answer (`--request-timeout`)",
+        ),
+        ("500", "The server failed to handle the request"),
+    ] {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(problem_response(description)));
+    }
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            let mut header = Header::new(string_schema(None, None));
+            header.description = Some(
+                "The request's id: the client's own when sane, else a generated UUID v7".into(),
+            );
+            response
+                .headers
+                .insert("X-Request-Id".into(), RefOr::T(header));
+        }
+    }
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
+                .build(),
+        )
+        .build()
+}
