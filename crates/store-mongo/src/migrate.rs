@@ -28,19 +28,15 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use serde::Deserialize;
 
 use crate::codec::{self, Fields};
 use crate::error::{OpenError, code, is_duplicate_key, server_code};
-
-struct Migration {
-    version: u32,
-    name: &'static str,
-    text: &'static str,
-}
+pub use migration_files::AppliedMigration;
+use migration_files::Migration;
 
 /// In version order. A new file in `migrations/mongodb/` is added here too (a
 /// test checks the two agree).
@@ -88,16 +84,6 @@ pub fn migrations() -> impl Iterator<Item = (u32, &'static str)> {
     MIGRATIONS.iter().map(|m| (m.version, m.name))
 }
 
-/// One applied migration, as `schema_migrations` records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedMigration {
-    pub version: u32,
-    pub name: String,
-    /// FNV-1a 64 of the migration's text, as 16 hex digits.
-    pub checksum: String,
-    pub applied_at: DateTime<Utc>,
-}
-
 #[derive(Deserialize)]
 struct MigrationFile {
     #[allow(dead_code, reason = "documentation for readers of the file")]
@@ -105,32 +91,20 @@ struct MigrationFile {
     commands: Vec<Document>,
 }
 
-impl Migration {
-    fn commands(&self) -> Result<Vec<Document>, OpenError> {
-        let file: MigrationFile =
-            serde_json::from_str(self.text).map_err(|e| OpenError::BadMigration {
-                name: self.name.to_owned(),
-                reason: e.to_string(),
-            })?;
-        for command in &file.commands {
-            is_idempotent(command).map_err(|reason| OpenError::BadMigration {
-                name: self.name.to_owned(),
-                reason,
-            })?;
-        }
-        Ok(file.commands)
+/// The migration's commands, each checked to be safe to run twice.
+fn commands(migration: &Migration) -> Result<Vec<Document>, OpenError> {
+    let file: MigrationFile =
+        serde_json::from_str(migration.text).map_err(|e| OpenError::BadMigration {
+            name: migration.name.to_owned(),
+            reason: e.to_string(),
+        })?;
+    for command in &file.commands {
+        is_idempotent(command).map_err(|reason| OpenError::BadMigration {
+            name: migration.name.to_owned(),
+            reason,
+        })?;
     }
-}
-
-/// FNV-1a 64, over the text with carriage returns dropped so that a checkout
-/// with Windows line endings does not look like an edit.
-fn checksum(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes().filter(|b| *b != b'\r') {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    Ok(file.commands)
 }
 
 /// One `migrate` run: remembers whether the server lacking `create` was
@@ -171,8 +145,8 @@ impl Runner<'_> {
     /// Applies `migration` unless it is applied already; says whether it did.
     async fn apply_one(&mut self, migration: &Migration) -> Result<bool, OpenError> {
         let ledger = self.db.collection::<Document>(LEDGER);
-        let current = checksum(migration.text);
-        let commands = migration.commands()?;
+        let current = migration.checksum();
+        let commands = commands(migration)?;
         let waiting_since = tokio::time::Instant::now();
         loop {
             let recorded = ledger
@@ -459,51 +433,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checksum_is_fnv1a_64_and_ignores_carriage_returns() {
-        assert_eq!(checksum(""), "cbf29ce484222325");
-        assert_eq!(checksum("a"), "af63dc4c8601ec8c");
-        assert_eq!(checksum("a\nb"), checksum("a\r\nb"));
-        assert_ne!(checksum("a\nb"), checksum("a\nc"));
-    }
-
-    #[test]
     fn every_file_in_the_folder_is_listed_in_order() {
         let folder =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/mongodb");
-        let mut files: Vec<String> = std::fs::read_dir(&folder)
-            .expect("the migrations folder")
-            .map(|entry| {
-                entry
-                    .expect("a folder entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .filter(|name| name.ends_with(".json"))
-            .collect();
-        files.sort();
-        let listed: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|m| format!("{}.json", m.name))
-            .collect();
-        assert_eq!(files, listed, "migrations/mongodb/ and MIGRATIONS disagree");
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            let expected = u32::try_from(index + 1).expect("a small number");
-            assert_eq!(migration.version, expected, "versions are 1, 2, 3 ...");
-            assert!(
-                migration
-                    .name
-                    .starts_with(&format!("{:04}_", migration.version)),
-                "{} is named after its version",
-                migration.name
-            );
-        }
+        migration_files::check_folder(&folder, "json", MIGRATIONS).unwrap();
     }
 
     #[test]
     fn every_migration_parses_into_known_commands_in_file_order() {
         for migration in MIGRATIONS {
-            let commands = migration.commands().expect("the file parses");
+            let commands = commands(migration).expect("the file parses");
             assert!(!commands.is_empty(), "{} has commands", migration.name);
             for command in &commands {
                 if let Err(why) = is_idempotent(command) {
@@ -513,7 +452,7 @@ mod tests {
             }
         }
         // Index keys are ordered: the file's order must survive parsing.
-        let views = MIGRATIONS[1].commands().expect("parses");
+        let views = commands(&MIGRATIONS[1]).expect("parses");
         let indexes = views
             .iter()
             .find(|c| c.get_str("createIndexes").ok() == Some("ticket_list"))
@@ -581,7 +520,7 @@ mod tests {
 
     #[test]
     fn the_slot_seeds_are_longs_as_the_validators_require() {
-        let slots = MIGRATIONS[2].commands().expect("parses");
+        let slots = commands(&MIGRATIONS[2]).expect("parses");
         let seeds = slots
             .iter()
             .find(|c| c.get_str("update").ok() == Some("projection_slots"))

@@ -7,17 +7,13 @@
 //! transaction whether the migration is already there, so none runs twice. The
 //! recorded checksum catches a migration edited after it was applied.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::OpenError;
 use crate::text;
-
-struct Migration {
-    version: u32,
-    name: &'static str,
-    sql: &'static str,
-}
+pub use migration_files::AppliedMigration;
+use migration_files::Migration;
 
 /// In version order. A new file in `migrations/sqlite/` is added here too (a test
 /// checks the two agree).
@@ -25,38 +21,28 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "0001_events",
-        sql: include_str!("../../../migrations/sqlite/0001_events.sql"),
+        text: include_str!("../../../migrations/sqlite/0001_events.sql"),
     },
     Migration {
         version: 2,
         name: "0002_views",
-        sql: include_str!("../../../migrations/sqlite/0002_views.sql"),
+        text: include_str!("../../../migrations/sqlite/0002_views.sql"),
     },
     Migration {
         version: 3,
         name: "0003_projection_slots",
-        sql: include_str!("../../../migrations/sqlite/0003_projection_slots.sql"),
+        text: include_str!("../../../migrations/sqlite/0003_projection_slots.sql"),
     },
     Migration {
         version: 4,
         name: "0004_list_filters_and_sorts",
-        sql: include_str!("../../../migrations/sqlite/0004_list_filters_and_sorts.sql"),
+        text: include_str!("../../../migrations/sqlite/0004_list_filters_and_sorts.sql"),
     },
 ];
 
 /// The migrations this build knows, as (version, name), in order.
 pub fn migrations() -> impl Iterator<Item = (u32, &'static str)> {
     MIGRATIONS.iter().map(|m| (m.version, m.name))
-}
-
-/// One row of `schema_migrations`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedMigration {
-    pub version: u32,
-    pub name: String,
-    /// FNV-1a 64 of the migration's text, as 16 hex digits.
-    pub checksum: String,
-    pub applied_at: DateTime<Utc>,
 }
 
 /// The bookkeeping table is the one piece of schema outside the migration
@@ -67,17 +53,6 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     checksum   TEXT NOT NULL,
     applied_at TEXT NOT NULL
 ) STRICT";
-
-/// FNV-1a 64, over the text with carriage returns dropped so that a checkout
-/// with Windows line endings does not look like an edit.
-fn checksum(sql: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in sql.bytes().filter(|b| *b != b'\r') {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
 
 /// Applies every migration not yet applied, in order; refuses a database whose
 /// applied migrations differ from this build's. Returns the versions applied.
@@ -102,7 +77,7 @@ fn apply_one(
     migration: &Migration,
 ) -> Result<bool, OpenError> {
     let step = |what: &str| OpenError::sqlite(path, format!("{what} {}", migration.name));
-    let current = checksum(migration.sql);
+    let current = migration.checksum();
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(step("locking the database to apply"))?;
@@ -129,7 +104,7 @@ fn apply_one(
         }
         None => {}
     }
-    tx.execute_batch(migration.sql).map_err(step("applying"))?;
+    tx.execute_batch(migration.text).map_err(step("applying"))?;
     tx.execute(
         "INSERT INTO schema_migrations (version, name, checksum, applied_at)
          VALUES (?1, ?2, ?3, ?4)",
@@ -198,15 +173,6 @@ pub(crate) fn applied(connection: &Connection) -> Result<Vec<AppliedMigration>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn checksum_is_fnv1a_64_and_ignores_carriage_returns() {
-        // The published FNV-1a 64 test vectors.
-        assert_eq!(checksum(""), "cbf29ce484222325");
-        assert_eq!(checksum("a"), "af63dc4c8601ec8c");
-        assert_eq!(checksum("a\nb"), checksum("a\r\nb"));
-        assert_ne!(checksum("a\nb"), checksum("a\nc"));
-    }
 
     /// A file that holds views in the 0002 tables moves to slots: the old
     /// tables go (views are derived; the projector replays into slot a from
@@ -284,33 +250,6 @@ mod tests {
     fn every_file_in_the_folder_is_listed_in_order() {
         let folder =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
-        let mut files: Vec<String> = std::fs::read_dir(&folder)
-            .expect("the migrations folder")
-            .map(|entry| {
-                entry
-                    .expect("a folder entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .filter(|name| name.ends_with(".sql"))
-            .collect();
-        files.sort();
-        let listed: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|m| format!("{}.sql", m.name))
-            .collect();
-        assert_eq!(files, listed, "migrations/sqlite/ and MIGRATIONS disagree");
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            let expected = u32::try_from(index + 1).expect("a small number");
-            assert_eq!(migration.version, expected, "versions are 1, 2, 3 ...");
-            assert!(
-                migration
-                    .name
-                    .starts_with(&format!("{:04}_", migration.version)),
-                "{} is named after its version",
-                migration.name
-            );
-        }
+        migration_files::check_folder(&folder, "sql", MIGRATIONS).unwrap();
     }
 }
