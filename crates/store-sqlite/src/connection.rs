@@ -59,9 +59,7 @@ impl Connections {
         // WAL lets the projector process read (and the query side serve) while
         // ticketd writes. The mode is stored in the file; setting it again is a
         // no-op.
-        let mode: String = writer
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(OpenError::sqlite(path, "setting journal_mode=WAL"))?;
+        let mode = set_wal(&writer).map_err(OpenError::sqlite(path, "setting journal_mode=WAL"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(OpenError::NotWal {
                 path: path.to_owned(),
@@ -124,5 +122,24 @@ impl Connections {
         // A guard against a read path that writes by mistake.
         connection.pragma_update(None, "query_only", "ON")?;
         Ok(connection)
+    }
+}
+
+/// Switches the file to WAL. On a new file the switch needs an exclusive lock,
+/// and SQLite answers `SQLITE_BUSY` at once, without its busy handler, when
+/// another connection is opening the same new file (waiting could deadlock):
+/// so wait here, within the same budget as any other lock.
+fn set_wal(connection: &Connection) -> Result<String, rusqlite::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
