@@ -17,7 +17,7 @@ mod views;
 
 pub use preview::{PREVIEW_CHARS, preview};
 pub use project::{FailedEvent, FoldOutcome, ProjectionError, ViewChanges, fold_batch, project};
-pub use projection::{Fence, Projection, RunState, Target, UnknownProjection};
+pub use projection::{Fence, Projection, RunState, Slot, Target, UnknownProjection};
 pub use status::{
     DeadLetter, DeadLetterState, LeaseStatus, ProjectionStatus, SlotState, SlotStatus,
 };

@@ -83,6 +83,50 @@ impl Target {
     }
 }
 
+/// One of a projection's two storage slots; which one is live is stored data
+/// (see `SlotState`). The names are the contract both backends store under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub const BOTH: [Slot; 2] = [Slot::A, Slot::B];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Slot> {
+        Slot::BOTH.into_iter().find(|slot| slot.name() == name)
+    }
+
+    /// The table (SQLite) or collection (MongoDB) of a projection's per-ticket
+    /// rows in this slot: a closed set, never built from input.
+    pub fn rows_name(self, projection: Projection) -> &'static str {
+        match (projection, self) {
+            (Projection::Detail, Slot::A) => "detail_a",
+            (Projection::Detail, Slot::B) => "detail_b",
+            (Projection::List, Slot::A) => "list_a",
+            (Projection::List, Slot::B) => "list_b",
+            (Projection::Dashboard, Slot::A) => "dashboard_tickets_a",
+            (Projection::Dashboard, Slot::B) => "dashboard_tickets_b",
+        }
+    }
+
+    /// The table or collection of the dashboard's counts in this slot.
+    pub fn counts_name(self) -> &'static str {
+        match self {
+            Slot::A => "dashboard_counts_a",
+            Slot::B => "dashboard_counts_b",
+        }
+    }
+}
+
 /// Proof of holding a projection slot's lease, checked by the store on every
 /// write to that slot. The token grows each time the lease changes hands, so a
 /// holder whose lease expired and was taken over cannot write any more.

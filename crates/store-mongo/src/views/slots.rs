@@ -14,46 +14,16 @@ use super::{Result, SLOTS, corrupt, find_all};
 use crate::codec::{self, Fields};
 use crate::error::DbError;
 
-/// One of a projection's two slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
-    A,
-    B,
-}
+pub(crate) use readmodel::Slot;
 
-impl Slot {
-    const BOTH: [Slot; 2] = [Slot::A, Slot::B];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Slot::A => "a",
-            Slot::B => "b",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Slot> {
-        Slot::BOTH.into_iter().find(|slot| slot.name() == name)
-    }
-}
-
-/// The collection of a projection slot's per-ticket documents.
+/// The collection of a projection slot's per-ticket rows.
 pub(crate) fn rows_collection(projection: Projection, slot: Slot) -> &'static str {
-    match (projection, slot) {
-        (Projection::Detail, Slot::A) => "detail_a",
-        (Projection::Detail, Slot::B) => "detail_b",
-        (Projection::List, Slot::A) => "list_a",
-        (Projection::List, Slot::B) => "list_b",
-        (Projection::Dashboard, Slot::A) => "dashboard_tickets_a",
-        (Projection::Dashboard, Slot::B) => "dashboard_tickets_b",
-    }
+    slot.rows_name(projection)
 }
 
-/// The collection of a dashboard slot's counts, one document per status.
+/// The collection of a dashboard slot's counts.
 pub(crate) fn counts_collection(slot: Slot) -> &'static str {
-    match slot {
-        Slot::A => "dashboard_counts_a",
-        Slot::B => "dashboard_counts_b",
-    }
+    slot.counts_name()
 }
 
 fn slot_id(projection: Projection, slot: Slot) -> String {

@@ -12,46 +12,16 @@ use super::{Result, sql_int};
 use crate::error::DbError;
 use crate::text;
 
-/// One of a projection's two slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub(crate) const BOTH: [Slot; 2] = [Slot::A, Slot::B];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Slot::A => "a",
-            Slot::B => "b",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Slot> {
-        Slot::BOTH.into_iter().find(|slot| slot.name() == name)
-    }
-}
+pub(crate) use readmodel::Slot;
 
 /// The table of a projection slot's per-ticket rows.
 pub(crate) fn rows_table(projection: Projection, slot: Slot) -> &'static str {
-    match (projection, slot) {
-        (Projection::Detail, Slot::A) => "detail_a",
-        (Projection::Detail, Slot::B) => "detail_b",
-        (Projection::List, Slot::A) => "list_a",
-        (Projection::List, Slot::B) => "list_b",
-        (Projection::Dashboard, Slot::A) => "dashboard_tickets_a",
-        (Projection::Dashboard, Slot::B) => "dashboard_tickets_b",
-    }
+    slot.rows_name(projection)
 }
 
-/// The table of a dashboard slot's counts per status.
+/// The table of a dashboard slot's counts.
 pub(crate) fn counts_table(slot: Slot) -> &'static str {
-    match slot {
-        Slot::A => "dashboard_counts_a",
-        Slot::B => "dashboard_counts_b",
-    }
+    slot.counts_name()
 }
 
 /// A projection's two slots as stored: exactly one live, the other the shadow.
