@@ -206,6 +206,11 @@ impl From<WriteError> for ApiError {
                 field: None,
                 detail: "the ticket kept changing while this request was applied; try again".into(),
             },
+            WriteError::IdempotencyKeyReused { .. } => ApiError::validation(
+                "Idempotency-Key",
+                "was already used for a different request (method, path or body); \
+                 send a new key with a new request",
+            ),
             WriteError::Store(error) => error.into(),
         }
     }
@@ -236,6 +241,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } | StoreError::Corrupt(_) => {
                 ApiError::Internal(Box::new(error))
             }
+            // The write side answers a taken key with a replay; one that
+            // escapes means the recorded key could not be read back yet.
+            StoreError::IdempotencyKeyTaken { .. } => ApiError::Conflict {
+                field: Some("Idempotency-Key".into()),
+                detail: "a request with this key is being recorded; try again".into(),
+            },
         }
     }
 }

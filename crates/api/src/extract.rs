@@ -6,8 +6,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use write::CommandContext;
+use write::{CommandContext, Idempotency, MAX_IDEMPOTENCY_KEY_LEN};
 
 use crate::error::ApiError;
 
@@ -17,8 +18,10 @@ use crate::error::ApiError;
 /// does: no JSON content type → 415, unreadable or empty body or bad syntax →
 /// 400, a body that is JSON but of the wrong shape (missing, unknown or
 /// mistyped field) → 422 naming the field.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Json<T>(pub T);
+///
+/// It keeps the raw body too, so that an idempotent write can digest it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Json<T>(pub T, pub Bytes);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -54,7 +57,7 @@ where
         serde_json::from_slice::<JsonObject>(&bytes).map_err(syntax_error)?;
         let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(deserializer).map_err(shape_error)?;
-        Ok(Json(value))
+        Ok(Json(value, bytes))
     }
 }
 
@@ -176,6 +179,8 @@ where
             .unwrap_or_else(Uuid::now_v7);
         Ok(Context(CommandContext {
             correlation_id: Some(correlation_id),
+            // Set by the handler from `IdempotencyKey`, once it has the body.
+            idempotency: None,
             // The X-Actor header, checked by the middleware (no authentication yet).
             actor: parts
                 .extensions
@@ -219,6 +224,87 @@ where
         parse_etag(text)
             .map(|v| IfMatch(Some(v)))
             .ok_or_else(invalid)
+    }
+}
+
+/// The `Idempotency-Key` of a write, with the method and path it came with.
+///
+/// The key is 1 to 255 visible ASCII characters, sent bare or as a quoted
+/// string (`"…"`, the IETF draft's form); anything else, or the header given
+/// twice, is a 400 naming the header.
+#[derive(Debug, Clone)]
+pub(crate) struct IdempotencyKey(Option<(String, String)>);
+
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+impl IdempotencyKey {
+    /// The command's idempotency, when the request had a key: the key and a
+    /// digest of the method, the path and the body's canonical JSON (objects'
+    /// keys sorted, no insignificant whitespace), so that a retry matches
+    /// whatever the client's serialiser does with spacing and key order.
+    pub(crate) fn for_body(self, body: &[u8]) -> Option<Idempotency> {
+        let (key, route) = self.0?;
+        let canonical = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(mut value) => {
+                value.sort_all_objects();
+                serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+            }
+            // Unreachable: the body was parsed before this is called.
+            Err(_) => body.to_vec(),
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(route.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&canonical);
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Some(Idempotency {
+            key,
+            request_digest: format!("sha256:{digest}"),
+        })
+    }
+}
+
+impl<S> FromRequestParts<S> for IdempotencyKey
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyKey(None));
+        };
+        let invalid = || {
+            ApiError::invalid_parameter(
+                "Idempotency-Key",
+                format!(
+                    "must be given once, 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII \
+                     characters (a UUID is a good key)"
+                ),
+            )
+        };
+        if values.next().is_some() {
+            return Err(invalid());
+        }
+        let text = value.to_str().map_err(|_| invalid())?.trim();
+        let key = text
+            .strip_prefix('"')
+            .and_then(|inner| inner.strip_suffix('"'))
+            .unwrap_or(text);
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+            || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid());
+        }
+        let route = format!("{} {}", parts.method, parts.uri.path());
+        Ok(IdempotencyKey(Some((key.to_owned(), route))))
     }
 }
 
@@ -296,6 +382,40 @@ mod tests {
         assert_eq!(parse_etag("\"-1\""), None);
         assert_eq!(parse_etag("\"3\", \"4\""), None);
         assert_eq!(etag(7), "\"7\"");
+    }
+
+    fn key(value: &str, route: &str) -> IdempotencyKey {
+        IdempotencyKey(Some((value.to_owned(), route.to_owned())))
+    }
+
+    #[test]
+    fn request_digests_ignore_spacing_and_key_order_only() {
+        let digest = |key: IdempotencyKey, body: &str| {
+            key.for_body(body.as_bytes())
+                .expect("a key was given")
+                .request_digest
+        };
+        let base = digest(key("k", "POST /tickets"), r#"{"a":1,"b":{"c":2,"d":3}}"#);
+        assert_eq!(
+            base,
+            digest(
+                key("k", "POST /tickets"),
+                "{ \"b\": {\"d\": 3, \"c\": 2},\n \"a\": 1 }"
+            )
+        );
+        assert_ne!(
+            base,
+            digest(key("k", "POST /tickets"), r#"{"a":2,"b":{"c":2,"d":3}}"#)
+        );
+        assert_ne!(
+            base,
+            digest(key("k", "PATCH /tickets"), r#"{"a":1,"b":{"c":2,"d":3}}"#)
+        );
+        assert!(
+            base.starts_with("sha256:") && base.len() == 7 + 64,
+            "{base}"
+        );
+        assert!(IdempotencyKey(None).for_body(b"{}").is_none());
     }
 
     #[test]

@@ -22,7 +22,8 @@ use write::{AsOf, WriteOutcome};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{
-    Context, EVENT_POSITION, IfMatch, Json, TicketId, etag, freshness_headers, min_position,
+    Context, EVENT_POSITION, IDEMPOTENT_REPLAYED, IdempotencyKey, IfMatch, Json, TicketId, etag,
+    freshness_headers, min_position,
 };
 use crate::openapi::Problem;
 use wire::{
@@ -42,6 +43,9 @@ pub(crate) fn routes() -> Router<AppState> {
     post,
     path = "/tickets",
     tag = "tickets",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A key for safe retries (1 to 255 visible ASCII characters, e.g. a UUID): a retry with the same key and body gets the first answer and appends nothing"),
+    ),
     request_body(content = OpenRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Opened: the ticket detail (version 1)", body = TicketResponse,
@@ -49,21 +53,24 @@ pub(crate) fn routes() -> Router<AppState> {
                 ("Location" = String, description = "`/tickets/{id}` of the new ticket"),
                 ("ETag" = String, description = "The ticket's version as a strong entity tag, e.g. `\"1\"`"),
                 ("X-Event-Position" = u64, description = "Store position of the write's last event"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the first request's answer, nothing appended"),
             )),
-        (status = 400, description = "Malformed JSON, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, a bad `Idempotency-Key` or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule, is missing, unknown or mistyped", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, is missing, unknown or mistyped; or the `Idempotency-Key` was used for a different request", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A write race lost after retries", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn open(
     State(state): State<AppState>,
-    Context(context): Context,
-    Json(body): Json<OpenRequest>,
+    Context(mut context): Context,
+    key: IdempotencyKey,
+    Json(body, raw): Json<OpenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let command = OpenTicket::new(&body.customer, &body.subject, &body.message)?;
+    context.idempotency = key.for_body(&raw);
     let outcome = state.commands.open(command, context).await?;
     let location = format!("/tickets/{}", outcome.ticket.id);
     Ok((
@@ -82,6 +89,7 @@ pub(crate) async fn open(
     params(
         ("id" = uuid::Uuid, Path, description = "The ticket id"),
         ("If-Match" = Option<String>, Header, description = "`*` or the strong entity tag of the version the change was made against, e.g. `\"3\"`; else 412"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A key for safe retries (1 to 255 visible ASCII characters, e.g. a UUID): a retry with the same key and body gets the first answer and appends nothing"),
     ),
     request_body(content = ChangeRequest, content_type = "application/json"),
     responses(
@@ -89,14 +97,15 @@ pub(crate) async fn open(
             headers(
                 ("ETag" = String, description = "The ticket's version as a strong entity tag"),
                 ("X-Event-Position" = u64, description = "Store position of the write's last event (of the ticket's last event when nothing was appended)"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the first request's answer, nothing appended"),
             )),
-        (status = 400, description = "Malformed JSON or id, malformed `If-Match`, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or id, malformed `If-Match` or `Idempotency-Key`, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A closed ticket's status change, or a write race lost after retries", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names a version the ticket is no longer at", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule, is unknown or mistyped", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, is unknown or mistyped; or the `Idempotency-Key` was used for a different request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -104,14 +113,16 @@ pub(crate) async fn change(
     State(state): State<AppState>,
     TicketId(id): TicketId,
     IfMatch(expected_version): IfMatch,
-    Context(context): Context,
-    Json(body): Json<ChangeRequest>,
+    Context(mut context): Context,
+    key: IdempotencyKey,
+    Json(body, raw): Json<ChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let command = ChangeTicket::new(
         body.status.map(Into::into),
         body.agent.as_ref().map(Option::as_deref),
         body.note.as_deref(),
     )?;
+    context.idempotency = key.for_body(&raw);
     let outcome = state
         .commands
         .change(id, command, context, expected_version)
@@ -119,19 +130,21 @@ pub(crate) async fn change(
     Ok(written(outcome))
 }
 
-/// A write's answer: the ticket, its `ETag`, and the store position of its
-/// last event (for `min_position` on a later read).
+/// A write's answer: the ticket, its `ETag`, the store position of its last
+/// event (for `min_position` on a later read), and whether it is a replay.
 fn written(outcome: WriteOutcome) -> impl IntoResponse {
-    (
-        [
-            (header::ETAG, etag(outcome.ticket.version)),
-            (
-                header::HeaderName::from_static(EVENT_POSITION),
-                outcome.position.to_string(),
-            ),
-        ],
-        JsonResponse(TicketResponse::from(outcome.ticket)),
-    )
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = etag(outcome.ticket.version).parse() {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(EVENT_POSITION, outcome.position.into());
+    if outcome.replayed {
+        headers.insert(
+            IDEMPOTENT_REPLAYED,
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    (headers, JsonResponse(TicketResponse::from(outcome.ticket)))
 }
 
 fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoResponse {

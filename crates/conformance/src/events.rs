@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::fixtures::{
-    PROMPTLY, append, at, base_time, envelope, envelopes, full_metadata, head, kept, note, opened,
-    positions, read_all, read_stream, versions,
+    PROMPTLY, append, at, base_time, envelope, envelopes, full_metadata, head, kept, keyed, note,
+    opened, positions, read_all, read_stream, versions,
 };
 
 /// Asserts `result` is the conflict a stream at `actual` gives.
@@ -651,5 +651,112 @@ pub async fn read_by_ticket_pages_cover_everything_once(store: &dyn EventStore) 
     assert!(
         by_ticket(None, 0).await.is_empty(),
         "a limit of 0 reads nothing"
+    );
+}
+
+/// An append whose first event carries an idempotency key records it: the key
+/// finds that event, every event of the append carries the key, and an
+/// unknown key finds nothing.
+pub async fn idempotency_key_finds_its_append(store: &dyn EventStore) {
+    assert_eq!(
+        store.read_idempotent("never-used").await.expect("lookup"),
+        None,
+        "an unknown key finds nothing"
+    );
+    let ticket = Uuid::now_v7();
+    append(store, ticket, 0, envelopes(&[opened("k")], 0)).await;
+    let key = format!("retry-{}", Uuid::now_v7());
+    let keyed_events: Vec<NewEvent> = [Event::TicketTriaged, note("with a key")]
+        .iter()
+        .zip(1..)
+        .map(|(event, second)| NewEvent::from_domain(event, at(second), keyed(&key)))
+        .collect();
+    let recorded = append(store, ticket, 1, keyed_events).await;
+    let found = store
+        .read_idempotent(&key)
+        .await
+        .expect("lookup")
+        .expect("the recorded key finds its append");
+    assert_eq!(found, recorded[0], "the key finds the append's first event");
+    assert!(
+        recorded
+            .iter()
+            .all(|event| event.metadata.idempotency_key.as_deref() == Some(key.as_str())),
+        "every event of the append carries the key in its metadata"
+    );
+    assert_eq!(
+        found.metadata.request_digest.as_deref(),
+        Some(format!("digest-of-{key}").as_str()),
+        "the request digest is kept with the key"
+    );
+    // Appends without a key are not affected by each other.
+    append(store, ticket, 3, envelopes(&[note("a"), note("b")], 3)).await;
+    append(store, Uuid::now_v7(), 0, envelopes(&[opened("other")], 5)).await;
+}
+
+/// A key already recorded refuses a second append, to any ticket, and the
+/// refused append writes nothing.
+pub async fn idempotency_key_is_unique(store: &dyn EventStore) {
+    let key = format!("once-{}", Uuid::now_v7());
+    let first = Uuid::now_v7();
+    let opening =
+        |customer: &str| vec![NewEvent::from_domain(&opened(customer), at(0), keyed(&key))];
+    append(store, first, 0, opening("first")).await;
+    let before = head(store).await;
+    let second = Uuid::now_v7();
+    for (ticket, expected) in [(second, 0), (first, 1)] {
+        let retried = store
+            .append(
+                ticket,
+                expected,
+                vec![NewEvent::from_domain(&note("again"), at(1), keyed(&key))],
+            )
+            .await;
+        match retried {
+            Err(StoreError::IdempotencyKeyTaken { key: taken }) => {
+                assert_eq!(taken, key, "the error names the key");
+            }
+            other => panic!("a recorded key must refuse the append, got {other:?}"),
+        }
+    }
+    assert_eq!(head(store).await, before, "a refused append writes nothing");
+    assert!(read_stream(store, second).await.is_empty());
+    assert_eq!(read_stream(store, first).await.len(), 1);
+}
+
+/// Racing appends that carry the same key (to different new tickets, as
+/// retries of one `POST` reaching two instances would): exactly one commits.
+pub async fn concurrent_appends_with_one_key_commit_once(store: Arc<dyn EventStore>) {
+    const RACERS: usize = 6;
+    let key = format!("race-{}", Uuid::now_v7());
+    let start = Arc::new(Barrier::new(RACERS));
+    let mut racers = JoinSet::new();
+    for racer in 0..RACERS {
+        let (store, start, key) = (store.clone(), start.clone(), key.clone());
+        racers.spawn(async move {
+            let event =
+                NewEvent::from_domain(&opened(&format!("racer {racer}")), at(0), keyed(&key));
+            start.wait().await;
+            store.append(Uuid::now_v7(), 0, vec![event]).await
+        });
+    }
+    let mut committed = Vec::new();
+    while let Some(outcome) = racers.join_next().await {
+        match outcome.expect("a racer panicked") {
+            Ok(recorded) => committed.extend(recorded),
+            Err(StoreError::IdempotencyKeyTaken { .. }) => {}
+            Err(other) => panic!("a racer failed with {other:?}"),
+        }
+    }
+    assert_eq!(
+        committed.len(),
+        1,
+        "exactly one append with the key commits"
+    );
+    let found = store.read_idempotent(&key).await.expect("lookup");
+    assert_eq!(
+        found.as_ref(),
+        committed.first(),
+        "the key finds the winner"
     );
 }

@@ -46,18 +46,38 @@ pub(crate) fn note(text: &str) -> Event {
 }
 
 /// Metadata with every field set, so that each one's roundtrip is checked.
+/// The idempotency key is fresh on every call: a recorded key is unique.
 pub(crate) fn full_metadata(actor: &str) -> Metadata {
+    Metadata {
+        idempotency_key: Some(format!("key-{}", Uuid::now_v7())),
+        request_digest: Some(format!("digest-{actor}")),
+        ..metadata(actor)
+    }
+}
+
+/// Metadata as a command without an idempotency key has it.
+pub(crate) fn metadata(actor: &str) -> Metadata {
     Metadata {
         correlation_id: Some(Uuid::now_v7()),
         causation_id: Some(Uuid::now_v7()),
         actor: Some(actor.to_owned()),
-        idempotency_key: Some(format!("key-{actor}")),
+        idempotency_key: None,
+        request_digest: None,
+    }
+}
+
+/// Metadata carrying the idempotency key `key`.
+pub(crate) fn keyed(key: &str) -> Metadata {
+    Metadata {
+        idempotency_key: Some(key.to_owned()),
+        request_digest: Some(format!("digest-of-{key}")),
+        ..metadata("agent:ana")
     }
 }
 
 /// An envelope around a domain event at the given time.
 pub(crate) fn envelope(event: &Event, occurred_at: DateTime<Utc>) -> NewEvent {
-    NewEvent::from_domain(event, occurred_at, full_metadata("agent:ana"))
+    NewEvent::from_domain(event, occurred_at, metadata("agent:ana"))
 }
 
 /// Envelopes for `events`, one second apart from `start`.

@@ -35,10 +35,12 @@ use std::time::Duration;
 
 pub use events::{
     append_returns_what_reads_return, append_then_read_stream, concurrent_appends_to_many_tickets,
-    concurrent_appends_to_one_ticket, empty_append_writes_nothing, multi_event_append_is_atomic,
-    read_all_pages_cover_everything_once, read_by_ticket_pages_cover_everything_once,
-    unknown_ticket_has_empty_stream, wait_returns_at_once_when_behind,
-    wait_times_out_without_appends, wait_wakes_on_an_append, wrong_expected_version_conflicts,
+    concurrent_appends_to_one_ticket, concurrent_appends_with_one_key_commit_once,
+    empty_append_writes_nothing, idempotency_key_finds_its_append, idempotency_key_is_unique,
+    multi_event_append_is_atomic, read_all_pages_cover_everything_once,
+    read_by_ticket_pages_cover_everything_once, unknown_ticket_has_empty_stream,
+    wait_returns_at_once_when_behind, wait_times_out_without_appends, wait_wakes_on_an_append,
+    wrong_expected_version_conflicts,
 };
 pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence};
 pub use operations::{
@@ -90,6 +92,13 @@ macro_rules! store_contract_tests {
             $make_store,
             events,
             read_by_ticket_pages_cover_everything_once
+        );
+        $crate::__store_contract_case!($make_store, events, idempotency_key_finds_its_append);
+        $crate::__store_contract_case!($make_store, events, idempotency_key_is_unique);
+        $crate::__store_contract_case!(
+            $make_store,
+            shared,
+            concurrent_appends_with_one_key_commit_once
         );
         $crate::__store_contract_case!($make_store, both, empty_store_starts_at_zero);
         $crate::__store_contract_case!($make_store, both, commit_writes_views_and_moves_checkpoint);

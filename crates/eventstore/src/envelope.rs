@@ -18,9 +18,15 @@ pub struct Metadata {
     /// Who asked for the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
-    /// The client's idempotency key, when it sent one.
+    /// The client's idempotency key, when it sent one. Every event of the
+    /// command carries it; the store records it as unique on the first one
+    /// (see [`EventStore::append`](crate::EventStore::append)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// A digest of the request that carried `idempotency_key`, so that a
+    /// retry can be told from a different request reusing the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
 }
 
 /// An event on its way into the store: everything but the ticket id, the version

@@ -32,6 +32,11 @@ pub enum StoreError {
         expected: u64,
         actual: u64,
     },
+    /// An append carried an idempotency key that an earlier append already
+    /// recorded; nothing was appended. Look the key up with
+    /// [`EventStore::read_idempotent`] and answer with what it did.
+    #[error("the idempotency key {key:?} is already recorded")]
+    IdempotencyKeyTaken { key: String },
     /// The database could not be reached or failed; the operation may be retried.
     #[error("event store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -53,6 +58,12 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// `expected_version` (0 for a new ticket). Returns the events as recorded,
     /// with versions `expected_version + 1 ..` and their global positions.
     /// An empty `events` appends nothing and returns nothing.
+    ///
+    /// When the first event's metadata carries an idempotency key, the store
+    /// records the key with that event as unique, in the same transaction: an
+    /// append whose key is already recorded fails with
+    /// [`StoreError::IdempotencyKeyTaken`] and appends nothing, whichever
+    /// process or instance recorded it.
     async fn append(
         &self,
         ticket_id: Uuid,
@@ -62,6 +73,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
 
     /// One ticket's events in version order; empty for an unknown ticket.
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The event that recorded this idempotency key (the first event of the
+    /// append that carried it), if any.
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError>;
 
     /// Up to `limit` events with a position above `after`, in position order.
     async fn read_all(

@@ -247,6 +247,9 @@ fn metadata_document(metadata: &Metadata) -> Document {
     if let Some(key) = &metadata.idempotency_key {
         document.insert("idempotency_key", key.as_str());
     }
+    if let Some(digest) = &metadata.request_digest {
+        document.insert("request_digest", digest.as_str());
+    }
     document
 }
 
@@ -260,6 +263,7 @@ fn read_metadata(document: &Document, what: &str) -> Result<Metadata, String> {
         causation_id: fields.opt_uuid("causation_id")?,
         actor: fields.opt_str("actor")?.map(str::to_owned),
         idempotency_key: fields.opt_str("idempotency_key")?.map(str::to_owned),
+        request_digest: fields.opt_str("request_digest")?.map(str::to_owned),
     })
 }
 
@@ -568,6 +572,7 @@ mod tests {
                 causation_id: None,
                 actor: Some("agent:ana".into()),
                 idempotency_key: Some("k".into()),
+                request_digest: Some("d".into()),
             },
         };
         let ticket = Uuid::now_v7();

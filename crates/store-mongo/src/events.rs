@@ -49,6 +49,10 @@ pub(crate) const EVENTS_COUNTER: &str = "events";
 const TICKET_VERSION_INDEX: &str = "ticket_version";
 const EVENT_ID_INDEX: &str = "event_id";
 const POSITION_INDEX: &str = "_id_";
+/// From `migrations/mongodb/0005_idempotency_keys.json`: unique, partial.
+const IDEMPOTENCY_KEY_INDEX: &str = "idempotency_key";
+/// The top-level field of an append's first event that records its key.
+const IDEMPOTENCY_KEY: &str = "idempotency_key";
 
 /// A read's cursor batch: whole pages for the projector's usual batch sizes,
 /// bounded so one batch stays well inside a 16 MiB reply.
@@ -199,7 +203,7 @@ async fn append_attempt(
     let first = (last + 1)
         .checked_sub(events.len() as u64)
         .ok_or_else(|| corrupt(format!("the events counter ({last}) went backwards")))?;
-    let documents = events
+    let mut documents = events
         .iter()
         .zip(0..)
         .map(|(new, offset)| {
@@ -212,6 +216,13 @@ async fn append_attempt(
         })
         .collect::<Result<Vec<_>, String>>()
         .map_err(corrupt)?;
+    // The key is recorded (unique) on the append's first event only.
+    let key = events
+        .first()
+        .and_then(|first| first.metadata.idempotency_key.clone());
+    if let (Some(key), Some(document)) = (&key, documents.first_mut()) {
+        document.insert(IDEMPOTENCY_KEY, key.as_str());
+    }
     // Decoded from the documents as inserted: exactly what reads return.
     let recorded = documents
         .iter()
@@ -224,6 +235,12 @@ async fn append_attempt(
         .await
     {
         Ok(_) => Ok(recorded),
+        // First: the key is the client's text, and may spell an index name.
+        Err(e) if is_duplicate_in(&e, IDEMPOTENCY_KEY_INDEX) => {
+            Err(DbError::Refused(StoreError::IdempotencyKeyTaken {
+                key: key.unwrap_or_default(),
+            }))
+        }
         // Another append took the version or the positions and committed
         // after this transaction's snapshot: run again, and the fresh
         // snapshot answers (a conflict, or new positions).
@@ -266,6 +283,18 @@ impl EventStore for MongoStore {
             None,
         )
         .await?)
+    }
+
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        // The filter repeats the index's partial filter expression, so the
+        // planner may use the index; at most one event matches, hence no sort.
+        let find = self
+            .inner
+            .events
+            .find(doc! { IDEMPOTENCY_KEY: { "$eq": key, "$type": "string" } })
+            .hint(Hint::Name(IDEMPOTENCY_KEY_INDEX.to_owned()));
+        let mut found = read_with(find, Some(1)).await?;
+        Ok(found.pop())
     }
 
     async fn read_all(

@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_list_filters_and_sorts",
         text: include_str!("../../../migrations/mongodb/0004_list_filters_and_sorts.json"),
     },
+    Migration {
+        version: 5,
+        name: "0005_idempotency_keys",
+        text: include_str!("../../../migrations/mongodb/0005_idempotency_keys.json"),
+    },
 ];
 
 /// The commands a migration may use: each is safe to run twice (see the

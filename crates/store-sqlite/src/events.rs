@@ -142,6 +142,15 @@ fn is_version_taken(error: &rusqlite::Error) -> bool {
     )
 }
 
+fn is_key_taken(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, Some(message))
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && message.contains("events.idempotency_key")
+    )
+}
+
 fn append(
     connection: &mut Connection,
     head: &watch::Sender<Position>,
@@ -166,10 +175,17 @@ fn append(
     let mut recorded = Vec::with_capacity(events.len());
     {
         let mut insert = tx.prepare_cached(&format!(
-            "INSERT INTO events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO events ({COLUMNS}, idempotency_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?;
         for (event, offset) in events.iter().zip(1u64..) {
             let row = EventRow::encode(last + offset, ticket_id, expected_version + offset, event)?;
+            // The key is recorded (unique) on the append's first event only.
+            let key = if offset == 1 {
+                event.metadata.idempotency_key.as_deref()
+            } else {
+                None
+            };
             let inserted = insert.execute(rusqlite::params![
                 row.position,
                 row.ticket_id,
@@ -180,9 +196,15 @@ fn append(
                 row.occurred_at,
                 row.data,
                 row.metadata,
+                key,
             ]);
             match inserted {
                 Ok(_) => {}
+                Err(e) if is_key_taken(&e) => {
+                    return Err(DbError::Refused(StoreError::IdempotencyKeyTaken {
+                        key: key.unwrap_or_default().to_owned(),
+                    }));
+                }
                 // Unreachable while the check above holds the write lock; kept so
                 // that the database's own guard answers like the check does.
                 Err(e) if is_version_taken(&e) => {
@@ -234,6 +256,14 @@ fn read_stream(connection: &Connection, ticket_id: Uuid) -> Result<Vec<RecordedE
     ))?;
     let rows = statement.query_map([text::id(ticket_id)], EventRow::read)?;
     rows.map(|row| row?.decode()).collect()
+}
+
+fn read_idempotent(connection: &Connection, key: &str) -> Result<Option<RecordedEvent>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE idempotency_key = ?1"
+    ))?;
+    let mut rows = statement.query_map([key], EventRow::read)?;
+    rows.next().map(|row| row?.decode()).transpose()
 }
 
 fn read_all(connection: &Connection, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
@@ -299,6 +329,13 @@ impl EventStore for SqliteStore {
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
         Ok(self
             .read(move |connection| read_stream(connection, ticket_id))
+            .await?)
+    }
+
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        let key = key.to_owned();
+        Ok(self
+            .read(move |connection| read_idempotent(connection, &key))
             .await?)
     }
 
@@ -424,6 +461,9 @@ mod tests {
                         "SELECT {COLUMNS} FROM events \
                          WHERE (ticket_id, version) > ('', 0) ORDER BY ticket_id, version LIMIT 10"
                     ))?,
+                    plan(format!(
+                        "SELECT {COLUMNS} FROM events WHERE idempotency_key = 'k'"
+                    ))?,
                 ])
             })
             .await
@@ -443,9 +483,14 @@ mod tests {
             "{}",
             plans[1]
         );
+        assert!(
+            plans[6].contains("USING INDEX events_idempotency_key"),
+            "{}",
+            plans[6]
+        );
         // `read_by_ticket` seeks into the unique (ticket_id, version) index
         // with the row value and reads it in order.
-        for plan in &plans[4..] {
+        for plan in &plans[4..6] {
             assert!(
                 plan.starts_with("SEARCH events USING INDEX sqlite_autoindex_events_")
                     && plan.contains("(ticket_id,version)>(?,?)"),

@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_list_filters_and_sorts",
         text: include_str!("../../../migrations/sqlite/0004_list_filters_and_sorts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_idempotency_keys",
+        text: include_str!("../../../migrations/sqlite/0005_idempotency_keys.sql"),
+    },
 ];
 
 /// The migrations this build knows, as (version, name), in order.
@@ -193,7 +198,11 @@ mod tests {
                  INSERT INTO checkpoints VALUES ('views', 1, '2024-05-01T09:30:00.000000Z');",
             )
             .expect("an old file's data");
-        assert_eq!(apply(&mut connection, path).expect("apply"), vec![3, 4]);
+        assert_eq!(apply(&mut connection, path).expect("apply"), vec![3, 4, 5]);
+        let key: Option<String> = connection
+            .query_row("SELECT idempotency_key FROM events", [], |row| row.get(0))
+            .expect("the old event");
+        assert_eq!(key, None, "events stored before 0005 have no key");
 
         let tables: Vec<String> = connection
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")

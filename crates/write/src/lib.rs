@@ -16,6 +16,10 @@
 //! It records two counters through the `metrics` facade (a no-op unless the
 //! process installed a recorder): [`EVENTS_APPENDED`] and [`APPEND_CONFLICTS`].
 //!
+//! Idempotency keys ([`Idempotency`]) make a retried command safe: the key is
+//! stored with the events it caused (unique in the store), so a retry, in this
+//! process or another, appends nothing and gets the first answer back.
+//!
 //! The ticket returned with a [`WriteOutcome`] is folded from the recorded
 //! events with [`readmodel::project`], the fold the projector uses, so a write
 //! response equals what the read model shows once it reaches that version.
@@ -44,6 +48,9 @@ pub const APPEND_CONFLICTS: &str = "append_conflicts_total";
 /// millisecond up to this, and a random part of it is taken.
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
+/// The longest idempotency key a store records.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// Who asked, and as part of what: recorded in every event's metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandContext {
@@ -51,6 +58,25 @@ pub struct CommandContext {
     pub correlation_id: Option<Uuid>,
     /// Who asked for the change.
     pub actor: Option<String>,
+    /// The client's key for safe retries, when it sent one.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// A client's idempotency key and a digest of the request that carried it.
+///
+/// The first command with a key that appends events records the key with
+/// them (unique in the store); a later command with the same key appends
+/// nothing and is answered with what the first did, if its digest is the
+/// same, or refused with [`WriteError::IdempotencyKeyReused`] if not. A
+/// command that appends nothing (refused, or a change to what already is)
+/// records no key, so a retry of it is decided afresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] bytes, chosen by the client.
+    pub key: String,
+    /// Whatever identifies "the same request" to the caller (the HTTP layer
+    /// hashes the method, the path and the body).
+    pub request_digest: String,
 }
 
 /// What a successful command did.
@@ -62,7 +88,11 @@ pub struct WriteOutcome {
     /// changed nothing, the position of the ticket's last event.
     pub position: Position,
     /// How many events the command appended (0 when it changed nothing).
+    /// For a replay, how many the original command appended.
     pub appended: usize,
+    /// The answer repeats an earlier command with the same idempotency key;
+    /// this one appended nothing.
+    pub replayed: bool,
 }
 
 /// Why a command did not go through. Nothing was appended in any case.
@@ -78,6 +108,10 @@ pub enum WriteError {
     /// from (or not reached); retrying the same command will not help.
     #[error("the ticket is at version {actual}, not the expected {expected}")]
     VersionMismatch { expected: u64, actual: u64 },
+    /// The idempotency key was recorded by a different request; nothing was
+    /// appended, and retrying will not help.
+    #[error("the idempotency key {key:?} was already used for a different request")]
+    IdempotencyKeyReused { key: String },
     /// Other writers kept appending to the ticket first, past every retry.
     #[error("ticket {ticket_id} kept changing under the command; try again")]
     Conflict { ticket_id: Uuid },
@@ -180,14 +214,23 @@ impl CommandService {
         context: CommandContext,
         expected_version: Option<u64>,
     ) -> Result<WriteOutcome, WriteError> {
+        let idempotency = context.idempotency;
         // One id per command, kept across retries: every event it causes points at it.
         let metadata = Metadata {
             correlation_id: context.correlation_id,
             causation_id: Some(Uuid::now_v7()),
             actor: context.actor,
-            idempotency_key: None,
+            idempotency_key: idempotency.as_ref().map(|i| i.key.clone()),
+            request_digest: idempotency.as_ref().map(|i| i.request_digest.clone()),
         };
         for attempt in 1..=self.max_attempts {
+            // Looked up on every attempt: a racing request with the same key
+            // (here or in another instance) may have committed meanwhile.
+            if let Some(idempotency) = &idempotency
+                && let Some(replay) = self.replay(idempotency).await?
+            {
+                return Ok(replay);
+            }
             match self
                 .attempt(ticket_id, command.clone(), &metadata, expected_version)
                 .await
@@ -201,11 +244,57 @@ impl CommandService {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                 }
+                // Another request with the key committed first: the next
+                // round's lookup answers with what it did.
+                Err(WriteError::Store(StoreError::IdempotencyKeyTaken { .. })) => {
+                    tracing::debug!(%ticket_id, attempt, "a request with the same idempotency key committed first");
+                }
                 other => return other,
             }
         }
         tracing::warn!(%ticket_id, attempts = self.max_attempts, "gave up after losing every write race");
         Err(WriteError::Conflict { ticket_id })
+    }
+
+    /// What the command that recorded `idempotency`'s key did, as its answer
+    /// then: the ticket folded up to that command's last event. `None` when
+    /// the key is not recorded.
+    async fn replay(&self, idempotency: &Idempotency) -> Result<Option<WriteOutcome>, WriteError> {
+        let Some(first) = self.store.read_idempotent(&idempotency.key).await? else {
+            return Ok(None);
+        };
+        if first.metadata.request_digest.as_deref() != Some(idempotency.request_digest.as_str()) {
+            return Err(WriteError::IdempotencyKeyReused {
+                key: idempotency.key.clone(),
+            });
+        }
+        let key = Some(idempotency.key.as_str());
+        // The command's events are the ones from `first` on that carry its
+        // key: appended together, so contiguous.
+        let upto: Vec<RecordedEvent> = self
+            .store
+            .read_stream(first.ticket_id)
+            .await?
+            .into_iter()
+            .take_while(|event| {
+                event.version < first.version || event.metadata.idempotency_key.as_deref() == key
+            })
+            .collect();
+        let last = upto
+            .last()
+            .filter(|last| last.version >= first.version)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "ticket {}: the event recording idempotency key {:?} is not in its stream",
+                    first.ticket_id, idempotency.key
+                ))
+            })?;
+        Ok(Some(WriteOutcome {
+            position: last.position,
+            appended: usize::try_from(last.version + 1 - first.version).unwrap_or(usize::MAX),
+            ticket: detail(first.ticket_id, &upto)?,
+            replayed: true,
+        }))
     }
 
     /// One load → decide → append round.
@@ -238,6 +327,7 @@ impl CommandService {
                 ticket: detail(ticket_id, &recorded)?,
                 position: recorded.last().map_or(0, |event| event.position),
                 appended: 0,
+                replayed: false,
             });
         }
         // Never before the ticket's last event, even if this clock is behind the
@@ -261,6 +351,7 @@ impl CommandService {
             ticket: detail(ticket_id, &recorded)?,
             position,
             appended: count,
+            replayed: false,
         })
     }
 }

@@ -267,6 +267,10 @@ struct DiskOnFire;
 
 #[async_trait]
 impl EventStore for Rigged {
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.read_idempotent(key).await
+    }
+
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
         match self.rig {
             Rig::StreamsDown => Err(StoreError::unavailable(DiskOnFire)),

@@ -97,6 +97,10 @@ impl EventStore for Upgradable {
         self.inner.append(ticket_id, expected_version, events).await
     }
 
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.read_idempotent(key).await
+    }
+
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
         Ok(self.mask(self.inner.read_stream(ticket_id).await?))
     }

@@ -313,7 +313,7 @@ async fn bad_stored_rows_are_reported_as_corrupt_with_their_place() {
     raw(&path)
         .execute(
             "INSERT INTO events VALUES (?1, 'this-is-not-a-uuid-but-36-chars-long', ?2, 3,
-             'NoteAdded', 1, '2024-01-01T00:00:00.000000Z', '{}', '{}')",
+             'NoteAdded', 1, '2024-01-01T00:00:00.000000Z', '{}', '{}', NULL)",
             rusqlite::params![
                 i64::try_from(next).expect("a small position"),
                 ticket.to_string()

@@ -15,14 +15,14 @@ crate::on_every_backend!(
 );
 
 /// A reply with its headers (the shared harness keeps only a few).
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Value,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -45,7 +45,8 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn call(
+/// One request with extra headers; `body` for POST and PATCH.
+pub(crate) fn call(
     base: &str,
     method: &str,
     path: &str,

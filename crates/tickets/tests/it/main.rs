@@ -6,6 +6,7 @@ mod consistency;
 mod contract;
 mod errors;
 mod harness;
+mod idempotency;
 mod listing;
 mod metrics;
 mod openapi;

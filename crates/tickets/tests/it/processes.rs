@@ -50,6 +50,35 @@ fn events_and_views_survive_a_graceful_restart(ws: Workspace) {
     read_model_reaches(&second.http, &closed);
 }
 
+/// SIGTERM lets a request that is in flight finish with its answer before
+/// the process exits 0. The request is a read waiting for a position no
+/// projector will reach (there is none): it answers stale after the wait bound.
+fn sigterm_drains_in_flight_requests_then_exits_cleanly(ws: Workspace) {
+    let mut ticketd = Ticketd::start(&ws, &["--no-projector", "--read-wait-max", "1500ms"]);
+    let base = ticketd.http.base.clone();
+    let waiting = std::thread::spawn(move || {
+        crate::consistency::call(&base, "GET", "/dashboard?min_position=1000000", &[], None)
+    });
+    // Long enough for the request to be read and to be waiting.
+    std::thread::sleep(Duration::from_millis(400));
+    let asked_to_stop = std::time::Instant::now();
+    let status = ticketd.process.terminate();
+    assert!(status.success(), "SIGTERM exits cleanly: {status:?}");
+    let reply = waiting.join().expect("the waiting client");
+    assert_eq!(
+        reply.status, 200,
+        "the in-flight request got its answer: {:?}",
+        reply.body
+    );
+    assert_eq!(reply.header("x-read-stale"), Some("behind=1000000"));
+    assert!(
+        asked_to_stop.elapsed() >= Duration::from_millis(900),
+        "the process waited for the request (the wait bound) before exiting"
+    );
+    let logs = ticketd.process.logs();
+    assert!(logs.contains("ticketd stopped"), "{logs}");
+}
+
 fn a_separate_projector_process_keeps_the_views_of_a_server_without_one(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &["--no-projector"]);
     let http = &ticketd.http;
@@ -198,6 +227,7 @@ fn migrate_applies_the_schema_once_without_serving(ws: Workspace) {
 crate::on_every_backend!(
     migrate_applies_the_schema_once_without_serving,
     events_and_views_survive_a_graceful_restart,
+    sigterm_drains_in_flight_requests_then_exits_cleanly,
     a_separate_projector_process_keeps_the_views_of_a_server_without_one,
     sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing,
 );

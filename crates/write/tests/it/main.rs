@@ -11,7 +11,7 @@ use projector::{Projector, ProjectorConfig};
 use readmodel::ViewStore;
 use store_sqlite::SqliteStore;
 use uuid::Uuid;
-use write::{CommandContext, CommandService, WriteError};
+use write::{CommandContext, CommandService, Idempotency, WriteError};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -74,6 +74,7 @@ async fn opening_appends_one_event_and_answers_the_new_ticket() {
     let context = CommandContext {
         correlation_id: Some(correlation_id),
         actor: Some("ana@example.com".into()),
+        idempotency: None,
     };
     let outcome = fx
         .service
@@ -312,6 +313,10 @@ impl EventStore for SameStart {
         result
     }
 
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.read_idempotent(key).await
+    }
+
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = self.inner.read_stream(ticket_id).await?;
         if self.reads.fetch_add(1, Ordering::SeqCst) < self.held {
@@ -366,6 +371,10 @@ impl EventStore for AlwaysOvertaken {
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.append(ticket_id, expected_version, events).await
+    }
+
+    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.read_idempotent(key).await
     }
 
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -540,4 +549,129 @@ async fn as_of_folds_the_stream_up_to_that_point() {
     assert!(matches!(result, Err(WriteError::NotFound)), "{result:?}");
     let result = fx.service.ticket_as_of(id, write::AsOf::Version(0)).await;
     assert!(matches!(result, Err(WriteError::NotFound)), "{result:?}");
+}
+
+fn keyed(key: &str, digest: &str) -> CommandContext {
+    CommandContext {
+        idempotency: Some(Idempotency {
+            key: key.into(),
+            request_digest: digest.into(),
+        }),
+        ..CommandContext::default()
+    }
+}
+
+#[tokio::test]
+async fn a_retried_open_answers_the_first_ticket_and_appends_nothing() {
+    let fx = Fixture::new();
+    let first = fx
+        .service
+        .open(open_command(), keyed("k-open", "d1"))
+        .await
+        .expect("open");
+    assert!(!first.replayed);
+    let head = fx.head().await;
+    let retry = fx
+        .service
+        .open(open_command(), keyed("k-open", "d1"))
+        .await
+        .expect("retry");
+    assert!(retry.replayed, "the retry is a replay");
+    assert_eq!(
+        retry.ticket, first.ticket,
+        "the same ticket, as it was then"
+    );
+    assert_eq!(retry.position, first.position);
+    assert_eq!(retry.appended, 1, "what the first command appended");
+    assert_eq!(fx.head().await, head, "a retry appends nothing");
+
+    let reused = fx
+        .service
+        .open(open_command(), keyed("k-open", "another body"))
+        .await;
+    assert!(
+        matches!(reused, Err(WriteError::IdempotencyKeyReused { ref key }) if key == "k-open"),
+        "{reused:?}"
+    );
+    assert_eq!(fx.head().await, head, "a reused key appends nothing");
+}
+
+#[tokio::test]
+async fn a_retried_change_answers_the_ticket_as_that_change_left_it() {
+    let fx = Fixture::new();
+    let id = fx.open().await;
+    let command = || ChangeTicket::new(Some(Status::Triaged), None, Some("on it")).expect("valid");
+    let first = fx
+        .service
+        .change(id, command(), keyed("k-change", "d"), Some(1))
+        .await
+        .expect("change");
+    assert_eq!((first.appended, first.ticket.version), (2, 3));
+    // The ticket moves on; the retry still answers with the first answer, and
+    // its stale expected version is not checked again.
+    fx.change(id, None, None, Some("later"))
+        .await
+        .expect("later");
+    let head = fx.head().await;
+    let retry = fx
+        .service
+        .change(id, command(), keyed("k-change", "d"), Some(1))
+        .await
+        .expect("retry");
+    assert!(retry.replayed);
+    assert_eq!(retry.ticket, first.ticket);
+    assert_eq!((retry.position, retry.appended), (first.position, 2));
+    assert_eq!(fx.head().await, head);
+    let stream = fx.stream(id).await;
+    assert_eq!(stream.len(), 4, "opened, triaged, noted, noted later");
+    assert!(
+        stream[1..3]
+            .iter()
+            .all(|e| e.metadata.idempotency_key.as_deref() == Some("k-change")),
+        "the change's events carry its key"
+    );
+}
+
+#[tokio::test]
+async fn a_change_that_appends_nothing_records_no_key() {
+    let fx = Fixture::new();
+    let id = fx.open().await;
+    let same = || ChangeTicket::new(Some(Status::Open), None, None).expect("valid");
+    let outcome = fx
+        .service
+        .change(id, same(), keyed("k-noop", "d"), None)
+        .await
+        .expect("no-op");
+    assert_eq!((outcome.appended, outcome.replayed), (0, false));
+    assert_eq!(
+        fx.store.read_idempotent("k-noop").await.expect("lookup"),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_retries_of_one_open_make_one_ticket() {
+    let fx = Arc::new(Fixture::new());
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let fx = fx.clone();
+        racers.spawn(async move {
+            fx.service
+                .open(open_command(), keyed("k-race", "d"))
+                .await
+                .expect("every racer gets an answer")
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = racers.join_next().await {
+        outcomes.push(outcome.expect("racer"));
+    }
+    let ids: std::collections::HashSet<Uuid> = outcomes.iter().map(|o| o.ticket.id).collect();
+    assert_eq!(ids.len(), 1, "one ticket for all racers");
+    assert_eq!(
+        outcomes.iter().filter(|o| !o.replayed).count(),
+        1,
+        "exactly one racer appended"
+    );
+    assert_eq!(fx.head().await, 1, "one event in the store");
 }
