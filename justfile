@@ -27,6 +27,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Fuzz the HTTP API against its own OpenAPI document (schemathesis, as CI does).
+fuzz-api:
+    bash .ci/api-fuzz.sh
+
 # Everything CI runs.
 ci:
     bash .ci/run
