@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StoreError};
-use rusqlite::{Connection, Row, TransactionBehavior};
+use rusqlite::{Connection, Row};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -151,15 +151,16 @@ fn is_key_taken(error: &rusqlite::Error) -> bool {
     )
 }
 
-fn append(
-    connection: &mut Connection,
-    head: &watch::Sender<Position>,
+/// One append inside the caller's write transaction (which holds the file's
+/// write lock): check the stream's version, take the positions after the
+/// current maximum, insert. Nothing is committed here.
+pub(crate) fn append_in(
+    tx: &Connection,
     ticket_id: Uuid,
     expected_version: u64,
     events: &[NewEvent],
 ) -> Result<Vec<RecordedEvent>> {
     let ticket = text::id(ticket_id);
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let conflict = |actual| {
         DbError::Refused(StoreError::Conflict {
             ticket_id,
@@ -167,11 +168,11 @@ fn append(
             actual,
         })
     };
-    let actual = stream_version(&tx, &ticket)?;
+    let actual = stream_version(tx, &ticket)?;
     if actual != expected_version {
         return Err(conflict(actual));
     }
-    let last = self::head(&tx)?;
+    let last = self::head(tx)?;
     let mut recorded = Vec::with_capacity(events.len());
     {
         let mut insert = tx.prepare_cached(&format!(
@@ -208,7 +209,7 @@ fn append(
                 // Unreachable while the check above holds the write lock; kept so
                 // that the database's own guard answers like the check does.
                 Err(e) if is_version_taken(&e) => {
-                    return Err(conflict(stream_version(&tx, &ticket)?));
+                    return Err(conflict(stream_version(tx, &ticket)?));
                 }
                 Err(e)
                     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
@@ -229,18 +230,12 @@ fn append(
             recorded.push(row.decode()?);
         }
     }
-    tx.commit()?;
-    // Published here, on the blocking thread, so waiters learn of the commit even
-    // if the caller's future was dropped meanwhile.
-    if let Some(newest) = recorded.last() {
-        publish(head, newest.position);
-    }
     Ok(recorded)
 }
 
 /// Raises the known head; never lowers it (another append may have published a
 /// later position first).
-fn publish(head: &watch::Sender<Position>, position: Position) {
+pub(crate) fn publish(head: &watch::Sender<Position>, position: Position) {
     head.send_if_modified(|known| {
         let newer = position > *known;
         if newer {
@@ -318,12 +313,10 @@ impl EventStore for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let recorded = self
-            .write(move |connection, head| {
-                append(connection, head, ticket_id, expected_version, &events)
-            })
-            .await?;
-        Ok(recorded)
+        self.shared
+            .committer
+            .append(ticket_id, expected_version, events)
+            .await
     }
 
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {

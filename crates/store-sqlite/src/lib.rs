@@ -8,17 +8,21 @@
 //!
 //! - every write transaction is `BEGIN IMMEDIATE`, and this process has a
 //!   single writer connection (`connection`);
+//! - appends are group-committed: the appends that queue up while a commit
+//!   runs go together in the next transaction, under one fsync (`commit`);
 //! - reads use their own connections and, the file being in WAL mode, never
 //!   wait for a writer;
 //! - all SQLite work runs on tokio's blocking pool, never on a runtime thread;
 //! - the schema comes from the versioned files in `migrations/sqlite/`, applied
 //!   at [`SqliteStore::open`] (`migrate`).
 //!
-//! Modules: `connection` (opening, pragmas, writer and reader pool), `migrate`
+//! Modules: `connection` (opening, pragmas, writer and reader pool), `commit`
+//! (the group committer), `migrate`
 //! (the schema runner), `events` (the event store), `views` (the view store:
 //! slots, rows, leases, dead letters),
 //! `text` (how times and ids are spelled), `error` (failures and their mapping).
 
+mod commit;
 mod connection;
 mod error;
 mod events;
@@ -32,6 +36,7 @@ use std::sync::Arc;
 use eventstore::{Position, StoreError};
 use tokio::sync::watch;
 
+use crate::commit::Committer;
 use crate::connection::Connections;
 use crate::error::DbError;
 
@@ -45,11 +50,13 @@ pub struct SqliteStore {
 }
 
 struct Shared {
-    db: Connections,
+    db: Arc<Connections>,
     /// The newest position this process knows of. Appends here publish it after
     /// commit so that in-process waiters wake at once; appends by other
     /// processes are noticed by polling (see `wait_for_events`).
-    head: watch::Sender<Position>,
+    head: Arc<watch::Sender<Position>>,
+    /// Where appends queue for their group commit (see `commit`).
+    committer: Arc<Committer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -86,10 +93,14 @@ impl SqliteStore {
         let head = db
             .write(|connection| events::head(connection))
             .map_err(OpenError::sqlite(path, "reading the head position"))?;
+        let db = Arc::new(db);
+        let head = Arc::new(watch::Sender::new(head));
+        let committer = Arc::new(Committer::new(db.clone(), head.clone()));
         let store = SqliteStore {
             shared: Arc::new(Shared {
                 db,
-                head: watch::Sender::new(head),
+                head,
+                committer,
             }),
         };
         Ok((store, applied))
