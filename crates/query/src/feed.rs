@@ -18,13 +18,12 @@
 //! stream (one `read_stream`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::{Event, Status, Ticket, TicketState, evolve};
 use eventstore::{EventStore, Position, RecordedEvent, StoreError};
 use readmodel::{Projection, Target, ViewError, ViewStore};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -68,7 +67,7 @@ pub struct ChangeFeed {
     poll: Duration,
     batch: usize,
     /// The last checkpoint read and when: subscriptions waiting together
-    /// share one read per poll interval.
+    /// share one read per poll interval. Never held across an await.
     last_checkpoint: Mutex<Option<(Instant, Position)>>,
 }
 
@@ -98,18 +97,28 @@ impl ChangeFeed {
     /// The live List checkpoint: the last position the list view reflects.
     /// A value read less than a poll interval ago is reused.
     pub async fn checkpoint(&self) -> Result<Position, FeedError> {
-        let mut last = self.last_checkpoint.lock().await;
-        if let Some((read_at, position)) = *last
+        if let Some((read_at, position)) = *self.last_read()
             && read_at.elapsed() < self.poll
         {
             return Ok(position);
         }
+        // Read without holding the lock: a subscription whose client stops
+        // reading is parked wherever it awaits, and must not hold up the
+        // others. Subscriptions that find the value stale at the same
+        // moment may each read it; that is the rare case.
         let position = self
             .views
             .checkpoint(Projection::List, Target::Live)
             .await?;
-        *last = Some((Instant::now(), position));
+        *self.last_read() = Some((Instant::now(), position));
         Ok(position)
+    }
+
+    fn last_read(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Position)>> {
+        // The value is a plain copy: a panic elsewhere cannot leave it torn.
+        self.last_checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The changes after `after`, as the List projection applies them.

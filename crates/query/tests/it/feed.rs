@@ -238,3 +238,19 @@ async fn small_batches_and_a_waiting_subscription_see_every_change() {
         .collect();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn a_subscription_nobody_polls_holds_up_no_other() {
+    let fx = Fixture::new();
+    let mut parked = fx.feed.subscribe(0);
+    let mut parked_next = Box::pin(parked.next());
+    // Polled once, then left waiting (as hyper leaves the stream of a client
+    // that stopped reading): it is parked inside its checkpoint read.
+    let _ = tokio::time::timeout(Duration::ZERO, &mut parked_next).await;
+
+    let id = fx.open("a").await;
+    fx.catch_up().await;
+    let mut other = fx.feed.subscribe(0);
+    assert_eq!(next(&mut other).await, change(1, id, 1, Status::Open));
+    drop(parked_next);
+}
