@@ -12,3 +12,4 @@ mod openapi;
 mod operability;
 mod operations;
 mod processes;
+mod stream;
