@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{DomainError, FieldError};
 use eventstore::StoreError;
-use query::QueryError;
+use query::{FeedError, QueryError};
 use readmodel::ViewError;
 use serde::Serialize;
 use write::WriteError;
@@ -264,6 +264,15 @@ impl From<QueryError> for ApiError {
                 format!("{source}; use a `next_cursor` from a previous page"),
             ),
             QueryError::Unavailable(error) => error.into(),
+        }
+    }
+}
+
+impl From<FeedError> for ApiError {
+    fn from(error: FeedError) -> Self {
+        match error {
+            FeedError::Events(error) => error.into(),
+            FeedError::Views(error) => error.into(),
         }
     }
 }

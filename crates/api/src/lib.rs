@@ -10,7 +10,9 @@
 //! a failure gets its status code.
 //!
 //! Routes: `POST /tickets`, `GET /tickets`, `GET|PATCH /tickets/{id}`,
-//! `GET /tickets/{id}/events`, `GET /dashboard`, `GET /healthz`, `GET /openapi.json`
+//! `GET /tickets/{id}/events`, `GET /tickets/stream` (the list view's changes
+//! as Server-Sent Events, see `stream`), `GET /dashboard`, `GET /healthz`,
+//! `GET /openapi.json`
 //! (the OpenAPI 3.1 document of all of them, see [`openapi()`]). Unknown paths answer 404 and
 //! unsupported methods 405, both as problem+json. The composition root adds
 //! `/readyz` and `/metrics` through [`router_with`]'s `extra` routes, so they
@@ -21,13 +23,15 @@ mod error;
 mod extract;
 pub mod middleware;
 mod openapi;
+mod stream;
 mod tickets;
 
 use std::sync::Arc;
 
 use axum::Router;
 use eventstore::EventStore;
-use query::QueryService;
+use query::{ChangeFeed, QueryService};
+use tokio_util::sync::CancellationToken;
 use write::CommandService;
 
 pub use error::ApiError;
@@ -41,6 +45,11 @@ pub struct AppState {
     pub queries: Arc<QueryService>,
     /// Read directly only by `GET /tickets/{id}/events`.
     pub events: Arc<dyn EventStore>,
+    /// The list view's changes, for `GET /tickets/stream`.
+    pub feed: Arc<ChangeFeed>,
+    /// Cancelled when the server shuts down: open streams end then, since
+    /// graceful shutdown waits for every response to finish.
+    pub shutdown: CancellationToken,
 }
 
 /// The whole HTTP API, with the default limits.
@@ -53,6 +62,7 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, limits: HttpLimits, extra: Router) -> Router {
     let app = Router::new()
         .merge(tickets::routes())
+        .merge(stream::routes())
         .merge(dashboard::routes())
         .with_state(state)
         .route("/healthz", axum::routing::get(middleware::healthz))

@@ -43,6 +43,8 @@ pub struct HttpLimits {
     /// Larger request bodies answer 413.
     pub max_body_bytes: usize,
     /// A request (reading its body included) that takes longer answers 408.
+    /// It bounds the time until the response head: a streamed response body
+    /// (`GET /tickets/stream`) is not cut by it.
     pub request_timeout: Duration,
 }
 

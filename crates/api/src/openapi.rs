@@ -121,6 +121,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         crate::tickets::show,
         crate::tickets::change,
         crate::tickets::events,
+        crate::stream::stream,
         crate::dashboard::show,
         crate::middleware::healthz,
         readyz,
@@ -141,6 +142,12 @@ struct ApiDoc;
 /// and `/metrics` included).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// A reference to the `Status` schema, for wire types that carry
+/// `domain::Status` itself.
+pub(crate) fn status_ref() -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name("Status"))
 }
 
 /// Adds what the middleware gives every route to every operation.

@@ -1,9 +1,12 @@
 //! The query side: reads served from the read models, never from the events.
 //!
 //! This crate owns the read requests (ticket detail, the paged ticket list, the
-//! dashboard) and their validation: page-size bounds and the opaque list cursor.
+//! dashboard) and their validation: page-size bounds and the opaque list cursor;
+//! and the list view's change feed ([`ChangeFeed`]), which follows the List
+//! projection's checkpoint and reads the events it has applied.
 //! It holds no business rule and computes nothing a projection already computed;
-//! every answer comes straight from a [`ViewStore`].
+//! every answer comes straight from a [`ViewStore`] (the feed reads the event
+//! log too, but only as far as the projection's checkpoint).
 //!
 //! The list pages with a keyset cursor rather than an offset: rows are ordered
 //! by (sort key, `id`) (`created_at` or `updated_at`, either direction; newest
@@ -15,6 +18,7 @@
 //! and carries the sort it was made for: only its round trip is promised.
 
 mod cursor;
+mod feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,9 @@ use readmodel::{
 use uuid::Uuid;
 
 pub use cursor::CursorError;
+pub use feed::{
+    ChangeFeed, DEFAULT_FEED_BATCH, DEFAULT_FEED_POLL, FeedError, ListChange, Subscription,
+};
 
 /// The page size when a request names none.
 pub const DEFAULT_LIMIT: u32 = 50;

@@ -71,6 +71,13 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
                 .with_read_wait_max(config.read_wait_max),
         ),
         events: backend.events.clone(),
+        feed: Arc::new(query::ChangeFeed::new(
+            backend.events.clone(),
+            backend.views.clone(),
+        )),
+        // Open change streams end when this fires; graceful shutdown would
+        // otherwise wait for them forever.
+        shutdown: shutdown.clone(),
     };
     let app = api::router_with(
         state,

@@ -7,9 +7,10 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use eventstore::{EventStore, Position};
 use projector::{Projector, ProjectorConfig};
-use query::QueryService;
+use query::{ChangeFeed, QueryService};
 use serde_json::Value;
 use store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use write::CommandService;
 
@@ -17,6 +18,8 @@ pub struct App {
     _dir: tempfile::TempDir,
     pub store: Arc<SqliteStore>,
     pub router: Router,
+    /// The server's shutdown signal: open change streams end when it fires.
+    pub shutdown: CancellationToken,
 }
 
 impl App {
@@ -35,23 +38,46 @@ impl App {
         Self::build(|store| store, read_wait_max)
     }
 
+    /// An app held to `limits`, with its write side and feed on `events`.
+    pub fn with_limits(
+        limits: api::HttpLimits,
+        events: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn EventStore>,
+    ) -> Self {
+        Self::build_with(events, query::DEFAULT_READ_WAIT_MAX, limits)
+    }
+
     fn build(
         events: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn EventStore>,
         read_wait_max: std::time::Duration,
+    ) -> Self {
+        Self::build_with(events, read_wait_max, api::HttpLimits::default())
+    }
+
+    fn build_with(
+        events: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn EventStore>,
+        read_wait_max: std::time::Duration,
+        limits: api::HttpLimits,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
             Arc::new(SqliteStore::open(&dir.path().join("tickets.db")).expect("open store"));
         let events = events(store.clone());
+        let shutdown = CancellationToken::new();
         let state = api::AppState {
             commands: Arc::new(CommandService::new(events.clone())),
             queries: Arc::new(QueryService::new(store.clone()).with_read_wait_max(read_wait_max)),
-            events,
+            events: events.clone(),
+            feed: Arc::new(
+                ChangeFeed::new(events, store.clone())
+                    .with_poll(std::time::Duration::from_millis(5)),
+            ),
+            shutdown: shutdown.clone(),
         };
         Self {
             _dir: dir,
             store,
-            router: api::router(state),
+            router: api::router_with(state, limits, Router::new()),
+            shutdown,
         }
     }
 

@@ -5,3 +5,4 @@ mod consistency;
 mod contract;
 mod errors;
 mod harness;
+mod stream;

@@ -1,6 +1,8 @@
 //! The query side against a real SQLite store, filled through the write side
 //! and the projector.
 
+mod feed;
+
 use std::sync::Arc;
 
 use domain::{ChangeTicket, OpenTicket, Status};

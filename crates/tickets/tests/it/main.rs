@@ -13,3 +13,4 @@ mod openapi;
 mod operability;
 mod operations;
 mod processes;
+mod stream;

@@ -11,12 +11,13 @@ use crate::harness::{PATIENCE, Ticketd, Workspace};
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// The routes the README documents (method, path template).
-const DOCUMENTED_ROUTES: [(&str, &str); 10] = [
+const DOCUMENTED_ROUTES: [(&str, &str); 11] = [
     ("post", "/tickets"),
     ("get", "/tickets"),
     ("get", "/tickets/{id}"),
     ("patch", "/tickets/{id}"),
     ("get", "/tickets/{id}/events"),
+    ("get", "/tickets/stream"),
     ("get", "/dashboard"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -24,7 +25,8 @@ const DOCUMENTED_ROUTES: [(&str, &str); 10] = [
     ("get", "/openapi.json"),
 ];
 
-/// Status, content type and body (JSON, or the text as a string).
+/// Status, content type and body (JSON, or the text as a string; an event
+/// stream, which never ends, is not read: its body is `null`).
 fn call(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -51,6 +53,9 @@ fn call(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Str
         .unwrap_or_default()
         .to_owned();
     let status = response.status().as_u16();
+    if content_type.starts_with("text/event-stream") {
+        return (status, content_type, Value::Null);
+    }
     let text = response.body_mut().read_to_string().expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, content_type, body)
@@ -173,6 +178,7 @@ fn the_document_describes_headers_parameters_and_problems() {
         "TicketEvents",
         "Dashboard",
         "Status",
+        "TicketChange",
     ] {
         assert!(schemas.get(schema).is_some(), "no {schema} schema");
     }
@@ -263,6 +269,19 @@ fn the_document_describes_headers_parameters_and_problems() {
     expect_statuses("get", "/tickets", &["200", "400", "422", "503"]);
     expect_statuses("get", "/tickets/{id}/events", &["200", "400", "404", "503"]);
     expect_statuses("get", "/dashboard", &["200", "422", "503"]);
+    expect_statuses("get", "/tickets/stream", &["200", "400", "422", "503"]);
+    let stream = op("get", "/tickets/stream");
+    assert_eq!(
+        stream["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
+        "#/components/schemas/TicketChange",
+        "{stream}"
+    );
+    for name in ["Last-Event-ID", "after"] {
+        assert!(
+            params(&stream).contains(&name.to_owned()),
+            "GET /tickets/stream lacks {name}"
+        );
+    }
     expect_statuses("get", "/readyz", &["200", "503"]);
 
     for name in ["Location", "ETag", "X-Event-Position"] {

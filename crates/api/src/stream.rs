@@ -1,0 +1,280 @@
+//! `GET /tickets/stream`: the list view's changes as Server-Sent Events.
+//!
+//! Thin on purpose: the feed itself (what counts as applied, the status after
+//! each event, batching) is `query::ChangeFeed`. This module decides where a
+//! stream starts (`Last-Event-ID`, else `?after`, else the List projection's
+//! current checkpoint), turns each change into one SSE message whose `id:` is
+//! the event's position, and ends the stream when the server shuts down or
+//! the feed fails (the client reconnects with its `Last-Event-ID`).
+//!
+//! The stream opens with an id-only record (`id: <start>`, no data): clients
+//! dispatch no message for it, but an `EventSource` records the id, so a
+//! client that connected without a position and drops before the first change
+//! still resumes from where it started.
+//!
+//! The middleware's request timeout does not cut a stream: it bounds the time
+//! until the response head (tower-http's `TimeoutLayer` wraps the handler's
+//! future, not the body), and this handler answers as soon as it knows where
+//! to start. For the same reason the request log line and
+//! `http_request_duration_seconds` record the time to the head, not the
+//! stream's life; `ticket_streams_open` counts the streams being served.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use domain::Status;
+use eventstore::Position;
+use futures::StreamExt;
+use query::{ListChange, Subscription};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::openapi::Problem;
+use crate::tickets::decode_query;
+
+/// The header an SSE client resumes with: the last `id:` it received.
+pub(crate) const LAST_EVENT_ID: &str = "last-event-id";
+/// A comment line this often keeps idle proxies from closing the stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a client waits before reconnecting after the stream ends.
+const RETRY: Duration = Duration::from_secs(1);
+/// The `event:` of every change message.
+const CHANGE_EVENT: &str = "ticket";
+/// The gauge of streams being served.
+const OPEN_STREAMS: &str = "ticket_streams_open";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/tickets/stream", get(stream))
+}
+
+/// One change message's `data:`: a ticket's list row after one event.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TicketChange)]
+pub(crate) struct ChangeMessage {
+    /// The ticket id.
+    id: Uuid,
+    /// The ticket's version after the event.
+    version: u64,
+    /// The ticket's status after the event.
+    #[schema(schema_with = crate::openapi::status_ref)]
+    status: Status,
+    /// The event's store position; also the message's SSE `id:`.
+    position: u64,
+}
+
+impl From<ListChange> for ChangeMessage {
+    fn from(change: ListChange) -> Self {
+        ChangeMessage {
+            id: change.id,
+            version: change.version,
+            status: change.status,
+            position: change.position,
+        }
+    }
+}
+
+/// Streams the list view's changes: one message per event, once the list
+/// projection has applied it.
+#[utoipa::path(
+    get,
+    path = "/tickets/stream",
+    tag = "tickets",
+    params(
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (the last `id:` received); wins over `after`. Without either, the stream starts at the changes applied from now on"),
+        ("after" = Option<u64>, Query, description = "Start after this position, for clients that cannot set `Last-Event-ID`"),
+    ),
+    responses(
+        (status = 200, description = "A never-ending `text/event-stream`: an id-only record with the start position, then one message per event applied to the list view, in position order (`id:` the event's position, `event: ticket`, `data:` a TicketChange), and a comment every 15 s. It ends when the server shuts down or a store fails; reconnect with `Last-Event-ID`",
+            body = ChangeMessage, content_type = "text/event-stream"),
+        (status = 400, description = "A malformed `Last-Event-ID`, an undecodable query string, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let after = after_param(decode_query(query)?)?;
+    // An EventSource keeps its URL when it reconnects, so the header, which
+    // it updates, must win over `?after`.
+    let start = match last_event_id(&headers)?.or(after) {
+        Some(position) => position,
+        None => state.feed.checkpoint().await?,
+    };
+    let opened = OpenStream::new(state.feed.subscribe(start));
+    let opening = Event::default().id(start.to_string()).retry(RETRY);
+    let changes = futures::stream::unfold(opened, next_message);
+    let messages = futures::stream::once(async move { Ok(opening) })
+        .chain(changes)
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(messages).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// A subscription being served; counted in [`OPEN_STREAMS`] while it lives.
+struct OpenStream {
+    subscription: Subscription,
+    started: Position,
+}
+
+impl OpenStream {
+    fn new(subscription: Subscription) -> Self {
+        metrics::gauge!(OPEN_STREAMS).increment(1.0);
+        let started = subscription.position();
+        Self {
+            subscription,
+            started,
+        }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!(OPEN_STREAMS).decrement(1.0);
+        tracing::debug!(
+            started = self.started,
+            reached = self.subscription.position(),
+            "change stream closed"
+        );
+    }
+}
+
+/// The next change as an SSE message; `None` ends the stream.
+async fn next_message(mut open: OpenStream) -> Option<(Result<Event, Infallible>, OpenStream)> {
+    match open.subscription.next().await {
+        Ok(change) => {
+            let message = Event::default()
+                .id(change.position.to_string())
+                .event(CHANGE_EVENT)
+                .json_data(ChangeMessage::from(change));
+            match message {
+                Ok(message) => Some((Ok(message), open)),
+                Err(error) => {
+                    tracing::error!(%error, "a change message does not serialise; ending the stream");
+                    None
+                }
+            }
+        }
+        Err(error) => {
+            // Nothing is lost: the client reconnects with the last id it got.
+            tracing::warn!(
+                %error,
+                reached = open.subscription.position(),
+                "ending a change stream"
+            );
+            None
+        }
+    }
+}
+
+/// `Last-Event-ID`: absent or empty → none; one whole number → that
+/// position; anything else → 400 naming the header.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
+    let invalid = || {
+        ApiError::invalid_parameter(
+            "Last-Event-ID",
+            "must be one whole number: the `id:` of the last message received",
+        )
+    };
+    let mut values = headers.get_all(LAST_EVENT_ID).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    let text = value.to_str().map_err(|_| invalid())?.trim();
+    if text.is_empty() {
+        // What a client sends when the server reset its id (`id:` alone).
+        return Ok(None);
+    }
+    whole_number(text).map(Some).ok_or_else(invalid)
+}
+
+/// `?after=N`; an empty value counts as absent, unknown or repeated
+/// parameters are refused (422), like the other endpoints do.
+fn after_param(pairs: Vec<(String, String)>) -> Result<Option<Position>, ApiError> {
+    let mut after = None;
+    let mut seen = false;
+    for (name, value) in pairs {
+        if name != "after" {
+            return Err(ApiError::validation(
+                name,
+                "unknown query parameter; expected after",
+            ));
+        }
+        if seen {
+            return Err(ApiError::validation(name, "must be given at most once"));
+        }
+        seen = true;
+        if value.is_empty() {
+            continue;
+        }
+        after = Some(whole_number(&value).ok_or_else(|| {
+            ApiError::validation(
+                "after",
+                "must be a non-negative whole number (a position, as in `id:`)",
+            )
+        })?);
+    }
+    Ok(after)
+}
+
+/// Digits only (no sign, no spaces), within `u64`.
+fn whole_number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(LAST_EVENT_ID, value.parse().expect("header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn last_event_ids() {
+        assert_eq!(last_event_id(&HeaderMap::new()).ok(), Some(None));
+        assert_eq!(last_event_id(&header(&["42"])).ok(), Some(Some(42)));
+        assert_eq!(last_event_id(&header(&["0"])).ok(), Some(Some(0)));
+        assert_eq!(last_event_id(&header(&[""])).ok(), Some(None));
+        for bad in ["-1", "4.2", "abc", "1e3", "+3", "18446744073709551616"] {
+            assert!(last_event_id(&header(&[bad])).is_err(), "{bad}");
+        }
+        assert!(last_event_id(&header(&["1", "2"])).is_err());
+    }
+
+    #[test]
+    fn after_params() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after_param(pairs(&[])).ok(), Some(None));
+        assert_eq!(after_param(pairs(&[("after", "7")])).ok(), Some(Some(7)));
+        assert_eq!(after_param(pairs(&[("after", "")])).ok(), Some(None));
+        assert!(after_param(pairs(&[("after", "x")])).is_err());
+        assert!(after_param(pairs(&[("after", "1"), ("after", "2")])).is_err());
+        assert!(after_param(pairs(&[("since", "1")])).is_err());
+    }
+}
