@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub read_wait_max: Duration,
     /// Body size limit and request timeout of the HTTP API.
     pub http: api::HttpLimits,
+    /// After a shutdown signal, how long in-flight requests (and open
+    /// change streams whose clients stopped reading) may take before their
+    /// connections are closed anyway.
+    pub shutdown_grace: Duration,
 }
 
 /// Runs the HTTP server (and, if configured, the projector) until `shutdown`
@@ -92,10 +96,22 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     println!("listening on http://{local}");
 
     let server_shutdown = shutdown.clone();
-    axum::serve(listener, app)
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")?;
+        .into_future();
+    // Graceful shutdown waits for every connection; one that never finishes
+    // (a client that stopped reading) must not keep the process up forever.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(config.shutdown_grace).await;
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = grace => tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "requests still in flight after the shutdown grace period; closing their connections"
+        ),
+    }
 
     if let Some(task) = projector_task {
         shutdown.cancel();

@@ -56,6 +56,11 @@ struct Args {
     #[arg(long, env = "TICKETS_READ_WAIT_MAX", default_value = "2s", value_parser = parse_duration)]
     read_wait_max: Duration,
 
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish
+    /// before their connections are closed and the process exits.
+    #[arg(long, env = "TICKETS_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+
     /// Log line format on stderr: pretty or json (one object per line).
     #[arg(
         long,
@@ -100,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         },
         ready_max_lag: args.ready_max_lag,
         read_wait_max: args.read_wait_max,
+        shutdown_grace: args.shutdown_grace,
         http: HttpLimits {
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,

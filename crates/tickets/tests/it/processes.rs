@@ -79,6 +79,44 @@ fn sigterm_drains_in_flight_requests_then_exits_cleanly(ws: Workspace) {
     assert!(logs.contains("ticketd stopped"), "{logs}");
 }
 
+/// A request that outlasts the shutdown grace period does not keep the
+/// process up: its connection is closed and the process exits 0.
+fn sigterm_closes_requests_that_outlast_the_grace_period(ws: Workspace) {
+    let mut ticketd = Ticketd::start(
+        &ws,
+        &[
+            "--no-projector",
+            "--read-wait-max",
+            "20s",
+            "--shutdown-grace",
+            "300ms",
+        ],
+    );
+    let base = ticketd.http.base.clone();
+    let waiting = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(PATIENCE))
+            .build()
+            .into();
+        agent
+            .get(format!("{base}/dashboard?min_position=1000000"))
+            .call()
+            .map(|response| response.status().as_u16())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let asked_to_stop = std::time::Instant::now();
+    let status = ticketd.process.terminate();
+    assert!(status.success(), "exits cleanly: {status:?}");
+    assert!(
+        asked_to_stop.elapsed() < Duration::from_secs(5),
+        "the grace period, not the 20 s wait, bounded the shutdown: {:?}",
+        asked_to_stop.elapsed()
+    );
+    let outcome = waiting.join().expect("the waiting client");
+    assert!(outcome.is_err(), "the connection was closed: {outcome:?}");
+    assert!(ticketd.process.logs().contains("shutdown grace period"));
+}
+
 fn a_separate_projector_process_keeps_the_views_of_a_server_without_one(ws: Workspace) {
     let ticketd = Ticketd::start(&ws, &["--no-projector"]);
     let http = &ticketd.http;
@@ -228,6 +266,7 @@ crate::on_every_backend!(
     migrate_applies_the_schema_once_without_serving,
     events_and_views_survive_a_graceful_restart,
     sigterm_drains_in_flight_requests_then_exits_cleanly,
+    sigterm_closes_requests_that_outlast_the_grace_period,
     a_separate_projector_process_keeps_the_views_of_a_server_without_one,
     sigkill_of_the_projector_under_write_load_loses_and_double_counts_nothing,
 );
