@@ -24,19 +24,27 @@
 //! events with [`readmodel::project`], the fold the projector uses, so a write
 //! response equals what the read model shows once it reaches that version.
 
+mod known;
+
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use domain::{ChangeTicket, Command, DomainError, Event, OpenTicket, decide, fold};
+use domain::{ChangeTicket, Command, DomainError, Event, OpenTicket, TicketState, decide};
 use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StoreError};
 use readmodel::{TicketDetail, project};
 use uuid::Uuid;
 
+use crate::known::{Known, KnownCache};
+
 /// How many times a command is decided and appended before a lost race is
 /// reported as [`WriteError::Conflict`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
+
+/// How many tickets the service remembers between commands (see
+/// [`CommandService::with_cache_capacity`]).
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 
 /// Counter: events the write side appended (committed appends only).
 pub const EVENTS_APPENDED: &str = "events_appended_total";
@@ -134,15 +142,28 @@ pub enum AsOf {
 pub struct CommandService {
     store: Arc<dyn EventStore>,
     max_attempts: u32,
+    known: Arc<KnownCache>,
 }
 
 impl CommandService {
-    /// A service that retries lost races up to [`DEFAULT_MAX_ATTEMPTS`] times.
+    /// A service that retries lost races up to [`DEFAULT_MAX_ATTEMPTS`] times
+    /// and remembers up to [`DEFAULT_CACHE_CAPACITY`] tickets.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            known: Arc::new(KnownCache::new(DEFAULT_CACHE_CAPACITY)),
         }
+    }
+
+    /// Sets how many tickets the service remembers between commands, so that
+    /// a command on a recently written ticket is decided without reading its
+    /// stream (0: read every time). The memory is a guess, checked by the
+    /// append's expected version: another writer's append makes the next
+    /// command here lose one race and read the stream (see `known`).
+    pub fn with_cache_capacity(mut self, tickets: usize) -> Self {
+        self.known = Arc::new(KnownCache::new(tickets));
+        self
     }
 
     /// Sets how many times a command is attempted before
@@ -238,6 +259,8 @@ impl CommandService {
                 Err(WriteError::Store(StoreError::Conflict {
                     expected, actual, ..
                 })) => {
+                    // What this service remembered is behind the store.
+                    self.known.forget(ticket_id);
                     metrics::counter!(APPEND_CONFLICTS).increment(1);
                     tracing::debug!(%ticket_id, attempt, expected, actual, "lost a write race; deciding again");
                     if attempt < self.max_attempts {
@@ -297,7 +320,15 @@ impl CommandService {
         }))
     }
 
-    /// One load → decide → append round.
+    /// The ticket as stored: its stream, read and folded.
+    async fn load(&self, ticket_id: Uuid) -> Result<Option<Known>, WriteError> {
+        let recorded = self.store.read_stream(ticket_id).await?;
+        let history = decode_all(&recorded)?;
+        Known::from_stream(&recorded, &history).map_err(corrupt)
+    }
+
+    /// One decide → append round, on what the service remembers of the
+    /// ticket or, failing that, on its stream.
     async fn attempt(
         &self,
         ticket_id: Uuid,
@@ -305,51 +336,83 @@ impl CommandService {
         metadata: &Metadata,
         expected_version: Option<u64>,
     ) -> Result<WriteOutcome, WriteError> {
-        let mut recorded = self.store.read_stream(ticket_id).await?;
-        let current_version = recorded.last().map_or(0, |event| event.version);
+        // A new ticket's id was minted for this command: there is no stream
+        // to read (the append at version 0 would refuse one anyway).
+        let remembered = match command {
+            Command::Open(_) => None,
+            Command::Change(_) => self.known.get(ticket_id),
+        };
+        let from_memory = remembered.is_some();
+        let mut known = match remembered {
+            Some(known) => Some(known),
+            None if matches!(command, Command::Open(_)) => None,
+            None => self.load(ticket_id).await?,
+        };
+        let version_of = |known: &Option<Known>| known.as_ref().map_or(0, |known| known.version);
         // A missing ticket stays a NotFound (from `decide`), not a mismatch.
-        if let Some(expected) = expected_version
-            && current_version != 0
-            && expected != current_version
-        {
+        let mismatch = |known: &Option<Known>| {
+            expected_version
+                .filter(|expected| version_of(known) != 0 && *expected != version_of(known))
+        };
+        if from_memory && mismatch(&known).is_some() {
+            // The client may know a newer version than this service does.
+            known = self.load(ticket_id).await?;
+        }
+        if let Some(expected) = mismatch(&known) {
             return Err(WriteError::VersionMismatch {
                 expected,
-                actual: current_version,
+                actual: version_of(&known),
             });
         }
-        let history = decode_all(&recorded)?;
-        let decided = decide(&fold(&history), command).map_err(|error| match error {
+        let state = known
+            .as_ref()
+            .map_or(TicketState::Missing, |known| known.state.clone());
+        let decided = decide(&state, command).map_err(|error| match error {
             DomainError::NotFound => WriteError::NotFound,
             other => WriteError::Rejected(other),
         })?;
         if decided.is_empty() {
+            let known = known.ok_or_else(|| {
+                corrupt(format!(
+                    "ticket {ticket_id}: nothing to append to no ticket"
+                ))
+            })?;
             return Ok(WriteOutcome {
-                ticket: detail(ticket_id, &recorded)?,
-                position: recorded.last().map_or(0, |event| event.position),
+                position: known.position,
+                ticket: known.detail,
                 appended: 0,
                 replayed: false,
             });
         }
         // Never before the ticket's last event, even if this clock is behind the
         // one that wrote it: a ticket's times only move forward.
-        let occurred_at = recorded
-            .last()
-            .map_or_else(now, |last| now().max(last.occurred_at));
+        let occurred_at = known
+            .as_ref()
+            .map_or_else(now, |known| now().max(known.occurred_at));
         let new_events = decided
             .iter()
             .map(|event| NewEvent::from_domain(event, occurred_at, metadata.clone()))
             .collect();
-        let appended = self
+        let appended = match self
             .store
-            .append(ticket_id, current_version, new_events)
-            .await?;
-        let position = appended.last().map_or(0, |event| event.position);
+            .append(ticket_id, version_of(&known), new_events)
+            .await
+        {
+            Ok(appended) => appended,
+            Err(error) => {
+                self.known.forget(ticket_id);
+                return Err(error.into());
+            }
+        };
         let count = appended.len();
         metrics::counter!(EVENTS_APPENDED).increment(count as u64);
-        recorded.extend(appended);
+        let after = Known::after(known.as_ref(), &appended, &decided)
+            .map_err(corrupt)?
+            .ok_or_else(|| corrupt(format!("ticket {ticket_id} has no events after a write")))?;
+        self.known.put(ticket_id, after.clone());
         Ok(WriteOutcome {
-            ticket: detail(ticket_id, &recorded)?,
-            position,
+            position: after.position,
+            ticket: after.detail,
             appended: count,
             replayed: false,
         })

@@ -675,3 +675,111 @@ async fn racing_retries_of_one_open_make_one_ticket() {
     );
     assert_eq!(fx.head().await, 1, "one event in the store");
 }
+
+/// A store that only counts stream reads and lost races.
+fn counting(fx: &Fixture) -> Arc<SameStart> {
+    Arc::new(SameStart {
+        inner: fx.store.clone(),
+        held: 0,
+        barrier: tokio::sync::Barrier::new(1),
+        reads: AtomicUsize::new(0),
+        conflicts: AtomicUsize::new(0),
+    })
+}
+
+fn note(text: &str) -> ChangeTicket {
+    ChangeTicket::new(None, None, Some(text)).expect("valid")
+}
+
+#[tokio::test]
+async fn commands_on_a_ticket_this_service_wrote_read_no_stream() {
+    let fx = Fixture::new();
+    let store = counting(&fx);
+    let service = CommandService::new(store.clone());
+    let opened = service
+        .open(open_command(), CommandContext::default())
+        .await
+        .expect("open");
+    let id = opened.ticket.id;
+    let mut last = opened;
+    for text in ["a", "b", "c"] {
+        last = service
+            .change(id, note(text), CommandContext::default(), None)
+            .await
+            .expect("change");
+    }
+    assert_eq!(store.reads.load(Ordering::SeqCst), 0, "no stream was read");
+    // The answers are what the stream folds to.
+    let uncached = CommandService::new(fx.store.clone()).with_cache_capacity(0);
+    let noop = uncached
+        .change(
+            id,
+            ChangeTicket::new(Some(Status::Open), None, None).expect("valid"),
+            CommandContext::default(),
+            None,
+        )
+        .await
+        .expect("no-op");
+    assert_eq!(noop.ticket, last.ticket);
+    assert_eq!(noop.position, last.position);
+}
+
+/// Two services on one store (two instances): each one's memory goes stale
+/// when the other writes, and nothing is lost or refused for it.
+#[tokio::test]
+async fn a_stale_memory_costs_a_retry_not_a_write() {
+    let fx = Fixture::new();
+    let store = counting(&fx);
+    let here = CommandService::new(store.clone());
+    let there = CommandService::new(fx.store.clone());
+    let id = here
+        .open(open_command(), CommandContext::default())
+        .await
+        .expect("open")
+        .ticket
+        .id;
+    there
+        .change(id, note("from there"), CommandContext::default(), None)
+        .await
+        .expect("change there");
+    // `here` remembers version 1; the ticket is at 2.
+    let changed = here
+        .change(id, note("from here"), CommandContext::default(), None)
+        .await
+        .expect("change here");
+    assert_eq!(changed.ticket.version, 3);
+    assert_eq!(changed.ticket.notes.len(), 2, "both notes are kept");
+    assert_eq!(store.conflicts.load(Ordering::SeqCst), 1, "one lost race");
+
+    there
+        .change(id, note("again"), CommandContext::default(), None)
+        .await
+        .expect("change there");
+    // A client that read version 4 elsewhere is right, whatever `here`
+    // remembers (version 3).
+    let matched = here
+        .change(
+            id,
+            note("with If-Match"),
+            CommandContext::default(),
+            Some(4),
+        )
+        .await
+        .expect("If-Match of the stored version passes");
+    assert_eq!(matched.ticket.version, 5);
+    // And one that is really behind is refused.
+    let stale = here
+        .change(id, note("late"), CommandContext::default(), Some(4))
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(WriteError::VersionMismatch {
+                expected: 4,
+                actual: 5
+            })
+        ),
+        "{stale:?}"
+    );
+    assert_eq!(fx.stream(id).await.len(), 5);
+}
