@@ -22,6 +22,7 @@
 mod connection;
 mod error;
 mod events;
+mod import;
 mod migrate;
 mod text;
 mod views;
