@@ -18,6 +18,18 @@ projector:
 test:
     cargo test --workspace
 
+# The full benchmark set on release builds (minutes): report and SVG plots in
+# bench/results/. Extra flags go to ticket-bench, e.g. `just bench --tickets 300000`.
+bench *ARGS:
+    cargo build --release -p tickets -p bench
+    cargo run --release -p bench -- all {{ARGS}}
+
+# The benchmark at smoke sizes on debug builds (seconds): proves the tool
+# works; its figures mean nothing.
+bench-smoke:
+    cargo build -p tickets -p bench
+    cargo run -p bench -- all --smoke --out target/bench-smoke
+
 # Format the code.
 fmt:
     cargo fmt --all

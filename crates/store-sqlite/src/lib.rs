@@ -26,6 +26,7 @@ mod commit;
 mod connection;
 mod error;
 mod events;
+mod import;
 mod migrate;
 mod text;
 mod views;
