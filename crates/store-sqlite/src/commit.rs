@@ -194,6 +194,9 @@ fn commit(
     connection: &mut Connection,
     batch: &[Request],
 ) -> Result<Vec<Outcome>, DbError<StoreError>> {
+    // Appends are always synced, whatever a view transaction on this
+    // connection set before (see `views::writing_derived`).
+    connection.pragma_update(None, "synchronous", "FULL")?;
     let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
