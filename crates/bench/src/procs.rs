@@ -223,6 +223,7 @@ pub fn run_projector(binaries: &Binaries, args: &[&str], log: &Path) -> anyhow::
         .args(args)
         .env_remove("TICKETS_STORE")
         .env_remove("TICKETS_PROJECTOR_BATCH")
+        .env_remove("TICKETS_REBUILD_BATCH")
         .env_remove("TICKETS_LEASE_TTL")
         .env_remove("TICKETS_REBUILD_MAX_RATE")
         .stdin(Stdio::null())

@@ -46,7 +46,9 @@ pub struct RebuildOptions {
 impl Default for RebuildOptions {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            // Ten times the live runner's: measured on the list slot (nine
+            // indexes), 500 → 5,000 halved a rebuild's time.
+            batch_size: 5000,
             lease_ttl: Duration::from_secs(10),
             holder: crate::holder_name(),
             retry_backoff: Duration::from_millis(500),

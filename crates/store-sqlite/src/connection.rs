@@ -19,6 +19,10 @@ use crate::error::{DbError, OpenError};
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The writer's page cache, in KiB (as a negative `cache_size`, SQLite's
+/// spelling for a size rather than a page count).
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+
 /// Idle read connections kept for reuse; more may be open while busy.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -74,6 +78,14 @@ impl Connections {
         writer
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(OpenError::sqlite(path, "setting foreign_keys=ON"))?;
+        // The writer's page cache (default 2 MiB) is where the list slot's
+        // indexes live during projection: too small, and every batch reads
+        // pages back from the OS and spills dirty ones mid-transaction
+        // (measured: a list rebuild spent most of its time in pread/pwrite).
+        // Pages are allocated only as used, so an idle server stays small.
+        writer
+            .pragma_update(None, "cache_size", WRITER_CACHE_KIB.to_string())
+            .map_err(OpenError::sqlite(path, "setting cache_size"))?;
         Ok(Connections {
             path: path.to_owned(),
             writer: Mutex::new(writer),

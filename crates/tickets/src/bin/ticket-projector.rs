@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use projector::{DeadLetterPolicy, ProjectorConfig};
+use projector::{DeadLetterPolicy, ProjectorConfig, RebuildOptions};
 use readmodel::{DeadLetterState, Projection};
 use tickets::cli::{Projections, parse_duration};
 use tickets::telemetry::LogFormat;
@@ -67,8 +67,10 @@ enum Command {
         #[arg(long, default_value = "all")]
         projection: Projections,
 
-        /// Most events folded into one transaction.
-        #[arg(long, env = "TICKETS_PROJECTOR_BATCH", default_value_t = ProjectorConfig::default().batch_size)]
+        /// Most events folded into one shadow transaction. Larger than the
+        /// live runner's: nobody waits on a rebuild's single events, and
+        /// fewer, bigger commits write each index page fewer times.
+        #[arg(long, env = "TICKETS_REBUILD_BATCH", default_value_t = RebuildOptions::default().batch_size)]
         batch_size: usize,
 
         /// The shadow lease's TTL: a killed rebuild's lease frees itself within it.
