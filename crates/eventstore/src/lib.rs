@@ -9,9 +9,11 @@
 
 mod codec;
 mod envelope;
+mod forwarding;
 
 pub use codec::DecodeError;
 pub use envelope::{Metadata, NewEvent, RecordedEvent};
+pub use forwarding::Forwarding;
 
 use std::time::Duration;
 

@@ -2,13 +2,12 @@
 //! `type` naming the field, and nothing written.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Method;
 use domain::Event;
-use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use eventstore::{EventStore, Forwarding, NewEvent, RecordedEvent, StoreError};
 use serde_json::{Value, json};
 use store_sqlite::SqliteStore;
 use uuid::Uuid;
@@ -266,9 +265,9 @@ enum Rig {
 struct DiskOnFire;
 
 #[async_trait]
-impl EventStore for Rigged {
-    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
-        self.inner.read_idempotent(key).await
+impl Forwarding for Rigged {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
 
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -284,43 +283,6 @@ impl EventStore for Rigged {
                 Ok(stream)
             }
         }
-    }
-
-    async fn append(
-        &self,
-        ticket_id: Uuid,
-        expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.append(ticket_id, expected_version, events).await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-
-    async fn read_by_ticket(
-        &self,
-        after: Option<(Uuid, u64)>,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_by_ticket(after, limit).await
-    }
-
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        max_wait: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.wait_for_events(after, max_wait).await
     }
 }
 

@@ -9,12 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::{Body, BodyDataStream};
 use axum::http::{Method, Request, StatusCode};
-use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use eventstore::{EventStore, Forwarding, Position, RecordedEvent, StoreError};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use store_sqlite::SqliteStore;
 use tower::ServiceExt;
-use uuid::Uuid;
 
 use crate::harness::App;
 
@@ -284,22 +283,9 @@ struct Flaky {
 struct Gone;
 
 #[async_trait]
-impl EventStore for Flaky {
-    async fn append(
-        &self,
-        ticket_id: Uuid,
-        expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.append(ticket_id, expected_version, events).await
-    }
-
-    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
-        self.inner.read_idempotent(key).await
-    }
-
-    async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(ticket_id).await
+impl Forwarding for Flaky {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
 
     async fn read_all(
@@ -311,26 +297,6 @@ impl EventStore for Flaky {
             return Err(StoreError::unavailable(Gone));
         }
         self.inner.read_all(after, limit).await
-    }
-
-    async fn read_by_ticket(
-        &self,
-        after: Option<(Uuid, u64)>,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_by_ticket(after, limit).await
-    }
-
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        max_wait: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.wait_for_events(after, max_wait).await
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::Event;
-use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use eventstore::{EventStore, Forwarding, NewEvent, Position, RecordedEvent, StoreError};
 use projector::{
     DeadLetterPolicy, Progress, Projector, ProjectorConfig, ProjectorError, RebuildOptions,
     RebuildOutcome, VerifyOptions, rebuild, verify,
@@ -87,18 +87,9 @@ impl Upgradable {
 }
 
 #[async_trait]
-impl EventStore for Upgradable {
-    async fn append(
-        &self,
-        ticket_id: Uuid,
-        expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.append(ticket_id, expected_version, events).await
-    }
-
-    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
-        self.inner.read_idempotent(key).await
+impl Forwarding for Upgradable {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
 
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -119,18 +110,6 @@ impl EventStore for Upgradable {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         Ok(self.mask(self.inner.read_by_ticket(after, limit).await?))
-    }
-
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        max_wait: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.wait_for_events(after, max_wait).await
     }
 }
 

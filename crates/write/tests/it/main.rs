@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{ChangeTicket, DomainError, Event, OpenTicket, Status};
-use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use eventstore::{EventStore, Forwarding, NewEvent, Position, RecordedEvent, StoreError};
 use projector::{Projector, ProjectorConfig};
 use readmodel::ViewStore;
 use store_sqlite::SqliteStore;
@@ -299,7 +299,11 @@ struct SameStart {
 }
 
 #[async_trait]
-impl EventStore for SameStart {
+impl Forwarding for SameStart {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn append(
         &self,
         ticket_id: Uuid,
@@ -313,44 +317,12 @@ impl EventStore for SameStart {
         result
     }
 
-    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
-        self.inner.read_idempotent(key).await
-    }
-
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = self.inner.read_stream(ticket_id).await?;
         if self.reads.fetch_add(1, Ordering::SeqCst) < self.held {
             self.barrier.wait().await;
         }
         Ok(stream)
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-
-    async fn read_by_ticket(
-        &self,
-        after: Option<(Uuid, u64)>,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_by_ticket(after, limit).await
-    }
-
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        max_wait: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.wait_for_events(after, max_wait).await
     }
 }
 
@@ -363,18 +335,9 @@ struct AlwaysOvertaken {
 }
 
 #[async_trait]
-impl EventStore for AlwaysOvertaken {
-    async fn append(
-        &self,
-        ticket_id: Uuid,
-        expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.append(ticket_id, expected_version, events).await
-    }
-
-    async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
-        self.inner.read_idempotent(key).await
+impl Forwarding for AlwaysOvertaken {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
 
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -386,34 +349,6 @@ impl EventStore for AlwaysOvertaken {
         });
         self.inner.append(ticket_id, version, vec![rival]).await?;
         Ok(stream)
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-
-    async fn read_by_ticket(
-        &self,
-        after: Option<(Uuid, u64)>,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_by_ticket(after, limit).await
-    }
-
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        max_wait: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.wait_for_events(after, max_wait).await
     }
 }
 
