@@ -184,14 +184,16 @@ impl StoredRow for TicketListRow {
     }
 
     fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
+        // `customer`, `subject` and `created_at` come from the opening event
+        // and never change, so an update leaves them out: SQLite then skips
+        // the indexes built only on them (`newest`, `customer_created`), two
+        // of the slot's eight secondary indexes, on every event after the first.
         let sql = upsert_sql(
             table,
             Self::COLUMNS,
-            "customer = excluded.customer, subject = excluded.subject, \
-             status = excluded.status, agent = excluded.agent, preview = excluded.preview, \
+            "status = excluded.status, agent = excluded.agent, preview = excluded.preview, \
              has_note = excluded.has_note, last_note_preview = excluded.last_note_preview, \
-             created_at = excluded.created_at, updated_at = excluded.updated_at, \
-             version = excluded.version",
+             updated_at = excluded.updated_at, version = excluded.version",
         );
         connection.prepare_cached(&sql)?.execute(rusqlite::params![
             text::id(self.id),
