@@ -88,7 +88,8 @@ impl Known {
     }
 }
 
-fn fold_detail(
+/// Folds `recorded` into `view`, as the projector does.
+pub(crate) fn fold_detail(
     mut view: Option<TicketDetail>,
     recorded: &[RecordedEvent],
 ) -> Result<Option<TicketDetail>, String> {

@@ -33,7 +33,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{ChangeTicket, Command, DomainError, Event, OpenTicket, TicketState, decide};
 use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StoreError};
-use readmodel::{TicketDetail, project};
+use readmodel::TicketDetail;
 use uuid::Uuid;
 
 use crate::known::{Known, KnownCache};
@@ -442,15 +442,9 @@ fn decode_all(recorded: &[RecordedEvent]) -> Result<Vec<Event>, WriteError> {
 
 /// Folds a ticket's whole stream into its detail view, as the projector does.
 fn detail(ticket_id: Uuid, recorded: &[RecordedEvent]) -> Result<TicketDetail, WriteError> {
-    let mut view: Option<TicketDetail> = None;
-    for event in recorded {
-        if let Some(next) = project(view.as_ref(), event)
-            .map_err(|error| corrupt(format!("ticket {ticket_id}: {error}")))?
-        {
-            view = Some(next);
-        }
-    }
-    view.ok_or_else(|| corrupt(format!("ticket {ticket_id} has no events after a write")))
+    known::fold_detail(None, recorded)
+        .map_err(corrupt)?
+        .ok_or_else(|| corrupt(format!("ticket {ticket_id} has no events")))
 }
 
 fn corrupt(message: String) -> WriteError {
