@@ -26,6 +26,7 @@
 //! the store whichever process runs the projector.
 
 mod batch;
+mod bulk;
 mod lease;
 mod live;
 mod rebuild;
@@ -355,6 +356,7 @@ impl Projector {
                 holder: self.holder.clone(),
                 retry_backoff: self.config.retry_backoff,
                 max_rate: None,
+                by_ticket: true,
                 verify: VerifyOptions::default(),
             };
             match rebuild(

@@ -23,13 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ProjectorError;
 use crate::batch::{Batch, apply_batch};
+use crate::bulk::{BulkPass, Pass};
 use crate::lease::Held;
 use crate::verify::{VerifyOptions, VerifyReport, verify};
 
 /// How a rebuild runs.
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
-    /// Most events folded into one shadow transaction.
+    /// Most events folded into one shadow transaction by the global-order
+    /// replay; the by-ticket pass reads this many at a time and commits
+    /// about five reads' worth at once.
     pub batch_size: usize,
     /// The shadow lease's TTL (heartbeats every third of it).
     pub lease_ttl: Duration,
@@ -39,7 +42,12 @@ pub struct RebuildOptions {
     pub retry_backoff: Duration,
     /// Most events replayed per second (`None`: as fast as the store goes), so
     /// a rebuild on a busy production store leaves room for live traffic.
+    /// A limit also turns the by-ticket pass off: it paces the global-order
+    /// replay only.
     pub max_rate: Option<u32>,
+    /// Start a fresh rebuild with the by-ticket pass ([`crate::bulk`]), which
+    /// writes every row once; off, every event is replayed in global order.
+    pub by_ticket: bool,
     pub verify: VerifyOptions,
 }
 
@@ -53,6 +61,7 @@ impl Default for RebuildOptions {
             holder: crate::holder_name(),
             retry_backoff: Duration::from_millis(500),
             max_rate: None,
+            by_ticket: true,
             verify: VerifyOptions::default(),
         }
     }
@@ -326,6 +335,9 @@ impl Rebuild<'_> {
         let head = self.events.head().await?;
         self.progress
             .started(projection, from, head, resumed_from.is_some());
+        if resumed_from.is_none() && self.options.by_ticket && self.options.max_rate.is_none() {
+            self.by_ticket(head).await?;
+        }
         self.catch_up(head).await?;
 
         self.progress.phase(projection, "verifying the shadow");
@@ -360,6 +372,37 @@ impl Rebuild<'_> {
         };
         self.progress.finished(&outcome);
         Ok(outcome)
+    }
+
+    /// The first pass of a fresh rebuild ([`crate::bulk`]); when it gives up,
+    /// the shadow is emptied again for the global-order replay.
+    async fn by_ticket(&self, head: Position) -> Result<(), RebuildError> {
+        let projection = self.projection();
+        let pass = BulkPass {
+            events: self.events,
+            views: self.views,
+            fence: &self.held.fence,
+            read_size: self.options.batch_size,
+            shutdown: self.shutdown,
+            lost: self.held.lost(),
+        };
+        let advanced = |folded: u64| self.progress.advanced(projection, folded, head);
+        match pass.run(head, &advanced).await {
+            Pass::Done => Ok(()),
+            Pass::Interrupted => Err(RebuildError::Interrupted {
+                projection,
+                checkpoint: 0,
+                head,
+            }),
+            Pass::LeaseLost => Err(RebuildError::LeaseLost { projection }),
+            Pass::Abandoned { reason } => {
+                tracing::warn!(
+                    %projection,
+                    "rebuild: the by-ticket pass gave up ({reason}); replaying in global order instead"
+                );
+                self.fenced(self.views.reset_shadow(&self.held.fence).await)
+            }
+        }
     }
 
     fn fenced<T>(&self, result: Result<T, ViewError>) -> Result<T, RebuildError> {

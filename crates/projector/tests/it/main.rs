@@ -301,8 +301,10 @@ async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() 
         let shutdown = shutdown.clone();
         async move { projector.run(shutdown).await }
     });
+    // The global-order replay is what resumes; the by-ticket pass starts over.
     let options = RebuildOptions {
         batch_size: 3,
+        by_ticket: false,
         ..RebuildOptions::default()
     };
     let stop = StopAt {
@@ -369,4 +371,203 @@ async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() 
     assert!(report.is_clean() && report.counts_checked, "{report}");
     shutdown.cancel();
     running.await.expect("join").expect("run");
+}
+
+/// Writes to the store while a rebuild reads it by ticket: one more event for
+/// an existing ticket and a new ticket, once, at the first read. Counts the
+/// events the global-order reads return.
+#[derive(Debug)]
+struct WritesDuringPass {
+    inner: Arc<SqliteStore>,
+    existing: Uuid,
+    written: Mutex<Option<Uuid>>,
+    read_in_order: AtomicU64,
+}
+
+#[async_trait]
+impl Forwarding for WritesDuringPass {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_all(after, limit).await?;
+        self.read_in_order
+            .fetch_add(events.len() as u64, Ordering::SeqCst);
+        Ok(events)
+    }
+
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let first = self.written.lock().expect("lock").is_none();
+        if first {
+            let version = self.inner.read_stream(self.existing).await?.len() as u64;
+            self.inner
+                .append(
+                    self.existing,
+                    version,
+                    vec![NewEvent::from(&Event::TicketClosed)],
+                )
+                .await?;
+            let new = open_ticket(&self.inner, &[Event::TicketTriaged]).await;
+            *self.written.lock().expect("lock") = Some(new);
+        }
+        self.inner.read_by_ticket(after, limit).await
+    }
+}
+
+/// Tickets with one to five events each, so that reads of a few events end
+/// inside a ticket's stream.
+async fn varied_history(store: &SqliteStore, tickets: usize) -> Vec<Uuid> {
+    let changes = [
+        Event::TicketTriaged,
+        Event::AgentAssigned {
+            agent: "ana".into(),
+        },
+        Event::NoteAdded { text: "n".into() },
+        Event::TicketClosed,
+    ];
+    let mut ids = Vec::new();
+    for n in 0..tickets {
+        ids.push(open_ticket(store, &changes[..n % 5]).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_fresh_rebuild_writes_each_row_once_and_applies_events_written_meanwhile_after() {
+    for projection in [Projection::List, Projection::Dashboard, Projection::Detail] {
+        let (_dir, store) = store();
+        let ids = varied_history(&store, 30).await;
+        let history = store.head().await.expect("head");
+        let events = Arc::new(WritesDuringPass {
+            inner: store.clone(),
+            existing: ids[0],
+            written: Mutex::new(None),
+            read_in_order: AtomicU64::new(0),
+        });
+        let options = RebuildOptions {
+            batch_size: 4,
+            ..RebuildOptions::default()
+        };
+        let outcome = rebuild(
+            events.clone(),
+            store.clone(),
+            projection,
+            &options,
+            &projector::LogProgress::new(Duration::from_secs(60)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("rebuild");
+        assert!(events.written.lock().expect("lock").is_some());
+        assert_eq!(outcome.swapped_at, history + 3, "{projection}");
+        // Only the events written during the pass came in global order:
+        // the history before them was folded ticket by ticket.
+        let in_order = events.read_in_order.load(Ordering::SeqCst);
+        assert!(
+            in_order < history,
+            "{projection}: {in_order} of {history} events read in global order"
+        );
+        let report = verify(
+            &*store,
+            &*store,
+            projection,
+            Target::Live,
+            &VerifyOptions::default(),
+        )
+        .await
+        .expect("verify");
+        assert!(report.is_clean(), "{projection}: {report}");
+        if projection == Projection::Dashboard {
+            let counts = store.dashboard().await.expect("dashboard");
+            // 30 tickets, n % 5 changes each: 6 with none (open), 18 triaged
+            // (one, two or three changes), 6 closed; ticket 0 was closed
+            // and a triaged one opened during the pass.
+            assert_eq!((counts.open, counts.triaged, counts.closed), (5, 19, 7));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_by_ticket_pass_starts_over() {
+    let (_dir, store) = store();
+    varied_history(&store, 30).await;
+    let options = RebuildOptions {
+        batch_size: 4,
+        ..RebuildOptions::default()
+    };
+    let stop = StopAt {
+        at: 20,
+        token: CancellationToken::new(),
+        last: AtomicU64::new(0),
+    };
+    let interrupted = rebuild(
+        store.clone(),
+        store.clone(),
+        Projection::List,
+        &options,
+        &stop,
+        &stop.token,
+    )
+    .await;
+    assert!(
+        matches!(
+            interrupted,
+            Err(projector::RebuildError::Interrupted { checkpoint: 0, .. })
+        ),
+        "{interrupted:?}"
+    );
+    let status = store.status(Projection::List).await.expect("status");
+    assert_eq!(status.shadow.checkpoint, 0, "{status:?}");
+
+    let outcome = rebuild(
+        store.clone(),
+        store.clone(),
+        Projection::List,
+        &options,
+        &projector::LogProgress::new(Duration::from_secs(60)),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("rebuild");
+    assert_eq!(outcome.resumed_from, None);
+    assert!(outcome.verify.is_clean(), "{}", outcome.verify);
+}
+
+#[tokio::test]
+async fn a_by_ticket_pass_that_meets_a_bad_event_gives_way_to_the_replay_which_stops_there() {
+    let (_dir, store) = store();
+    varied_history(&store, 10).await;
+    let bad = 7;
+    let events = Arc::new(Upgradable {
+        inner: store.clone(),
+        unknown: Mutex::new(Some(bad)),
+    });
+    let outcome = rebuild(
+        events,
+        store.clone(),
+        Projection::List,
+        &RebuildOptions::default(),
+        &projector::LogProgress::new(Duration::from_secs(60)),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(projector::RebuildError::Stuck { position, .. }) if position == bad
+        ),
+        "{outcome:?}"
+    );
+    // The replay committed everything before the bad event, as it always has.
+    let status = store.status(Projection::List).await.expect("status");
+    assert_eq!(status.shadow.checkpoint, bad - 1, "{status:?}");
 }

@@ -1,0 +1,261 @@
+//! A fresh rebuild's first pass: the history folded one ticket at a time and
+//! every row written once.
+//!
+//! Replaying in global order touches a ticket once per event: each batch
+//! loads the rows its events touch and writes them back, so a ticket with
+//! five events is read and written five times, and each write moves it in
+//! every secondary index of the slot. An empty shadow needs none of that.
+//! This pass reads the store by ticket (a ticket's events together, in
+//! version order), folds each ticket to its final row in memory and writes
+//! it once, in id order: with time-ordered ids that is creation order, so the
+//! indexes led by creation time grow at their end.
+//!
+//! The pass covers the events up to `upto`, the head when it starts. A
+//! ticket's later events are the end of its stream, so they are left out
+//! here and applied by the ordinary replay that follows from checkpoint
+//! `upto`. Every commit but the last leaves the shadow's checkpoint at 0; the
+//! last moves it to `upto`. An interrupted pass therefore leaves a building
+//! shadow at checkpoint 0, which the next rebuild empties and starts again:
+//! this pass does not resume, the global-order replay after it does.
+//!
+//! Reading (on the event store's thread) and folding and writing (on the view
+//! store's) run side by side, so on two cores the pass takes about as long as
+//! the slower of the two rather than their sum.
+//!
+//! Anything out of the ordinary (an event the fold cannot apply, a failing
+//! store) ends the pass as [`Pass::Abandoned`]; the rebuild then empties the
+//! shadow and replays in global order, which stops at a bad event, retries a
+//! failing store and reports either exactly as it always has.
+
+use std::collections::HashSet;
+
+use eventstore::{EventStore, Position, RecordedEvent, StoreError};
+use readmodel::{Fence, Projection, ViewChanges, ViewError, ViewStore, fold_batch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Reads folded into one commit. A commit rewrites every page it dirtied (in
+/// the WAL, then in the database), and rows in creation order scatter over
+/// the pages of the indexes led by status, agent or customer: larger commits
+/// rewrite each of those pages fewer times. Measured on the list slot at
+/// 990,000 events: one read (5,000 events) per commit, 30 s; five, 14 s.
+const READS_PER_COMMIT: usize = 5;
+
+/// How a pass ended.
+#[derive(Debug)]
+pub(crate) enum Pass {
+    /// Every event up to `upto` is in the shadow, whose checkpoint is `upto`.
+    Done,
+    /// The shadow holds some rows and checkpoint 0; `reason` says why the
+    /// pass gave up.
+    Abandoned { reason: String },
+    /// Shutdown was asked for; the shadow is left at checkpoint 0.
+    Interrupted,
+    /// The fence no longer holds the shadow's lease.
+    LeaseLost,
+}
+
+/// What the pass needs from the rebuild around it.
+pub(crate) struct BulkPass<'a> {
+    pub events: &'a dyn EventStore,
+    pub views: &'a dyn ViewStore,
+    pub fence: &'a Fence,
+    /// Events read per round trip to the event store.
+    pub read_size: usize,
+    pub shutdown: &'a CancellationToken,
+    pub lost: &'a CancellationToken,
+}
+
+/// What the reader hands the writer.
+enum Chunk {
+    /// A run of whole tickets, each ticket's events in version order.
+    Tickets(Vec<RecordedEvent>),
+    /// Every event up to `upto` was sent. (A reader that fails closes the
+    /// channel without this, so the writer never takes a failed read for
+    /// the end of the history.)
+    End,
+}
+
+impl BulkPass<'_> {
+    /// Folds every event up to `upto` into the (empty) shadow; `advanced` is
+    /// told how many events are folded so far.
+    pub(crate) async fn run(&self, upto: Position, advanced: &(dyn Fn(u64) + Sync)) -> Pass {
+        let projection = self.fence.projection;
+        let skipped = match self.views.skipped_positions(projection, 0, upto).await {
+            Ok(skipped) => skipped,
+            Err(error) => return abandoned("reading the skipped dead letters", &error),
+        };
+        // Two chunks in flight: one being folded and written, one read ahead.
+        let (sender, receiver) = mpsc::channel::<Chunk>(2);
+        let stop = CancellationToken::new();
+        let reading = self.read(upto, sender, &stop);
+        let writing = self.write(projection, upto, receiver, &skipped, &stop, advanced);
+        let (read, written) = tokio::join!(reading, writing);
+        match (written, read) {
+            // The writer only saw the channel close; the reader knows why.
+            (Pass::Abandoned { .. }, Err(error)) => {
+                abandoned("reading the events by ticket", &error)
+            }
+            (written, _) => written,
+        }
+    }
+
+    /// Reads the store by ticket and sends runs of whole tickets; the last
+    /// ticket of a read is held back until the next read shows it ended.
+    async fn read(
+        &self,
+        upto: Position,
+        sender: mpsc::Sender<Chunk>,
+        stop: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<(Uuid, u64)> = None;
+        let mut pending: Vec<RecordedEvent> = Vec::new();
+        loop {
+            let read = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                read = self.events.read_by_ticket(after, self.read_size) => read?,
+            };
+            let exhausted = read.len() < self.read_size;
+            if let Some(last) = read.last() {
+                after = Some((last.ticket_id, last.version));
+            }
+            pending.extend(read.into_iter().filter(|event| event.position <= upto));
+            let complete = if exhausted {
+                std::mem::take(&mut pending)
+            } else {
+                let open = open_ticket(&pending);
+                let held = pending.split_off(open);
+                std::mem::replace(&mut pending, held)
+            };
+            // A failed send means the writer gave up; it says why.
+            if !complete.is_empty() && sender.send(Chunk::Tickets(complete)).await.is_err() {
+                return Ok(());
+            }
+            if exhausted {
+                let _ = sender.send(Chunk::End).await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Folds and commits each run; the last commit moves the checkpoint.
+    async fn write(
+        &self,
+        projection: Projection,
+        upto: Position,
+        mut receiver: mpsc::Receiver<Chunk>,
+        skipped: &HashSet<Position>,
+        stop: &CancellationToken,
+        advanced: &(dyn Fn(u64) + Sync),
+    ) -> Pass {
+        // Whatever this returns, the reader must stop too.
+        let _stop_reader = stop.clone().drop_guard();
+        let mut folded = 0_u64;
+        let mut events = Vec::new();
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Pass::Interrupted;
+            }
+            if self.lost.is_cancelled() {
+                return Pass::LeaseLost;
+            }
+            let last = match receiver.recv().await {
+                Some(Chunk::Tickets(mut more)) => {
+                    events.append(&mut more);
+                    if events.len() < self.read_size * READS_PER_COMMIT {
+                        continue;
+                    }
+                    false
+                }
+                Some(Chunk::End) => true,
+                None => {
+                    return Pass::Abandoned {
+                        reason: "the reader stopped".to_owned(),
+                    };
+                }
+            };
+            let outcome = fold_batch(
+                projection,
+                0,
+                readmodel::Rows::empty(projection),
+                &events,
+                skipped,
+            );
+            if let Some(failed) = outcome.failed {
+                return Pass::Abandoned {
+                    reason: format!(
+                        "event {} cannot be folded: {}",
+                        failed.event.position, failed.error
+                    ),
+                };
+            }
+            let changes = ViewChanges {
+                from: 0,
+                to: if last { upto } else { 0 },
+                ..outcome.changes
+            };
+            match self.views.commit(self.fence, changes).await {
+                Ok(()) => {}
+                Err(ViewError::LeaseLost { .. }) => return Pass::LeaseLost,
+                Err(error) => return abandoned("writing the shadow", &error),
+            }
+            folded += events.len() as u64;
+            events.clear();
+            advanced(folded);
+            if last {
+                return Pass::Done;
+            }
+        }
+    }
+}
+
+/// Where the last ticket of `events` starts: everything before it is whole.
+fn open_ticket(events: &[RecordedEvent]) -> usize {
+    let Some(last) = events.last() else {
+        return 0;
+    };
+    events
+        .iter()
+        .rposition(|event| event.ticket_id != last.ticket_id)
+        .map_or(0, |before| before + 1)
+}
+
+fn abandoned(doing: &str, error: &dyn std::fmt::Display) -> Pass {
+    Pass::Abandoned {
+        reason: format!("{doing}: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use domain::Event;
+    use eventstore::{Metadata, NewEvent};
+
+    use super::*;
+
+    fn event(ticket: Uuid, version: u64) -> RecordedEvent {
+        let new = NewEvent::from_domain(&Event::AgentUnassigned, Utc::now(), Metadata::default());
+        RecordedEvent {
+            position: version,
+            ticket_id: ticket,
+            version,
+            event_id: new.event_id,
+            event_type: new.event_type,
+            schema_version: new.schema_version,
+            occurred_at: new.occurred_at,
+            data: new.data,
+            metadata: new.metadata,
+        }
+    }
+
+    #[test]
+    fn the_open_ticket_is_the_run_of_the_last_id() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(open_ticket(&[]), 0);
+        assert_eq!(open_ticket(&[event(a, 1), event(a, 2)]), 0);
+        assert_eq!(open_ticket(&[event(a, 1), event(b, 1), event(b, 2)]), 1);
+        assert_eq!(open_ticket(&[event(a, 1), event(a, 2), event(b, 1)]), 2);
+    }
+}
