@@ -11,7 +11,7 @@ use domain::Event;
 use eventstore::{EventStore, Forwarding, NewEvent, Position, RecordedEvent, StoreError};
 use projector::{
     DeadLetterPolicy, Progress, Projector, ProjectorConfig, ProjectorError, RebuildOptions,
-    RebuildOutcome, VerifyOptions, rebuild, verify,
+    RebuildOutcome, VerifyOptions, VerifyReport, rebuild, verify,
 };
 use readmodel::{DeadLetterState, Projection, RunState, Target, ViewStore};
 use store_sqlite::SqliteStore;
@@ -113,6 +113,19 @@ impl Forwarding for Upgradable {
     }
 }
 
+/// The live slot of `projection` checked against the history.
+async fn verify_live(store: &SqliteStore, projection: Projection) -> VerifyReport {
+    verify(
+        store,
+        store,
+        projection,
+        Target::Live,
+        &VerifyOptions::default(),
+    )
+    .await
+    .expect("verify")
+}
+
 async fn letter_states(views: &dyn ViewStore, position: Position) -> Vec<DeadLetterState> {
     views
         .dead_letters(None)
@@ -197,15 +210,7 @@ async fn a_retried_dead_letter_that_now_applies_is_resolved_and_the_projection_r
     .await;
     assert_eq!(detail.status, domain::Status::Closed);
     for projection in Projection::ALL {
-        let report = verify(
-            &*store,
-            &*store,
-            projection,
-            Target::Live,
-            &VerifyOptions::default(),
-        )
-        .await
-        .expect("verify");
+        let report = verify_live(&store, projection).await;
         assert!(report.is_clean(), "{report}");
     }
     shutdown.cancel();
@@ -359,15 +364,7 @@ async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() 
         (counts.closed == 5 && counts.triaged == 20).then_some(())
     })
     .await;
-    let report = verify(
-        &*store,
-        &*store,
-        Projection::Dashboard,
-        Target::Live,
-        &VerifyOptions::default(),
-    )
-    .await
-    .expect("verify");
+    let report = verify_live(&store, Projection::Dashboard).await;
     assert!(report.is_clean() && report.counts_checked, "{report}");
     shutdown.cancel();
     running.await.expect("join").expect("run");
@@ -476,15 +473,7 @@ async fn a_fresh_rebuild_writes_each_row_once_and_applies_events_written_meanwhi
             in_order < history,
             "{projection}: {in_order} of {history} events read in global order"
         );
-        let report = verify(
-            &*store,
-            &*store,
-            projection,
-            Target::Live,
-            &VerifyOptions::default(),
-        )
-        .await
-        .expect("verify");
+        let report = verify_live(&store, projection).await;
         assert!(report.is_clean(), "{projection}: {report}");
         if projection == Projection::Dashboard {
             let counts = store.dashboard().await.expect("dashboard");
