@@ -278,13 +278,20 @@ async fn catch_up_refuses_a_projection_a_running_daemon_holds() {
 struct StopAt {
     at: Position,
     token: CancellationToken,
-    last: AtomicU64,
+}
+
+impl StopAt {
+    fn at(at: Position) -> Self {
+        StopAt {
+            at,
+            token: CancellationToken::new(),
+        }
+    }
 }
 
 impl Progress for StopAt {
     fn started(&self, _: Projection, _: Position, _: Position, _: bool) {}
     fn advanced(&self, _: Projection, done: Position, _: Position) {
-        self.last.store(done, Ordering::SeqCst);
         if done >= self.at {
             self.token.cancel();
         }
@@ -312,11 +319,7 @@ async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() 
         by_ticket: false,
         ..RebuildOptions::default()
     };
-    let stop = StopAt {
-        at: 15,
-        token: CancellationToken::new(),
-        last: AtomicU64::new(0),
-    };
+    let stop = StopAt::at(15);
     let interrupted = rebuild(
         store.clone(),
         store.clone(),
@@ -337,11 +340,7 @@ async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() 
     assert!(status.shadow.checkpoint >= 15, "{status:?}");
     assert_eq!(store.dashboard().await.expect("dashboard").triaged, 20);
 
-    let go_on = StopAt {
-        at: Position::MAX,
-        token: CancellationToken::new(),
-        last: AtomicU64::new(0),
-    };
+    let go_on = StopAt::at(Position::MAX);
     let outcome = rebuild(
         store.clone(),
         store.clone(),
@@ -493,11 +492,7 @@ async fn an_interrupted_by_ticket_pass_starts_over() {
         batch_size: 4,
         ..RebuildOptions::default()
     };
-    let stop = StopAt {
-        at: 20,
-        token: CancellationToken::new(),
-        last: AtomicU64::new(0),
-    };
+    let stop = StopAt::at(20);
     let interrupted = rebuild(
         store.clone(),
         store.clone(),
