@@ -89,6 +89,8 @@ impl Ticketd {
             .env_remove("TICKETS_STORE")
             .env_remove("TICKETS_LISTEN")
             .env_remove("TICKETS_NO_PROJECTOR")
+            .env_remove("TICKETS_PROJECTOR_BATCH")
+            .env_remove("TICKETS_PROJECTOR_MAX_LINGER")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, apply_batch};
 use crate::lease::Held;
-use crate::{BATCH_SIZE, DeadLetterPolicy, ProjectorConfig, ProjectorError};
+use crate::{BATCH_SIZE, DeadLetterPolicy, ProjectorConfig, ProjectorError, linger};
 
 /// Why a holder gave its lease up.
 enum Exit {
@@ -138,6 +138,7 @@ impl LiveRunner {
                 stopped_at = None;
                 held.set(RunState::Running, None);
             }
+            let batch_started = std::time::Instant::now();
             match apply_batch(
                 &*self.events,
                 &*self.views,
@@ -172,6 +173,15 @@ impl LiveRunner {
                     self.resolve_passed(&mut unresolved, to, &skipped).await;
                     let Some(failed) = failed else {
                         held.set(RunState::Running, None);
+                        let pause = linger(
+                            batch_started.elapsed(),
+                            committed,
+                            self.config.batch_size,
+                            self.config.max_linger,
+                        );
+                        if !pause.is_zero() {
+                            self.wait(held, shutdown, pause).await;
+                        }
                         continue;
                     };
                     match self.dead_letter(&failed).await {

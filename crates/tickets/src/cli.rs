@@ -7,6 +7,15 @@ use readmodel::Projection;
 
 /// A duration flag: `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(text)?;
+    if duration.is_zero() {
+        return Err(format!("`{}` must be a positive duration", text.trim()));
+    }
+    Ok(duration)
+}
+
+/// Like [`parse_duration`], for a flag where zero means "none" (`0ms`).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -25,8 +34,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(format!("`{text}` must be a positive duration"));
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(format!(
+            "`{text}` is not a duration: use e.g. 10s, 500ms or 2m"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -70,6 +81,9 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("5ms"), Ok(Duration::from_millis(5)));
+        assert!(parse_duration_or_zero("-1s").is_err());
     }
 
     #[test]

@@ -428,6 +428,7 @@ impl Workspace {
             .env_remove("TICKETS_STORE")
             .env_remove("TICKETS_LEASE_TTL")
             .env_remove("TICKETS_PROJECTOR_BATCH")
+            .env_remove("TICKETS_PROJECTOR_MAX_LINGER")
             .env_remove("TICKETS_REBUILD_BATCH")
             .output()
             .expect("run ticket-projector");
