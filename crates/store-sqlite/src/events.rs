@@ -29,35 +29,35 @@ const COLUMNS: &str = "position, ticket_id, version, event_id, event_type, schem
 
 type Result<T, E = DbError<StoreError>> = std::result::Result<T, E>;
 
-/// An event as the table spells it.
-struct EventRow {
+/// An event as the table spells it, its text borrowed: from a row being
+/// read (no copy of any column), or from the [`EncodedEvent`] an append
+/// inserts.
+struct EventRow<'a> {
+    position: i64,
+    ticket_id: &'a str,
+    version: i64,
+    event_id: &'a str,
+    event_type: &'a str,
+    schema_version: i64,
+    occurred_at: &'a str,
+    data: &'a str,
+    metadata: &'a str,
+}
+
+/// The text columns of an event being appended, spelled as stored.
+struct EncodedEvent {
     position: i64,
     ticket_id: String,
     version: i64,
     event_id: String,
-    event_type: String,
     schema_version: i64,
     occurred_at: String,
     data: String,
     metadata: String,
 }
 
-impl EventRow {
-    fn read(row: &Row<'_>) -> rusqlite::Result<EventRow> {
-        Ok(EventRow {
-            position: row.get(0)?,
-            ticket_id: row.get(1)?,
-            version: row.get(2)?,
-            event_id: row.get(3)?,
-            event_type: row.get(4)?,
-            schema_version: row.get(5)?,
-            occurred_at: row.get(6)?,
-            data: row.get(7)?,
-            metadata: row.get(8)?,
-        })
-    }
-
-    fn encode(position: u64, ticket_id: Uuid, version: u64, event: &NewEvent) -> Result<EventRow> {
+impl EncodedEvent {
+    fn encode(position: u64, ticket_id: Uuid, version: u64, event: &NewEvent) -> Result<Self> {
         let encoding = |what: &str, e: serde_json::Error| {
             // A `Value` and `Metadata` always serialise; this is unreachable in
             // practice, and not the caller's to retry.
@@ -66,17 +66,52 @@ impl EventRow {
                 event.event_id
             ))
         };
-        Ok(EventRow {
+        Ok(EncodedEvent {
             position: to_sql_int(position)?,
             ticket_id: text::id(ticket_id),
             version: to_sql_int(version)?,
             event_id: text::id(event.event_id),
-            event_type: event.event_type.clone(),
             schema_version: i64::from(event.schema_version),
             occurred_at: text::time(event.occurred_at),
             data: serde_json::to_string(&event.data).map_err(|e| encoding("data", e))?,
             metadata: serde_json::to_string(&event.metadata)
                 .map_err(|e| encoding("metadata", e))?,
+        })
+    }
+
+    fn row<'a>(&'a self, event_type: &'a str) -> EventRow<'a> {
+        EventRow {
+            position: self.position,
+            ticket_id: &self.ticket_id,
+            version: self.version,
+            event_id: &self.event_id,
+            event_type,
+            schema_version: self.schema_version,
+            occurred_at: &self.occurred_at,
+            data: &self.data,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+impl<'a> EventRow<'a> {
+    /// The columns of `row` (selected as [`COLUMNS`]), borrowed from it.
+    fn read(row: &'a Row<'_>) -> Result<EventRow<'a>> {
+        let text = |column: usize| -> Result<&'a str> {
+            row.get_ref(column)?
+                .as_str()
+                .map_err(|e| DbError::Corrupt(format!("events column {column} is not text: {e}")))
+        };
+        Ok(EventRow {
+            position: row.get(0)?,
+            ticket_id: text(1)?,
+            version: row.get(2)?,
+            event_id: text(3)?,
+            event_type: text(4)?,
+            schema_version: row.get(5)?,
+            occurred_at: text(6)?,
+            data: text(7)?,
+            metadata: text(8)?,
         })
     }
 
@@ -91,22 +126,31 @@ impl EventRow {
         };
         Ok(RecordedEvent {
             position: unsigned("position", self.position)?,
-            ticket_id: text::parse_id(&self.ticket_id).map_err(corrupt)?,
+            ticket_id: text::parse_id(self.ticket_id).map_err(corrupt)?,
             version: unsigned("version", self.version)?,
-            event_id: text::parse_id(&self.event_id).map_err(corrupt)?,
-            event_type: self.event_type.clone(),
+            event_id: text::parse_id(self.event_id).map_err(corrupt)?,
+            event_type: self.event_type.to_owned(),
             schema_version: u32::try_from(self.schema_version).map_err(|_| {
                 corrupt(format!(
                     "schema version {} is out of range",
                     self.schema_version
                 ))
             })?,
-            occurred_at: text::parse_time(&self.occurred_at).map_err(corrupt)?,
-            data: serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data: {e}")))?,
-            metadata: serde_json::from_str::<Metadata>(&self.metadata)
+            occurred_at: text::parse_time(self.occurred_at).map_err(corrupt)?,
+            data: serde_json::from_str(self.data).map_err(|e| corrupt(format!("data: {e}")))?,
+            metadata: serde_json::from_str::<Metadata>(self.metadata)
                 .map_err(|e| corrupt(format!("metadata: {e}")))?,
         })
     }
+}
+
+/// Decodes every row a query yields.
+fn decode_all(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>> {
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(EventRow::read(row)?.decode()?);
+    }
+    Ok(events)
 }
 
 /// SQLite integers are signed; positions and versions stay far below the limit.
@@ -180,7 +224,9 @@ pub(crate) fn append_in(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?;
         for (event, offset) in events.iter().zip(1u64..) {
-            let row = EventRow::encode(last + offset, ticket_id, expected_version + offset, event)?;
+            let encoded =
+                EncodedEvent::encode(last + offset, ticket_id, expected_version + offset, event)?;
+            let row = encoded.row(&event.event_type);
             // The key is recorded (unique) on the append's first event only.
             let key = if offset == 1 {
                 event.metadata.idempotency_key.as_deref()
@@ -249,16 +295,17 @@ fn read_stream(connection: &Connection, ticket_id: Uuid) -> Result<Vec<RecordedE
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM events WHERE ticket_id = ?1 ORDER BY version"
     ))?;
-    let rows = statement.query_map([text::id(ticket_id)], EventRow::read)?;
-    rows.map(|row| row?.decode()).collect()
+    decode_all(statement.query([text::id(ticket_id)])?)
 }
 
 fn read_idempotent(connection: &Connection, key: &str) -> Result<Option<RecordedEvent>> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM events WHERE idempotency_key = ?1"
     ))?;
-    let mut rows = statement.query_map([key], EventRow::read)?;
-    rows.next().map(|row| row?.decode()).transpose()
+    let mut rows = statement.query([key])?;
+    rows.next()?
+        .map(|row| EventRow::read(row)?.decode())
+        .transpose()
 }
 
 fn read_all(connection: &Connection, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
@@ -266,8 +313,7 @@ fn read_all(connection: &Connection, after: Position, limit: usize) -> Result<Ve
         "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
     ))?;
     let limit = clamp(u64::try_from(limit).unwrap_or(u64::MAX));
-    let rows = statement.query_map([clamp(after), limit], EventRow::read)?;
-    rows.map(|row| row?.decode()).collect()
+    decode_all(statement.query([clamp(after), limit])?)
 }
 
 /// Events in (ticket id, version) order after `after`. The row-value keyset
@@ -284,8 +330,7 @@ fn read_by_ticket(
     let limit = clamp(u64::try_from(limit).unwrap_or(u64::MAX));
     let mut statement =
         connection.prepare_cached(&format!("SELECT {COLUMNS} FROM events {BY_TICKET}"))?;
-    let rows = statement.query_map(rusqlite::params![ticket, version, limit], EventRow::read)?;
-    rows.map(|row| row?.decode()).collect()
+    decode_all(statement.query(rusqlite::params![ticket, version, limit])?)
 }
 
 /// The keyset and order of `read_by_ticket`, after `SELECT {COLUMNS} FROM events`.
