@@ -176,7 +176,7 @@ pub async fn catch_up(
 
 /// Folds the events after the fenced slot's checkpoint, up to and including
 /// position `up_to`, into the slot in batches. Returns its checkpoint.
-pub(crate) async fn fold_into(
+pub async fn fold_into(
     events: &dyn EventStore,
     views: &dyn ViewStore,
     fence: &Fence,

@@ -42,7 +42,7 @@ pub use events::{
     wait_returns_at_once_when_behind, wait_times_out_without_appends, wait_wakes_on_an_append,
     wrong_expected_version_conflicts,
 };
-pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence};
+pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence, fold_into};
 pub use operations::{
     dead_letters_are_kept_and_counted, heartbeat_records_state_and_last_error,
     leases_fence_every_write, shadow_rebuild_swaps_what_queries_read,

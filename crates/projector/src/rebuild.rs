@@ -387,8 +387,15 @@ impl Rebuild<'_> {
             lost: self.held.lost(),
         };
         let advanced = |folded: u64| self.progress.advanced(projection, folded, head);
+        // Rows go in without their secondary indexes, which are built once
+        // at the end. If the pass stops early they stay aside until the
+        // shadow is emptied or swapped in, both of which build them first.
+        self.fenced(self.views.defer_shadow_indexes(&self.held.fence).await)?;
         match pass.run(head, &advanced).await {
-            Pass::Done => Ok(()),
+            Pass::Done => {
+                self.progress.phase(projection, "indexing the shadow");
+                self.fenced(self.views.build_shadow_indexes(&self.held.fence).await)
+            }
             Pass::Interrupted => Err(RebuildError::Interrupted {
                 projection,
                 checkpoint: 0,

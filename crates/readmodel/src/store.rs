@@ -183,6 +183,27 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// `fence` must hold the shadow slot's lease.
     async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError>;
 
+    /// Before a bulk load of the emptied shadow slot: the store may set the
+    /// slot's secondary indexes aside, to build each once from the loaded
+    /// rows ([`ViewStore::build_shadow_indexes`]) rather than row by row.
+    /// While they are aside the slot is written, loaded and scanned by id
+    /// as usual. [`ViewStore::reset_shadow`] and [`ViewStore::swap_shadow`]
+    /// build whatever is still aside first, so a crash in between never
+    /// leaves a slot live without its indexes. `fence` must hold the shadow
+    /// slot's lease. The default (a store that maintains its indexes as it
+    /// goes) sets nothing aside.
+    async fn defer_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
+        let _ = fence;
+        Ok(())
+    }
+
+    /// Builds the shadow slot's indexes set aside by
+    /// [`ViewStore::defer_shadow_indexes`]; nothing when none are.
+    async fn build_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
+        let _ = fence;
+        Ok(())
+    }
+
     /// In one transaction: the shadow slot becomes live (with its rows,
     /// checkpoint and version) and the live slot becomes the (retired) shadow.
     /// `fence` must hold the shadow slot's lease and the shadow must be

@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_idempotency_keys",
         text: include_str!("../../../migrations/sqlite/0005_idempotency_keys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_deferred_indexes",
+        text: include_str!("../../../migrations/sqlite/0006_deferred_indexes.sql"),
+    },
 ];
 
 /// The migrations this build knows, as (version, name), in order.
@@ -198,7 +203,10 @@ mod tests {
                  INSERT INTO checkpoints VALUES ('views', 1, '2024-05-01T09:30:00.000000Z');",
             )
             .expect("an old file's data");
-        assert_eq!(apply(&mut connection, path).expect("apply"), vec![3, 4, 5]);
+        assert_eq!(
+            apply(&mut connection, path).expect("apply"),
+            vec![3, 4, 5, 6]
+        );
         let key: Option<String> = connection
             .query_row("SELECT idempotency_key FROM events", [], |row| row.get(0))
             .expect("the old event");

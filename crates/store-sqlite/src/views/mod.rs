@@ -28,6 +28,7 @@ macro_rules! now_plus_ttl {
 }
 
 mod dead_letters;
+mod indexes;
 mod leases;
 mod rows;
 mod slots;
@@ -136,13 +137,31 @@ fn reset_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
     slots::check_fence(connection, fence)?;
     let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
     rows::clear(connection, fence.projection, slot)?;
+    // On the emptied table, where building costs nothing.
+    indexes::build(connection, slots::rows_table(fence.projection, slot))?;
     slots::restart_shadow(connection, fence.projection, slot)
 }
 
 fn swap_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
     slots::require_shadow(fence, "a swap")?;
     slots::check_fence(connection, fence)?;
+    let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
+    indexes::build(connection, slots::rows_table(fence.projection, slot))?;
     slots::swap(connection, fence.projection)
+}
+
+/// Sets aside (`defer`) or builds again the shadow slot's indexes.
+fn shadow_indexes(connection: &Connection, fence: &Fence, defer: bool) -> Result<()> {
+    slots::require_shadow(fence, "setting indexes aside")?;
+    slots::check_fence(connection, fence)?;
+    let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
+    let table = slots::rows_table(fence.projection, slot);
+    if defer {
+        indexes::defer(connection, table)?;
+    } else {
+        indexes::build(connection, table)?;
+    }
+    Ok(())
 }
 
 fn status(connection: &Connection, projection: Projection) -> Result<ProjectionStatus> {
@@ -241,6 +260,20 @@ impl ViewStore for SqliteStore {
         let fence = fence.clone();
         Ok(self
             .write(move |connection, _| writing(connection, |tx| reset_shadow(tx, &fence)))
+            .await?)
+    }
+
+    async fn defer_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| shadow_indexes(tx, &fence, true)))
+            .await?)
+    }
+
+    async fn build_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
+        let fence = fence.clone();
+        Ok(self
+            .write(move |connection, _| writing(connection, |tx| shadow_indexes(tx, &fence, false)))
             .await?)
     }
 

@@ -533,3 +533,91 @@ async fn appends_from_several_processes_stay_gap_free() {
         assert_eq!(versions, (1..=stream.len() as u64).collect::<Vec<_>>());
     }
 }
+
+/// The secondary indexes of `table`, by name.
+fn secondary_indexes(path: &Path, table: &str) -> Vec<String> {
+    raw(path)
+        .prepare(
+            "SELECT name FROM sqlite_schema
+             WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name",
+        )
+        .expect("prepare")
+        .query_map([table], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("index names")
+}
+
+/// The list table of the slot in `state` (`live` or not).
+fn list_table(path: &Path, live: bool) -> String {
+    let slot: String = raw(path)
+        .query_row(
+            "SELECT slot FROM projection_slots
+             WHERE projection = 'list' AND (state = 'live') = ?1",
+            [live],
+            |row| row.get(0),
+        )
+        .expect("the list slot");
+    format!("list_{slot}")
+}
+
+/// A rebuild's bulk load sets the shadow list slot's secondary indexes
+/// aside. Their definitions outlive the process that set them aside, and
+/// emptying the shadow or swapping it in builds them first: the slot never
+/// goes live without them, and the live slot's are never touched.
+#[tokio::test]
+async fn deferred_shadow_indexes_are_built_before_the_slot_is_emptied_or_swapped_in() {
+    let (_dir, path) = temp();
+    let store = open(&path);
+    open_ticket(&store).await;
+    conformance::catch_up(&store, &store, 10).await;
+    let (shadow, live) = (list_table(&path, false), list_table(&path, true));
+    let shadow_indexes = secondary_indexes(&path, &shadow);
+    let live_indexes = secondary_indexes(&path, &live);
+    assert!(shadow_indexes.len() >= 8, "{shadow_indexes:?}");
+    let deferred = || -> i64 {
+        raw(&path)
+            .query_row("SELECT count(*) FROM deferred_indexes", [], |row| {
+                row.get(0)
+            })
+            .expect("count")
+    };
+
+    let fence = conformance::fence(&store, Projection::List, Target::Shadow).await;
+    store.reset_shadow(&fence).await.expect("reset");
+    store.defer_shadow_indexes(&fence).await.expect("defer");
+    assert_eq!(secondary_indexes(&path, &shadow), Vec::<String>::new());
+    assert_eq!(deferred(), shadow_indexes.len() as i64);
+    assert_eq!(secondary_indexes(&path, &live), live_indexes);
+
+    // The process dies; the next one empties the shadow to start over.
+    drop(store);
+    let store = open(&path);
+    store.reset_shadow(&fence).await.expect("reset");
+    assert_eq!(secondary_indexes(&path, &shadow), shadow_indexes);
+    assert_eq!(deferred(), 0);
+
+    // Set aside again, filled, and swapped in without building them first.
+    store.defer_shadow_indexes(&fence).await.expect("defer");
+    conformance::fold_into(&store, &store, &fence, 10, u64::MAX).await;
+    store.swap_shadow(&fence).await.expect("swap");
+    assert_eq!(list_table(&path, true), shadow);
+    assert_eq!(secondary_indexes(&path, &shadow), shadow_indexes);
+    assert_eq!(deferred(), 0);
+    let page = store
+        .list(&ListQuery {
+            status: None,
+            after: None,
+            limit: 10,
+            sort: ListSort::default(),
+            agent: None,
+            customer: None,
+        })
+        .await
+        .expect("a list page from the swapped-in slot");
+    assert_eq!(page.len(), 1);
+
+    // Building with nothing set aside changes nothing.
+    store.build_shadow_indexes(&fence).await.expect("build");
+    assert_eq!(secondary_indexes(&path, &live), live_indexes);
+}

@@ -1,0 +1,68 @@
+//! A shadow slot's secondary indexes, set aside while a rebuild bulk-loads
+//! the slot and built again from the loaded rows (migration 0006).
+//!
+//! Dropping an index and recording its definition in `deferred_indexes`
+//! happen in one transaction, as do creating it again and forgetting the
+//! definition: whatever the process dies between, the definition is either
+//! in place as an index or kept in the table. [`build`] runs before a
+//! shadow slot is emptied or swapped in, so no slot goes live without its
+//! indexes.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::Result;
+
+/// Drops the secondary indexes of `table`, keeping their definitions.
+/// Returns how many it dropped. The primary key stays: rows are still
+/// written, loaded and scanned by id.
+pub(crate) fn defer(connection: &Connection, table: &str) -> Result<usize> {
+    let indexes: Vec<(String, String)> = connection
+        .prepare_cached(
+            // `sql` is NULL for the indexes SQLite makes itself (the primary
+            // key's, unique constraints'), which cannot be dropped.
+            "SELECT name, sql FROM sqlite_schema
+             WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL
+             ORDER BY name",
+        )?
+        .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, sql) in &indexes {
+        connection
+            .prepare_cached(
+                "INSERT INTO deferred_indexes (name, table_name, sql) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET table_name = excluded.table_name, sql = excluded.sql",
+            )?
+            .execute([name, table, sql])?;
+        // The name comes from the schema itself, quoted as an identifier.
+        connection.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    Ok(indexes.len())
+}
+
+/// Creates again every deferred index of `table` (one that exists already,
+/// say made by a later migration, is kept as it is) and forgets their
+/// definitions. Returns how many it created.
+pub(crate) fn build(connection: &Connection, table: &str) -> Result<usize> {
+    let deferred: Vec<(String, String)> = connection
+        .prepare_cached(
+            "SELECT name, sql FROM deferred_indexes WHERE table_name = ?1 ORDER BY name",
+        )?
+        .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut created = 0;
+    for (name, sql) in &deferred {
+        let exists = connection
+            .prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1")?
+            .query_row([name], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            connection.execute_batch(sql)?;
+            created += 1;
+        }
+        connection
+            .prepare_cached("DELETE FROM deferred_indexes WHERE name = ?1")?
+            .execute([name])?;
+    }
+    Ok(created)
+}
