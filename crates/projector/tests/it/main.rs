@@ -524,6 +524,20 @@ async fn an_interrupted_by_ticket_pass_starts_over() {
     .expect("rebuild");
     assert_eq!(outcome.resumed_from, None);
     assert!(outcome.verify.is_clean(), "{}", outcome.verify);
+    // Both passes set the shadow's indexes aside; the list reads the
+    // swapped-in slot through them (a missing one is an error).
+    let assigned = store
+        .list(&readmodel::ListQuery {
+            status: None,
+            agent: Some("ana".into()),
+            customer: Some("c".into()),
+            after: None,
+            limit: 100,
+            sort: readmodel::ListSort::default(),
+        })
+        .await
+        .expect("a list page by customer and agent from the rebuilt slot");
+    assert_eq!(assigned.len(), 18, "tickets 2, 3 and 4 of every five are assigned");
 }
 
 #[tokio::test]
