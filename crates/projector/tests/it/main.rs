@@ -537,7 +537,11 @@ async fn an_interrupted_by_ticket_pass_starts_over() {
         })
         .await
         .expect("a list page by customer and agent from the rebuilt slot");
-    assert_eq!(assigned.len(), 18, "tickets 2, 3 and 4 of every five are assigned");
+    assert_eq!(
+        assigned.len(),
+        18,
+        "tickets 2, 3 and 4 of every five are assigned"
+    );
 }
 
 #[tokio::test]

@@ -49,8 +49,27 @@ pub(crate) fn build(connection: &Connection, table: &str) -> Result<usize> {
         )?
         .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    if deferred.is_empty() {
+        return Ok(0);
+    }
+    // SQLite sizes the sort's in-memory runs (one per helper thread) by the
+    // connection's page cache: with the writer's 32 MiB, building the list
+    // slot's indexes at 3.3 M events peaked at 190 MB RSS; with 8 MiB, 117 MB,
+    // in the same time (runs spill to temporary files and are merged).
+    let cache_size: i64 = connection.query_row("PRAGMA cache_size", [], |row| row.get(0))?;
+    connection.pragma_update(None, "cache_size", SORT_CACHE_SIZE)?;
+    let outcome = create_deferred(connection, &deferred);
+    connection.pragma_update(None, "cache_size", cache_size)?;
+    outcome
+}
+
+/// The page cache while deferred indexes are built, in KiB (negative: a
+/// size, not a page count).
+const SORT_CACHE_SIZE: i64 = -8 * 1024;
+
+fn create_deferred(connection: &Connection, deferred: &[(String, String)]) -> Result<usize> {
     let mut created = 0;
-    for (name, sql) in &deferred {
+    for (name, sql) in deferred {
         let exists = connection
             .prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1")?
             .query_row([name], |_| Ok(()))
