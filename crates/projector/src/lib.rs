@@ -125,9 +125,9 @@ pub const LINGER_FULL_AT: usize = 64;
 /// write. Scaling by the batch's size keeps light traffic (a few events per
 /// batch) unpaused, so the read model stays as fresh as before. Measured
 /// with `ticket-bench commands` (in-process projector, 64 connections):
-/// about 6,500 to about 8,500 commands/s and half the command latency at
-/// 5,000 events/s, with the lag at 1,000 events/s unchanged (README,
-/// Performance).
+/// from about 6,600 to 8,600-9,700 commands/s, and about half the command
+/// latency at 5,000 events/s, with the lag at 1,000 events/s unchanged
+/// (README, Performance).
 pub fn linger(took: Duration, applied: usize, batch_size: usize, max: Duration) -> Duration {
     if applied >= batch_size {
         return Duration::ZERO;

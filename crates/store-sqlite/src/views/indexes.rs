@@ -12,10 +12,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::Result;
 
-/// Drops the secondary indexes of `table`, keeping their definitions.
-/// Returns how many it dropped. The primary key stays: rows are still
-/// written, loaded and scanned by id.
-pub(crate) fn defer(connection: &Connection, table: &str) -> Result<usize> {
+/// Drops the secondary indexes of `table`, keeping their definitions. The
+/// primary key stays: rows are still written, loaded and scanned by id.
+pub(crate) fn defer(connection: &Connection, table: &str) -> Result<()> {
     let indexes: Vec<(String, String)> = connection
         .prepare_cached(
             // `sql` is NULL for the indexes SQLite makes itself (the primary
@@ -36,13 +35,13 @@ pub(crate) fn defer(connection: &Connection, table: &str) -> Result<usize> {
         // The name comes from the schema itself, quoted as an identifier.
         connection.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
     }
-    Ok(indexes.len())
+    Ok(())
 }
 
 /// Creates again every deferred index of `table` (one that exists already,
 /// say made by a later migration, is kept as it is) and forgets their
-/// definitions. Returns how many it created.
-pub(crate) fn build(connection: &Connection, table: &str) -> Result<usize> {
+/// definitions.
+pub(crate) fn build(connection: &Connection, table: &str) -> Result<()> {
     let deferred: Vec<(String, String)> = connection
         .prepare_cached(
             "SELECT name, sql FROM deferred_indexes WHERE table_name = ?1 ORDER BY name",
@@ -50,7 +49,7 @@ pub(crate) fn build(connection: &Connection, table: &str) -> Result<usize> {
         .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     if deferred.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     // SQLite sizes the sort's in-memory runs (one per helper thread) by the
     // connection's page cache: with the writer's 32 MiB, building the list
@@ -67,8 +66,7 @@ pub(crate) fn build(connection: &Connection, table: &str) -> Result<usize> {
 /// size, not a page count).
 const SORT_CACHE_SIZE: i64 = -8 * 1024;
 
-fn create_deferred(connection: &Connection, deferred: &[(String, String)]) -> Result<usize> {
-    let mut created = 0;
+fn create_deferred(connection: &Connection, deferred: &[(String, String)]) -> Result<()> {
     for (name, sql) in deferred {
         let exists = connection
             .prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1")?
@@ -77,11 +75,10 @@ fn create_deferred(connection: &Connection, deferred: &[(String, String)]) -> Re
             .is_some();
         if !exists {
             connection.execute_batch(sql)?;
-            created += 1;
         }
         connection
             .prepare_cached("DELETE FROM deferred_indexes WHERE name = ?1")?
             .execute([name])?;
     }
-    Ok(created)
+    Ok(())
 }

@@ -150,18 +150,13 @@ fn swap_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
     slots::swap(connection, fence.projection)
 }
 
-/// Sets aside (`defer`) or builds again the shadow slot's indexes.
-fn shadow_indexes(connection: &Connection, fence: &Fence, defer: bool) -> Result<()> {
-    slots::require_shadow(fence, "setting indexes aside")?;
+/// The rows table of the shadow slot `fence` holds, for setting its indexes
+/// aside or building them again.
+fn fenced_shadow_table(connection: &Connection, fence: &Fence) -> Result<&'static str> {
+    slots::require_shadow(fence, "setting indexes aside or building them")?;
     slots::check_fence(connection, fence)?;
     let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
-    let table = slots::rows_table(fence.projection, slot);
-    if defer {
-        indexes::defer(connection, table)?;
-    } else {
-        indexes::build(connection, table)?;
-    }
-    Ok(())
+    Ok(slots::rows_table(fence.projection, slot))
 }
 
 fn status(connection: &Connection, projection: Projection) -> Result<ProjectionStatus> {
@@ -266,14 +261,22 @@ impl ViewStore for SqliteStore {
     async fn defer_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
         let fence = fence.clone();
         Ok(self
-            .write(move |connection, _| writing(connection, |tx| shadow_indexes(tx, &fence, true)))
+            .write(move |connection, _| {
+                writing(connection, |tx| {
+                    indexes::defer(tx, fenced_shadow_table(tx, &fence)?)
+                })
+            })
             .await?)
     }
 
     async fn build_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
         let fence = fence.clone();
         Ok(self
-            .write(move |connection, _| writing(connection, |tx| shadow_indexes(tx, &fence, false)))
+            .write(move |connection, _| {
+                writing(connection, |tx| {
+                    indexes::build(tx, fenced_shadow_table(tx, &fence)?)
+                })
+            })
             .await?)
     }
 
