@@ -16,6 +16,19 @@ pub enum StoreUrl {
 
 pub const DEFAULT_STORE: &str = "sqlite://./data/tickets.db";
 
+impl StoreUrl {
+    /// The live projector's longest linger on this backend when no flag sets
+    /// it (see [`projector::linger`]). The pause exists for SQLite, where the
+    /// projector's commits and the appends share the file's one write lock;
+    /// MongoDB has no such lock, so there the projector reads on at once.
+    pub fn default_max_linger(&self) -> std::time::Duration {
+        match self {
+            StoreUrl::Sqlite(_) => projector::DEFAULT_MAX_LINGER,
+            StoreUrl::Mongo(_) => std::time::Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreUrlError {
     #[error("`{0}` names no file: use sqlite://PATH, e.g. sqlite://./data/tickets.db")]
@@ -66,6 +79,14 @@ fn redact_credentials(uri: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_projector_lingers_by_default_only_on_sqlite() {
+        let sqlite: StoreUrl = DEFAULT_STORE.parse().expect("sqlite url");
+        let mongo: StoreUrl = "mongodb://localhost/tickets".parse().expect("mongo url");
+        assert_eq!(sqlite.default_max_linger(), projector::DEFAULT_MAX_LINGER);
+        assert_eq!(mongo.default_max_linger(), std::time::Duration::ZERO);
+    }
 
     #[test]
     fn sqlite_paths_relative_and_absolute() {

@@ -48,12 +48,13 @@ enum Command {
         #[arg(long, env = "TICKETS_PROJECTOR_BATCH", default_value_t = ProjectorConfig::default().batch_size)]
         batch_size: usize,
 
-        /// Longest pause after a batch that was not full (0ms: none). Under
-        /// write load each projection pauses about as long as its batch took,
-        /// leaving the file's write lock to the appends and gathering bigger
-        /// batches; light traffic is not paused.
-        #[arg(long, env = "TICKETS_PROJECTOR_MAX_LINGER", default_value = "20ms", value_parser = parse_duration_or_zero)]
-        max_linger: Duration,
+        /// Longest pause after a batch that was not full (0ms: none)
+        /// [default: 20ms on SQLite, 0ms on MongoDB]. Under write load each
+        /// projection pauses about as long as its batch took, leaving SQLite's
+        /// write lock to the appends and gathering bigger batches; light
+        /// traffic is not paused.
+        #[arg(long, env = "TICKETS_PROJECTOR_MAX_LINGER", value_parser = parse_duration_or_zero)]
+        max_linger: Option<Duration>,
 
         /// Lease TTL (e.g. 10s, 500ms): a killed daemon's standby takes over within it.
         #[arg(long, env = "TICKETS_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
@@ -169,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let config = ProjectorConfig {
                 batch_size: batch_size.max(1),
-                max_linger,
+                max_linger: max_linger.unwrap_or_else(|| store.store.default_max_linger()),
                 lease_ttl,
                 dead_letter_policy,
                 ..ProjectorConfig::default()

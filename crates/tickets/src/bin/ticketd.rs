@@ -37,11 +37,12 @@ struct Args {
     projector_batch: usize,
 
     /// The in-process projector's longest pause after a batch that was not
-    /// full (0ms: none). Under write load each projection pauses about as long
-    /// as its batch took, leaving the write lock to the appends and gathering
-    /// bigger batches; light traffic is not paused.
-    #[arg(long, env = "TICKETS_PROJECTOR_MAX_LINGER", default_value = "20ms", value_parser = parse_duration_or_zero)]
-    projector_max_linger: Duration,
+    /// full (0ms: none) [default: 20ms on SQLite, 0ms on MongoDB]. Under
+    /// write load each projection pauses about as long as its batch took,
+    /// leaving SQLite's write lock to the appends and gathering bigger
+    /// batches; light traffic is not paused.
+    #[arg(long, env = "TICKETS_PROJECTOR_MAX_LINGER", value_parser = parse_duration_or_zero)]
+    projector_max_linger: Option<Duration>,
 
     /// The in-process projector's lease TTL (e.g. 10s): a standby projector
     /// takes over within it if this process dies.
@@ -100,13 +101,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Migrate) = args.command {
         return tickets::migrate(&args.store).await;
     }
+    let max_linger = args
+        .projector_max_linger
+        .unwrap_or_else(|| args.store.default_max_linger());
     let config = ServerConfig {
         listen: args.listen,
         store: args.store,
         in_process_projector: !args.no_projector,
         projector: ProjectorConfig {
             batch_size: args.projector_batch.max(1),
-            max_linger: args.projector_max_linger,
+            max_linger,
             lease_ttl: args.projector_lease_ttl,
             dead_letter_policy: args.projector_dead_letter_policy,
             ..ProjectorConfig::default()

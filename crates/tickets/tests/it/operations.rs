@@ -522,7 +522,7 @@ fn readyz_reports_the_projections_and_their_lag(ws: Workspace) {
     });
     assert_eq!(unready["ready"], false);
     for p in unready["projections"].as_array().expect("projections") {
-        assert_eq!(p["lag_events"], 1, "{p}");
+        assert_eq!(p["lag_events"], 1, "{p}\nwhole answer: {unready}");
         assert!(p["lag_seconds"].as_f64().expect("lag") > 1.0, "{p}");
     }
 }
