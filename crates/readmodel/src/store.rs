@@ -122,8 +122,9 @@ impl ListSort {
 
 /// One page request against the list view. Validation (limit bounds, cursor
 /// decoding) happens in the `query` crate; a store gets well-formed input.
-/// Filters are exact matches and combine with AND.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Filters are exact matches and combine with AND. The default is no
+/// filter, the default sort, from the start, and a limit of 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
     pub status: Option<Status>,
     pub agent: Option<String>,

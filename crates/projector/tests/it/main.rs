@@ -528,12 +528,10 @@ async fn an_interrupted_by_ticket_pass_starts_over() {
     // swapped-in slot through them (a missing one is an error).
     let assigned = store
         .list(&readmodel::ListQuery {
-            status: None,
             agent: Some("ana".into()),
             customer: Some("c".into()),
-            after: None,
             limit: 100,
-            sort: readmodel::ListSort::default(),
+            ..readmodel::ListQuery::default()
         })
         .await
         .expect("a list page by customer and agent from the rebuilt slot");

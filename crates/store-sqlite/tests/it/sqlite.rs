@@ -606,12 +606,8 @@ async fn deferred_shadow_indexes_are_built_before_the_slot_is_emptied_or_swapped
     assert_eq!(deferred(), 0);
     let page = store
         .list(&ListQuery {
-            status: None,
-            after: None,
             limit: 10,
-            sort: ListSort::default(),
-            agent: None,
-            customer: None,
+            ..ListQuery::default()
         })
         .await
         .expect("a list page from the swapped-in slot");
