@@ -44,10 +44,10 @@ struct EventRow<'a> {
     metadata: &'a str,
 }
 
-/// The text columns of an event being appended, spelled as stored.
+/// The columns of an event being appended that are its own, spelled as
+/// stored (the ticket id and the type are the append's, and borrowed).
 struct EncodedEvent {
     position: i64,
-    ticket_id: String,
     version: i64,
     event_id: String,
     schema_version: i64,
@@ -57,7 +57,7 @@ struct EncodedEvent {
 }
 
 impl EncodedEvent {
-    fn encode(position: u64, ticket_id: Uuid, version: u64, event: &NewEvent) -> Result<Self> {
+    fn encode(position: u64, version: u64, event: &NewEvent) -> Result<Self> {
         let encoding = |what: &str, e: serde_json::Error| {
             // A `Value` and `Metadata` always serialise; this is unreachable in
             // practice, and not the caller's to retry.
@@ -68,7 +68,6 @@ impl EncodedEvent {
         };
         Ok(EncodedEvent {
             position: to_sql_int(position)?,
-            ticket_id: text::id(ticket_id),
             version: to_sql_int(version)?,
             event_id: text::id(event.event_id),
             schema_version: i64::from(event.schema_version),
@@ -79,10 +78,10 @@ impl EncodedEvent {
         })
     }
 
-    fn row<'a>(&'a self, event_type: &'a str) -> EventRow<'a> {
+    fn row<'a>(&'a self, ticket_id: &'a str, event_type: &'a str) -> EventRow<'a> {
         EventRow {
             position: self.position,
-            ticket_id: &self.ticket_id,
+            ticket_id,
             version: self.version,
             event_id: &self.event_id,
             event_type,
@@ -224,9 +223,8 @@ pub(crate) fn append_in(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?;
         for (event, offset) in events.iter().zip(1u64..) {
-            let encoded =
-                EncodedEvent::encode(last + offset, ticket_id, expected_version + offset, event)?;
-            let row = encoded.row(&event.event_type);
+            let encoded = EncodedEvent::encode(last + offset, expected_version + offset, event)?;
+            let row = encoded.row(&ticket, &event.event_type);
             // The key is recorded (unique) on the append's first event only.
             let key = if offset == 1 {
                 event.metadata.idempotency_key.as_deref()
