@@ -32,7 +32,7 @@ use crate::verify::{VerifyOptions, VerifyReport, verify};
 pub struct RebuildOptions {
     /// Most events folded into one shadow transaction by the global-order
     /// replay; the by-ticket pass reads this many at a time and commits
-    /// about five reads' worth at once.
+    /// each read.
     pub batch_size: usize,
     /// The shadow lease's TTL (heartbeats every third of it).
     pub lease_ttl: Duration,
