@@ -300,6 +300,26 @@ impl Progress for StopAt {
     fn finished(&self, _: &RebuildOutcome) {}
 }
 
+/// A rebuild of `projection` that is told to shut down once it has gone past
+/// position `at`.
+async fn rebuild_stopped_at(
+    store: &Arc<SqliteStore>,
+    projection: Projection,
+    options: &RebuildOptions,
+    at: Position,
+) -> Result<RebuildOutcome, projector::RebuildError> {
+    let stop = StopAt::at(at);
+    rebuild(
+        store.clone(),
+        store.clone(),
+        projection,
+        options,
+        &stop,
+        &stop.token,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() {
     let (_dir, store) = store();
@@ -319,16 +339,7 @@ async fn an_interrupted_rebuild_resumes_and_a_running_daemon_follows_the_swap() 
         by_ticket: false,
         ..RebuildOptions::default()
     };
-    let stop = StopAt::at(15);
-    let interrupted = rebuild(
-        store.clone(),
-        store.clone(),
-        Projection::Dashboard,
-        &options,
-        &stop,
-        &stop.token,
-    )
-    .await;
+    let interrupted = rebuild_stopped_at(&store, Projection::Dashboard, &options, 15).await;
     assert!(
         matches!(
             interrupted,
@@ -492,16 +503,7 @@ async fn an_interrupted_by_ticket_pass_starts_over() {
         batch_size: 4,
         ..RebuildOptions::default()
     };
-    let stop = StopAt::at(20);
-    let interrupted = rebuild(
-        store.clone(),
-        store.clone(),
-        Projection::List,
-        &options,
-        &stop,
-        &stop.token,
-    )
-    .await;
+    let interrupted = rebuild_stopped_at(&store, Projection::List, &options, 20).await;
     assert!(
         matches!(
             interrupted,
