@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Position;
+use crate::{Payload, Position};
 
 /// Who and what caused an event, for audit and tracing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,8 @@ pub struct RecordedEvent {
     pub event_type: String,
     pub schema_version: u32,
     pub occurred_at: DateTime<Utc>,
-    pub data: serde_json::Value,
+    /// The payload as stored; [`RecordedEvent::decode`] reads the domain
+    /// event from it.
+    pub data: Payload,
     pub metadata: Metadata,
 }

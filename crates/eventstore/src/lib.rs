@@ -1,7 +1,7 @@
 //! The event store's contract, independent of any database.
 //!
 //! This crate owns the event envelope ([`NewEvent`] going in, [`RecordedEvent`]
-//! coming out), the codec between domain events and stored payloads (with the
+//! coming out, its [`Payload`] kept as stored JSON text), the codec between domain events and stored payloads (with the
 //! upcasting hook for old schema versions), and the [`EventStore`] trait every
 //! backend implements. Its semantics (atomic appends, optimistic concurrency on
 //! the per-ticket version, a gap-free global position in commit order, tailing)
@@ -10,10 +10,12 @@
 mod codec;
 mod envelope;
 mod forwarding;
+mod payload;
 
 pub use codec::DecodeError;
 pub use envelope::{Metadata, NewEvent, RecordedEvent};
 pub use forwarding::Forwarding;
+pub use payload::Payload;
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::Status;
-use eventstore::{Metadata, NewEvent, Position, RecordedEvent};
+use eventstore::{Metadata, NewEvent, Payload, Position, RecordedEvent};
 use mongodb::bson::{self, Bson, Document, doc};
 use readmodel::{
     DeadLetter, DeadLetterState, LeaseStatus, Note, Projection, Rows, RunState, SlotState,
@@ -309,6 +309,7 @@ pub(crate) fn read_event(document: &Document) -> Result<RecordedEvent, String> {
         })?,
         occurred_at: fields.time(event::OCCURRED_AT)?,
         data: to_json(&Bson::Document(fields.document(event::DATA)?.clone()))
+            .map(|data| Payload::from_value(&data))
             .map_err(|e| fields.corrupt(format!("data: {e}")))?,
         metadata: read_metadata(fields.document(event::METADATA)?, &fields.what)?,
     })
@@ -588,7 +589,7 @@ mod tests {
                 event_type: new.event_type.clone(),
                 schema_version: 3,
                 occurred_at: truncate(new.occurred_at),
-                data: new.data.clone(),
+                data: Payload::from_value(&new.data),
                 metadata: new.metadata.clone(),
             }
         );

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StoreError};
+use eventstore::{EventStore, Metadata, NewEvent, Payload, Position, RecordedEvent, StoreError};
 use rusqlite::{Connection, Row};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -116,7 +116,7 @@ impl<'a> EventRow<'a> {
 
     /// The event as every read returns it. Appends decode the row they insert
     /// with this too, so an append's result equals a later read to the bit
-    /// (times truncated to microseconds, JSON as parsed back).
+    /// (times truncated to microseconds, the payload as its stored text).
     fn decode(&self) -> Result<RecordedEvent> {
         let corrupt =
             |what: String| DbError::Corrupt(format!("event at position {}: {what}", self.position));
@@ -136,7 +136,8 @@ impl<'a> EventRow<'a> {
                 ))
             })?,
             occurred_at: text::parse_time(self.occurred_at).map_err(corrupt)?,
-            data: serde_json::from_str(self.data).map_err(|e| corrupt(format!("data: {e}")))?,
+            data: Payload::from_json(self.data.to_owned())
+                .map_err(|e| corrupt(format!("data: {e}")))?,
             metadata: serde_json::from_str::<Metadata>(self.metadata)
                 .map_err(|e| corrupt(format!("metadata: {e}")))?,
         })

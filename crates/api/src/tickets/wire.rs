@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::Status;
-use eventstore::RecordedEvent;
+use eventstore::{Payload, RecordedEvent};
 use query::Page;
 use readmodel::{Note, TicketDetail, TicketListRow};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -239,7 +239,7 @@ struct EventResponse {
     occurred_at: DateTime<Utc>,
     /// The event's payload, shaped by its `type`.
     #[schema(value_type = Object)]
-    data: serde_json::Value,
+    data: Payload,
     metadata: EventMetadataResponse,
 }
 
