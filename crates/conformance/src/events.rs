@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Event;
-use eventstore::{EventStore, Metadata, NewEvent, RecordedEvent, StoreError};
+use eventstore::{EventStore, Metadata, NewEvent, Payload, RecordedEvent, StoreError};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -83,11 +83,11 @@ pub async fn append_then_read_stream(store: &dyn EventStore) {
         event_type: "NoteAdded".into(),
         schema_version: 7,
         occurred_at: at(2) + chrono::Duration::nanoseconds(999),
-        data: serde_json::json!({
+        data: Payload::from_value(&serde_json::json!({
             "text": "a note",
             "extra": [1, -2, 2.5, null, true, {"nested": {"deep": "ü"}}],
             "big": 9_007_199_254_740_993_i64,
-        }),
+        })),
         metadata: Metadata {
             actor: Some("agent:bo".into()),
             ..Metadata::default()

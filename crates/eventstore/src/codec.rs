@@ -37,21 +37,42 @@ const KNOWN_TYPES: [&str; 7] = [
 impl NewEvent {
     /// Wraps a domain event in an envelope with a fresh time-ordered id.
     pub fn from_domain(event: &Event, occurred_at: DateTime<Utc>, metadata: Metadata) -> Self {
-        let mut data = match serde_json::to_value(event) {
-            Ok(serde_json::Value::Object(map)) => map,
-            // A tagged enum of plain fields always serialises to an object.
-            other => unreachable!("domain events serialise to objects, got {other:?}"),
-        };
-        data.remove("type");
         NewEvent {
             event_id: Uuid::now_v7(),
             event_type: event.type_name().to_owned(),
             schema_version: event.schema_version(),
             occurred_at,
-            data: serde_json::Value::Object(data),
+            data: encode(event),
             metadata,
         }
     }
+}
+
+/// The stored payload of a domain event: its fields as a JSON object, without
+/// the type (the envelope carries it). Spelled straight from the fields, in
+/// the order of their names.
+fn encode(event: &Event) -> Payload {
+    let json = match event {
+        Event::TicketOpened {
+            customer,
+            subject,
+            message,
+        } => serde_json::value::to_raw_value(&fields::Opened {
+            customer,
+            subject,
+            message,
+        }),
+        Event::AgentAssigned { agent } => {
+            serde_json::value::to_raw_value(&fields::Assigned { agent })
+        }
+        Event::NoteAdded { text } => serde_json::value::to_raw_value(&fields::Noted { text }),
+        Event::TicketTriaged
+        | Event::TicketReopened
+        | Event::TicketClosed
+        | Event::AgentUnassigned => serde_json::value::to_raw_value(&fields::Empty {}),
+    };
+    // Structs of strings always serialise.
+    Payload::from_raw(json.unwrap_or_else(|e| unreachable!("a payload serialises: {e}")))
 }
 
 impl RecordedEvent {
@@ -82,17 +103,16 @@ pub fn decode(event_type: &str, schema_version: u32, data: &Payload) -> Result<E
     let json = data.json();
     let decoded = match event_type {
         "TicketOpened" => {
-            serde_json::from_str::<fields::Opened>(json).map(|opened| Event::TicketOpened {
+            serde_json::from_str::<fields::Opened<String>>(json).map(|opened| Event::TicketOpened {
                 customer: opened.customer,
                 subject: opened.subject,
                 message: opened.message,
             })
         }
-        "AgentAssigned" => serde_json::from_str::<fields::Assigned>(json)
+        "AgentAssigned" => serde_json::from_str::<fields::Assigned<String>>(json)
             .map(|a| Event::AgentAssigned { agent: a.agent }),
-        "NoteAdded" => {
-            serde_json::from_str::<fields::Noted>(json).map(|n| Event::NoteAdded { text: n.text })
-        }
+        "NoteAdded" => serde_json::from_str::<fields::Noted<String>>(json)
+            .map(|n| Event::NoteAdded { text: n.text }),
         "TicketTriaged" => Ok(Event::TicketTriaged),
         "TicketReopened" => Ok(Event::TicketReopened),
         "TicketClosed" => Ok(Event::TicketClosed),
@@ -102,26 +122,32 @@ pub fn decode(event_type: &str, schema_version: u32, data: &Payload) -> Result<E
     decoded.map_err(|e| bad(e.to_string()))
 }
 
-/// The current shapes of the payloads that carry fields.
+/// The current shapes of the payloads: read as owned strings, written from
+/// borrowed ones. Fields are declared in the order of their names, which is
+/// the order every payload has been stored in.
 mod fields {
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Deserialize)]
-    pub(super) struct Opened {
-        pub customer: String,
-        pub subject: String,
-        pub message: String,
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Opened<S> {
+        pub customer: S,
+        pub message: S,
+        pub subject: S,
     }
 
-    #[derive(Deserialize)]
-    pub(super) struct Assigned {
-        pub agent: String,
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Assigned<S> {
+        pub agent: S,
     }
 
-    #[derive(Deserialize)]
-    pub(super) struct Noted {
-        pub text: String,
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Noted<S> {
+        pub text: S,
     }
+
+    /// The payload of a type without fields.
+    #[derive(Serialize)]
+    pub(super) struct Empty {}
 }
 
 /// Brings a payload up to the current schema version of its type. Every type is
@@ -156,12 +182,33 @@ mod tests {
     fn roundtrip(event: Event) {
         let new = NewEvent::from_domain(&event, Utc::now(), Metadata::default());
         assert!(new.data.is_object());
-        assert!(
-            new.data.get("type").is_none(),
-            "the type lives in the envelope"
-        );
-        let decoded = decode(&new.event_type, new.schema_version, &payload(new.data)).unwrap();
+        // The payload is the tagged enum's JSON without its tag.
+        let mut tagged = serde_json::to_value(&event).unwrap();
+        let tag = tagged.as_object_mut().unwrap().remove("type");
+        assert_eq!(tag, Some(serde_json::json!(event.type_name())));
+        assert_eq!(new.data, tagged, "the type lives in the envelope");
+        let decoded = decode(&new.event_type, new.schema_version, &new.data).unwrap();
         assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn payloads_are_spelled_as_they_have_always_been_stored() {
+        // Keys in the order of their names: the order of the serde_json map
+        // this codec used to build, so old and new rows read alike.
+        let opened = Event::TicketOpened {
+            customer: "c".into(),
+            subject: "s".into(),
+            message: "m \"quoted\"".into(),
+        };
+        assert_eq!(
+            encode(&opened).json(),
+            r#"{"customer":"c","message":"m \"quoted\"","subject":"s"}"#
+        );
+        assert_eq!(encode(&Event::TicketClosed).json(), "{}");
+        assert_eq!(
+            encode(&Event::AgentAssigned { agent: "a".into() }).json(),
+            r#"{"agent":"a"}"#
+        );
     }
 
     #[test]

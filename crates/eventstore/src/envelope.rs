@@ -38,7 +38,7 @@ pub struct NewEvent {
     pub schema_version: u32,
     pub occurred_at: DateTime<Utc>,
     /// The payload, a JSON object.
-    pub data: serde_json::Value,
+    pub data: Payload,
     pub metadata: Metadata,
 }
 

@@ -1,4 +1,5 @@
-//! A recorded event's payload, kept as the JSON text the store holds.
+//! An event's payload, kept as the JSON text the store holds: spelled once
+//! from the domain event on the way in, decoded once on the way out.
 //!
 //! A replay reads millions of payloads and decodes each exactly once, into a
 //! domain event. Building a `serde_json::Value` on the way (a map, its keys,
@@ -22,6 +23,11 @@ impl Payload {
     /// Takes JSON text as it is, after checking that it is JSON.
     pub fn from_json(text: String) -> Result<Payload, serde_json::Error> {
         RawValue::from_string(text).map(Payload)
+    }
+
+    /// The payload a serialiser spelled.
+    pub(crate) fn from_raw(raw: Box<RawValue>) -> Payload {
+        Payload(raw)
     }
 
     /// The payload that spells `value`.

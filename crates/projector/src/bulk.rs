@@ -228,7 +228,7 @@ fn abandoned(doing: &str, error: &dyn std::fmt::Display) -> Pass {
 mod tests {
     use chrono::Utc;
     use domain::Event;
-    use eventstore::{Metadata, NewEvent, Payload};
+    use eventstore::{Metadata, NewEvent};
 
     use super::*;
 
@@ -242,7 +242,7 @@ mod tests {
             event_type: new.event_type,
             schema_version: new.schema_version,
             occurred_at: new.occurred_at,
-            data: Payload::from_value(&new.data),
+            data: new.data,
             metadata: new.metadata,
         }
     }

@@ -726,7 +726,7 @@ impl<'a> RowCursor<'a> {
 mod tests {
     use chrono::{TimeZone, Utc};
     use domain::{Event, Status};
-    use eventstore::{Metadata, NewEvent, Payload};
+    use eventstore::{Metadata, NewEvent};
 
     use super::*;
 
@@ -744,7 +744,7 @@ mod tests {
             event_type: new.event_type,
             schema_version: new.schema_version,
             occurred_at: at,
-            data: Payload::from_value(&new.data),
+            data: new.data,
             metadata: new.metadata,
         }
     }

@@ -399,7 +399,7 @@ fn fold_rows<R: Row>(
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use eventstore::{Metadata, NewEvent, Payload};
+    use eventstore::{Metadata, NewEvent};
 
     use super::*;
 
@@ -416,7 +416,7 @@ mod tests {
             event_type: new.event_type,
             schema_version: new.schema_version,
             occurred_at: at,
-            data: Payload::from_value(&new.data),
+            data: new.data,
             metadata: new.metadata,
         }
     }

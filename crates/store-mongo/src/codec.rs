@@ -274,7 +274,7 @@ pub(crate) fn event_document(
     version: u64,
     new: &NewEvent,
 ) -> Result<Document, String> {
-    let serde_json::Value::Object(data) = &new.data else {
+    let serde_json::Value::Object(data) = new.data.to_value() else {
         return Err(format!(
             "the payload of event {} ({}) is not a JSON object",
             new.event_id, new.event_type
@@ -288,7 +288,7 @@ pub(crate) fn event_document(
         event::EVENT_TYPE: new.event_type.as_str(),
         event::SCHEMA_VERSION: i64::from(new.schema_version),
         event::OCCURRED_AT: date(new.occurred_at),
-        event::DATA: to_document(data),
+        event::DATA: to_document(&data),
         event::METADATA: metadata_document(&new.metadata),
     })
 }
@@ -567,7 +567,7 @@ mod tests {
             event_type: "NoteAdded".into(),
             schema_version: 3,
             occurred_at: time(),
-            data: serde_json::json!({"text": "n"}),
+            data: Payload::from_value(&serde_json::json!({"text": "n"})),
             metadata: Metadata {
                 correlation_id: Some(Uuid::now_v7()),
                 causation_id: None,
@@ -589,12 +589,12 @@ mod tests {
                 event_type: new.event_type.clone(),
                 schema_version: 3,
                 occurred_at: truncate(new.occurred_at),
-                data: Payload::from_value(&new.data),
+                data: new.data.clone(),
                 metadata: new.metadata.clone(),
             }
         );
         let not_an_object = NewEvent {
-            data: serde_json::json!([1]),
+            data: Payload::from_value(&serde_json::json!([1])),
             ..new
         };
         assert!(event_document(8, ticket, 3, &not_an_object).is_err());

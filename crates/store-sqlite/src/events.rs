@@ -44,50 +44,41 @@ struct EventRow<'a> {
     metadata: &'a str,
 }
 
-/// The columns of an event being appended that are its own, spelled as
-/// stored (the ticket id and the type are the append's, and borrowed).
+/// The columns of an event being appended that have to be spelled for
+/// SQLite (the rest are borrowed from the append: see [`EncodedEvent::row`]).
 struct EncodedEvent {
     position: i64,
     version: i64,
     event_id: String,
     schema_version: i64,
     occurred_at: String,
-    data: String,
     metadata: String,
 }
 
 impl EncodedEvent {
     fn encode(position: u64, version: u64, event: &NewEvent) -> Result<Self> {
-        let encoding = |what: &str, e: serde_json::Error| {
-            // A `Value` and `Metadata` always serialise; this is unreachable in
-            // practice, and not the caller's to retry.
-            DbError::Corrupt(format!(
-                "cannot encode the {what} of event {}: {e}",
-                event.event_id
-            ))
-        };
         Ok(EncodedEvent {
             position: to_sql_int(position)?,
             version: to_sql_int(version)?,
             event_id: text::id(event.event_id),
             schema_version: i64::from(event.schema_version),
             occurred_at: text::time(event.occurred_at),
-            data: serde_json::to_string(&event.data).map_err(|e| encoding("data", e))?,
-            metadata: serde_json::to_string(&event.metadata)
-                .map_err(|e| encoding("metadata", e))?,
+            metadata: encode_metadata(event)?,
         })
     }
 
-    fn row<'a>(&'a self, ticket_id: &'a str, event_type: &'a str) -> EventRow<'a> {
+    /// The row to insert; the ticket id, the type and the payload are the
+    /// append's, and borrowed.
+    fn row<'a>(&'a self, ticket_id: &'a str, event: &'a NewEvent) -> EventRow<'a> {
         EventRow {
             position: self.position,
             ticket_id,
             version: self.version,
             event_id: &self.event_id,
-            event_type,
+            event_type: &event.event_type,
             schema_version: self.schema_version,
             occurred_at: &self.occurred_at,
-            data: &self.data,
+            data: event.data.json(),
             metadata: &self.metadata,
         }
     }
@@ -151,6 +142,18 @@ fn decode_all(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>> {
         events.push(EventRow::read(row)?.decode()?);
     }
     Ok(events)
+}
+
+/// The metadata column of `event`.
+pub(crate) fn encode_metadata(event: &NewEvent) -> Result<String> {
+    serde_json::to_string(&event.metadata).map_err(|e| {
+        // Metadata always serialises; this is unreachable in practice, and
+        // not the caller's to retry.
+        DbError::Corrupt(format!(
+            "cannot encode the metadata of event {}: {e}",
+            event.event_id
+        ))
+    })
 }
 
 /// SQLite integers are signed; positions and versions stay far below the limit.
@@ -225,7 +228,7 @@ pub(crate) fn append_in(
         ))?;
         for (event, offset) in events.iter().zip(1u64..) {
             let encoded = EncodedEvent::encode(last + offset, expected_version + offset, event)?;
-            let row = encoded.row(&ticket, &event.event_type);
+            let row = encoded.row(&ticket, event);
             // The key is recorded (unique) on the append's first event only.
             let key = if offset == 1 {
                 event.metadata.idempotency_key.as_deref()

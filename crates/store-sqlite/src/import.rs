@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::error::DbError;
-use crate::text;
+use crate::{events, text};
 
 type Result<T, E = DbError<StoreError>> = std::result::Result<T, E>;
 
@@ -70,15 +70,7 @@ fn import(
             };
             *version += 1;
             position += 1;
-            let encoding = |what: &str, e: serde_json::Error| {
-                DbError::Corrupt(format!(
-                    "cannot encode the {what} of event {}: {e}",
-                    event.event_id
-                ))
-            };
-            let data = serde_json::to_string(&event.data).map_err(|e| encoding("data", e))?;
-            let metadata =
-                serde_json::to_string(&event.metadata).map_err(|e| encoding("metadata", e))?;
+            let metadata = events::encode_metadata(event)?;
             let inserted = insert.execute(rusqlite::params![
                 to_sql_int(position)?,
                 ticket,
@@ -87,7 +79,7 @@ fn import(
                 event.event_type,
                 i64::from(event.schema_version),
                 text::time(event.occurred_at),
-                data,
+                event.data.json(),
                 metadata,
             ]);
             match inserted {
