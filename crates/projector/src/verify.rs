@@ -23,9 +23,13 @@ use readmodel::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::ProjectorError;
+
+/// Pages of history read ahead of the comparison.
+const HISTORY_PAGES_AHEAD: usize = 2;
 
 /// The upper bound for "every position".
 const ALL_POSITIONS: Position = i64::MAX as Position;
@@ -289,13 +293,85 @@ async fn verify_once(
     let skipped = views
         .skipped_positions(projection, 0, ALL_POSITIONS)
         .await?;
-    let mut history = TicketCursor::new(events, page_size);
-    let mut slot = RowCursor::new(views, projection, target, page_size);
+    // The history is read a page or two ahead while the comparison runs: on
+    // two cores, verify then takes about as long as the slower of the two.
+    let (pages, received) = mpsc::channel(HISTORY_PAGES_AHEAD);
+    let reading = read_history(events, page_size, pages);
+    let check = Check {
+        events,
+        views,
+        projection,
+        target,
+        options,
+        checkpoint,
+        skipped,
+    };
+    let comparing = compare_all(&check, TicketCursor::new(received));
+    let (read, compared) = tokio::join!(reading, comparing);
+    // A failed read closes the channel early, which the comparison took for
+    // the end of the history: its report is then meaningless.
+    read?;
+    compared
+}
+
+/// Sends the history in (ticket id, version) order, a page at a time, until
+/// it ends or the receiver is gone.
+async fn read_history(
+    events: &dyn EventStore,
+    page_size: usize,
+    pages: mpsc::Sender<Vec<RecordedEvent>>,
+) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let page = events.read_by_ticket(after, page_size).await?;
+        let last_page = page.len() < page_size;
+        if let Some(last) = page.last() {
+            after = Some((last.ticket_id, last.version));
+        }
+        if !page.is_empty() && pages.send(page).await.is_err() {
+            // The comparison stopped (it failed); nothing is waiting.
+            return Ok(());
+        }
+        if last_page {
+            return Ok(());
+        }
+    }
+}
+
+/// What one check of a slot against the history works from.
+struct Check<'a> {
+    events: &'a dyn EventStore,
+    views: &'a dyn ViewStore,
+    projection: Projection,
+    target: Target,
+    options: &'a VerifyOptions,
+    /// The slot's checkpoint when the check started.
+    checkpoint: Position,
+    /// Positions the projection skipped (dead letters set aside).
+    skipped: HashSet<Position>,
+}
+
+/// Merges the history with the slot's rows and compares them ticket by
+/// ticket; for the dashboard, then the counts.
+async fn compare_all(
+    check: &Check<'_>,
+    mut history: TicketCursor,
+) -> Result<VerifyReport, ProjectorError> {
+    let Check {
+        events,
+        views,
+        projection,
+        target,
+        options,
+        checkpoint,
+        ref skipped,
+    } = *check;
+    let mut slot = RowCursor::new(views, projection, target, options.page_size.max(1));
     let mut tally = Tally::new(options.max_listed);
     let mut row_counts = DashboardDelta::default();
     let (mut tickets, mut rows) = (0u64, 0u64);
 
-    let mut next_ticket = history.next().await?;
+    let mut next_ticket = history.next().await;
     let mut next_row = slot.next().await?;
     loop {
         let order = match (&next_ticket, &next_row) {
@@ -307,7 +383,7 @@ async fn verify_once(
         let (id, ticket_events, row) = match order {
             Ordering::Less => {
                 let (id, evs) = next_ticket.take().unwrap_or_default();
-                next_ticket = history.next().await?;
+                next_ticket = history.next().await;
                 (id, evs, None)
             }
             Ordering::Greater => {
@@ -319,7 +395,7 @@ async fn verify_once(
             Ordering::Equal => {
                 let (id, evs) = next_ticket.take().unwrap_or_default();
                 let row = next_row.take();
-                next_ticket = history.next().await?;
+                next_ticket = history.next().await;
                 next_row = slot.next().await?;
                 (id, evs, row)
             }
@@ -338,13 +414,13 @@ async fn verify_once(
             checkpoint,
             &ticket_events,
             row.as_ref(),
-            &skipped,
+            skipped,
             false,
         );
         if verdict == Verdict::NeedsNewerEvents {
             // The daemon applied events appended after this ticket was read.
             let fresh = events.read_stream(id).await?;
-            verdict = compare(projection, checkpoint, &fresh, row.as_ref(), &skipped, true);
+            verdict = compare(projection, checkpoint, &fresh, row.as_ref(), skipped, true);
         }
         if let Verdict::Differs(kind) = verdict {
             tally.push(Difference {
@@ -620,57 +696,42 @@ fn compare_rows(stored: &Row, expected: &Row) -> Verdict {
     })
 }
 
-/// The history, one ticket at a time, in ticket id order.
-struct TicketCursor<'a> {
-    events: &'a dyn EventStore,
+/// The history, one ticket at a time, in ticket id order, from the pages
+/// [`read_history`] sends.
+struct TicketCursor {
+    pages: mpsc::Receiver<Vec<RecordedEvent>>,
     page: VecDeque<RecordedEvent>,
-    after: Option<(Uuid, u64)>,
-    exhausted: bool,
-    page_size: usize,
 }
 
-impl<'a> TicketCursor<'a> {
-    fn new(events: &'a dyn EventStore, page_size: usize) -> Self {
+impl TicketCursor {
+    fn new(pages: mpsc::Receiver<Vec<RecordedEvent>>) -> Self {
         Self {
-            events,
+            pages,
             page: VecDeque::new(),
-            after: None,
-            exhausted: false,
-            page_size,
         }
     }
 
-    async fn fill(&mut self) -> Result<(), StoreError> {
-        if !self.page.is_empty() || self.exhausted {
-            return Ok(());
+    async fn fill(&mut self) {
+        if self.page.is_empty()
+            && let Some(page) = self.pages.recv().await
+        {
+            self.page.extend(page);
         }
-        let batch = self
-            .events
-            .read_by_ticket(self.after, self.page_size)
-            .await?;
-        self.exhausted = batch.len() < self.page_size;
-        if let Some(last) = batch.last() {
-            self.after = Some((last.ticket_id, last.version));
-        }
-        self.page.extend(batch);
-        Ok(())
     }
 
     /// The next ticket's events, in version order.
-    async fn next(&mut self) -> Result<Option<(Uuid, Vec<RecordedEvent>)>, StoreError> {
-        self.fill().await?;
-        let Some(first) = self.page.pop_front() else {
-            return Ok(None);
-        };
+    async fn next(&mut self) -> Option<(Uuid, Vec<RecordedEvent>)> {
+        self.fill().await;
+        let first = self.page.pop_front()?;
         let id = first.ticket_id;
         let mut events = vec![first];
         loop {
-            self.fill().await?;
+            self.fill().await;
             match self.page.front() {
                 Some(event) if event.ticket_id == id => {
                     events.extend(self.page.pop_front());
                 }
-                _ => return Ok(Some((id, events))),
+                _ => return Some((id, events)),
             }
         }
     }

@@ -573,3 +573,67 @@ async fn a_by_ticket_pass_that_meets_a_bad_event_gives_way_to_the_replay_which_s
     let status = store.status(Projection::List).await.expect("status");
     assert_eq!(status.shadow.checkpoint, bad - 1, "{status:?}");
 }
+
+/// A store whose by-ticket reads fail once `pages` of them have been served.
+#[derive(Debug)]
+struct FailsAfterPages {
+    inner: Arc<SqliteStore>,
+    pages: AtomicU64,
+}
+
+#[async_trait]
+impl Forwarding for FailsAfterPages {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
+    async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let served = self
+            .pages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        if served.is_err() {
+            return Err(StoreError::unavailable(std::io::Error::other(
+                "the history read failed",
+            )));
+        }
+        self.inner.read_by_ticket(after, limit).await
+    }
+}
+
+#[tokio::test]
+async fn verify_fails_when_the_history_cannot_be_read_to_its_end() {
+    // The history is read ahead of the comparison; a read that fails midway
+    // ends the pages early, and that must not pass for the end of the
+    // history (a report of "missing" tickets, or a clean one).
+    let (_dir, store) = store();
+    varied_history(&store, 12).await;
+    let options = VerifyOptions {
+        page_size: 4,
+        ..VerifyOptions::default()
+    };
+    for projection in Projection::ALL {
+        let complete = verify(&*store, &*store, projection, Target::Live, &options)
+            .await
+            .expect("verify over a readable history");
+        assert_eq!(complete.tickets, 12, "{projection}: {complete:?}");
+
+        let failing = FailsAfterPages {
+            inner: Arc::clone(&store),
+            pages: AtomicU64::new(2),
+        };
+        let outcome = verify(&failing, &*store, projection, Target::Live, &options).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(ProjectorError::Events(StoreError::Unavailable(_)))
+            ),
+            "{projection}: {outcome:?}"
+        );
+    }
+}
