@@ -59,16 +59,21 @@ trait StoredRow: Sized {
     /// The selected columns, `id` first.
     const COLUMNS: &'static str;
 
+    /// The `SET` list of the upsert's `DO UPDATE`.
+    const UPDATES: &'static str;
+
     fn read(row: &Row<'_>, table: &'static str) -> Result<Self>;
 
-    /// Upserts the row unless the stored one is at the same or a newer version.
-    fn write(&self, connection: &Connection, table: &'static str) -> Result<()>;
+    /// Runs the upsert (prepared from [`upsert_sql`]) for this row.
+    fn upsert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> Result<()>;
 
     fn wrap(rows: Vec<Self>) -> Rows;
 }
 
-/// The version guard of every upsert: `excluded.version > version` keeps a row
-/// from ever moving back, should an older state arrive after a newer one.
+/// The upsert of a row into `table`: it writes the row unless the stored one
+/// is at the same or a newer version. That guard, `excluded.version >
+/// version`, keeps a row from ever moving back, should an older state arrive
+/// after a newer one.
 fn upsert_sql(table: &str, columns: &str, updates: &str) -> String {
     let count = columns.split(',').count();
     let placeholders: Vec<String> = (1..=count).map(|n| format!("?{n}")).collect();
@@ -84,6 +89,10 @@ impl StoredRow for TicketDetail {
     const PROJECTION: Projection = Projection::Detail;
     const COLUMNS: &'static str =
         "id, customer, subject, message, status, agent, notes, created_at, updated_at, version";
+    const UPDATES: &'static str = "customer = excluded.customer, subject = excluded.subject, \
+         message = excluded.message, status = excluded.status, agent = excluded.agent, \
+         notes = excluded.notes, created_at = excluded.created_at, \
+         updated_at = excluded.updated_at, version = excluded.version";
 
     fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
         let id: String = row.get(0)?;
@@ -116,7 +125,7 @@ impl StoredRow for TicketDetail {
         })
     }
 
-    fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
+    fn upsert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> Result<()> {
         let id = text::id(self.id);
         let notes: Vec<StoredNote> = self
             .notes
@@ -129,15 +138,7 @@ impl StoredRow for TicketDetail {
         let notes = serde_json::to_string(&notes).map_err(|e| {
             DbError::Corrupt(format!("cannot encode the notes of ticket {id}: {e}"))
         })?;
-        let sql = upsert_sql(
-            table,
-            Self::COLUMNS,
-            "customer = excluded.customer, subject = excluded.subject, \
-             message = excluded.message, status = excluded.status, agent = excluded.agent, \
-             notes = excluded.notes, created_at = excluded.created_at, \
-             updated_at = excluded.updated_at, version = excluded.version",
-        );
-        connection.prepare_cached(&sql)?.execute(rusqlite::params![
+        statement.execute(rusqlite::params![
             id,
             self.customer,
             self.subject,
@@ -161,6 +162,14 @@ impl StoredRow for TicketListRow {
     const PROJECTION: Projection = Projection::List;
     const COLUMNS: &'static str = "id, customer, subject, status, agent, preview, has_note, \
                                    last_note_preview, created_at, updated_at, version";
+    // `customer`, `subject` and `created_at` come from the opening event and
+    // never change, so an update leaves them out: SQLite then skips the
+    // indexes built only on them (`newest`, `customer_created`), two of the
+    // slot's eight secondary indexes, on every event after the first.
+    const UPDATES: &'static str = "status = excluded.status, agent = excluded.agent, \
+         preview = excluded.preview, has_note = excluded.has_note, \
+         last_note_preview = excluded.last_note_preview, updated_at = excluded.updated_at, \
+         version = excluded.version";
 
     fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
         let id: String = row.get(0)?;
@@ -183,19 +192,8 @@ impl StoredRow for TicketListRow {
         })
     }
 
-    fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
-        // `customer`, `subject` and `created_at` come from the opening event
-        // and never change, so an update leaves them out: SQLite then skips
-        // the indexes built only on them (`newest`, `customer_created`), two
-        // of the slot's eight secondary indexes, on every event after the first.
-        let sql = upsert_sql(
-            table,
-            Self::COLUMNS,
-            "status = excluded.status, agent = excluded.agent, preview = excluded.preview, \
-             has_note = excluded.has_note, last_note_preview = excluded.last_note_preview, \
-             updated_at = excluded.updated_at, version = excluded.version",
-        );
-        connection.prepare_cached(&sql)?.execute(rusqlite::params![
+    fn upsert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> Result<()> {
+        statement.execute(rusqlite::params![
             text::id(self.id),
             self.customer,
             self.subject,
@@ -219,6 +217,7 @@ impl StoredRow for TicketListRow {
 impl StoredRow for TicketStatusRow {
     const PROJECTION: Projection = Projection::Dashboard;
     const COLUMNS: &'static str = "id, status, version";
+    const UPDATES: &'static str = "status = excluded.status, version = excluded.version";
 
     fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
         let id: String = row.get(0)?;
@@ -231,13 +230,8 @@ impl StoredRow for TicketStatusRow {
         })
     }
 
-    fn write(&self, connection: &Connection, table: &'static str) -> Result<()> {
-        let sql = upsert_sql(
-            table,
-            Self::COLUMNS,
-            "status = excluded.status, version = excluded.version",
-        );
-        connection.prepare_cached(&sql)?.execute(rusqlite::params![
+    fn upsert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> Result<()> {
+        statement.execute(rusqlite::params![
             text::id(self.id),
             self.status.as_str(),
             sql_int(self.version, "version")?,
@@ -327,10 +321,19 @@ pub(crate) fn scan_rows(
 pub(crate) fn write_rows(connection: &Connection, slot: Slot, rows: &Rows) -> Result<()> {
     let table = rows_table(rows.projection(), slot);
     match rows {
-        Rows::Detail(rows) => rows.iter().try_for_each(|row| row.write(connection, table)),
-        Rows::List(rows) => rows.iter().try_for_each(|row| row.write(connection, table)),
-        Rows::Dashboard(rows) => rows.iter().try_for_each(|row| row.write(connection, table)),
+        Rows::Detail(rows) => upsert_all(connection, table, rows),
+        Rows::List(rows) => upsert_all(connection, table, rows),
+        Rows::Dashboard(rows) => upsert_all(connection, table, rows),
     }
+}
+
+/// Upserts `rows` with one statement, its SQL spelled once per call.
+fn upsert_all<R: StoredRow>(connection: &Connection, table: &str, rows: &[R]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut statement = connection.prepare_cached(&upsert_sql(table, R::COLUMNS, R::UPDATES))?;
+    rows.iter().try_for_each(|row| row.upsert(&mut statement))
 }
 
 /// Deletes the slot's rows (and zeroes a dashboard slot's counts).
