@@ -271,6 +271,13 @@ impl Http {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(PATIENCE))
+            // A fresh connection per request. A server that answers before
+            // it has read a request's body (a refused media type) may close
+            // the connection instead of draining it, and ureq does not retry
+            // a PATCH or POST that it sent on such a pooled connection: the
+            // next request then failed with "Peer disconnected" (once in CI).
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build()
             .into();
         Self { agent, base }
