@@ -57,12 +57,6 @@ impl Payload {
     }
 }
 
-impl From<&serde_json::Value> for Payload {
-    fn from(value: &serde_json::Value) -> Self {
-        Payload::from_value(value)
-    }
-}
-
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
         self.json() == other.json() || self.to_value() == other.to_value()
