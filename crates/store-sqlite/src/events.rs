@@ -174,9 +174,12 @@ pub(crate) fn head(connection: &Connection) -> rusqlite::Result<Position> {
         .query_row([], |row| text::get_unsigned(row, 0))
 }
 
+/// A ticket's current version: the append's optimistic-concurrency check.
+const STREAM_VERSION: &str = "SELECT coalesce(max(version), 0) FROM events WHERE ticket_id = ?1";
+
 fn stream_version(connection: &Connection, ticket_id: &str) -> rusqlite::Result<u64> {
     connection
-        .prepare_cached("SELECT coalesce(max(version), 0) FROM events WHERE ticket_id = ?1")?
+        .prepare_cached(STREAM_VERSION)?
         .query_row([ticket_id], |row| text::get_unsigned(row, 0))
 }
 
@@ -464,6 +467,28 @@ mod tests {
         let refused = store.append(Uuid::now_v7(), 5, vec![event()]).await;
         assert!(matches!(refused, Err(StoreError::Conflict { .. })));
         assert!(!known.has_changed().expect("the sender lives"));
+    }
+
+    /// The append's version check is compiled once and reused: binding the
+    /// next ticket's id must not expire its plan (it did, on every append,
+    /// before the connections kept their plans; see `connection::keep_plans`).
+    #[tokio::test]
+    async fn the_append_check_is_not_compiled_again_per_append() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        for _ in 0..10 {
+            let event = NewEvent::from(&domain::Event::TicketTriaged);
+            store
+                .append(Uuid::now_v7(), 0, vec![event])
+                .await
+                .expect("append");
+        }
+        let recompiled = store.shared.db.write(|connection| {
+            connection
+                .prepare_cached(STREAM_VERSION)
+                .map(|statement| statement.get_status(rusqlite::StatementStatus::RePrepare))
+        });
+        assert_eq!(recompiled.expect("the cached statement"), 0);
     }
 
     fn positions(events: &[RecordedEvent]) -> Vec<Position> {
