@@ -342,7 +342,46 @@ fn read_by_ticket(
 const BY_TICKET: &str =
     "WHERE (ticket_id, version) > (?1, ?2) ORDER BY ticket_id, version LIMIT ?3";
 
+/// The smallest `read_all` that is read as two halves at once.
+const SPLIT_READ_MIN: usize = 4096;
+
 impl SqliteStore {
+    /// A big `read_all` whose events are known to be stored, read as two
+    /// position ranges on two connections at once.
+    ///
+    /// Decoding rows is most of a history read's cost, and one connection
+    /// decodes on one core; a replay had one core reading and the other
+    /// mostly idle (measured: 0.75 M events/s read one batch at a time,
+    /// 1.17 M/s two at once). Positions are gap-free, and every position
+    /// up to the published head is committed, so the second half starts
+    /// exactly where the first one ends. Should the first half not end
+    /// there (a gap, which this store never writes), the rest is read
+    /// after it in one piece, as an unsplit read would.
+    async fn read_all_split(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let half = limit / 2;
+        let middle = after + half as u64;
+        let (first, second) = tokio::join!(
+            self.read(move |connection| read_all(connection, after, half)),
+            self.read(move |connection| read_all(connection, middle, limit - half)),
+        );
+        let mut events = first?;
+        let last = events.last().map_or(after, |event| event.position);
+        if last == middle && events.len() == half {
+            events.extend(second?);
+            return Ok(events);
+        }
+        let rest = limit - events.len();
+        events.extend(
+            self.read(move |connection| read_all(connection, last, rest))
+                .await?,
+        );
+        Ok(events)
+    }
+
     /// The head as stored, which includes other processes' appends; raises the
     /// in-process head to it so that every waiter here wakes.
     async fn stored_head(&self) -> Result<Position> {
@@ -389,6 +428,10 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
+        }
+        let known_head = *self.shared.head.borrow();
+        if limit >= SPLIT_READ_MIN && known_head.saturating_sub(after) >= limit as u64 {
+            return self.read_all_split(after, limit).await;
         }
         Ok(self
             .read(move |connection| read_all(connection, after, limit))
@@ -489,6 +532,93 @@ mod tests {
                 .map(|statement| statement.get_status(rusqlite::StatementStatus::RePrepare))
         });
         assert_eq!(recompiled.expect("the cached statement"), 0);
+    }
+
+    /// A store holding `count` events (ten per ticket), imported at once.
+    async fn store_with_events(count: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        let mut ticket = Uuid::now_v7();
+        let events = (0..count)
+            .map(|n| {
+                if n % 10 == 0 {
+                    ticket = Uuid::now_v7();
+                }
+                (ticket, NewEvent::from(&domain::Event::TicketTriaged))
+            })
+            .collect();
+        store.import(events).await.expect("import");
+        (dir, store)
+    }
+
+    /// What one unsplit read on one connection returns.
+    async fn read_in_one_piece(
+        store: &SqliteStore,
+        after: Position,
+        limit: usize,
+    ) -> Vec<RecordedEvent> {
+        store
+            .read(move |connection| read_all(connection, after, limit))
+            .await
+            .map_err(StoreError::from)
+            .expect("a plain read")
+    }
+
+    /// Big reads of stored history are read in two halves at once; what they
+    /// return is what one read returns, wherever they start and whether or
+    /// not the whole batch exists.
+    #[tokio::test]
+    async fn a_split_read_returns_what_one_read_returns() {
+        let (_dir, store) = store_with_events(10_000).await;
+        assert_eq!(*store.shared.head.borrow(), 10_000, "the head is known");
+        // Split: 0/8192, 1234/5000, 5904/4096; not split: 6000/4096 (the
+        // batch runs past the head) and 0/4095 (too small).
+        for (after, limit) in [
+            (0, 8192),
+            (1234, 5000),
+            (5904, 4096),
+            (6000, 4096),
+            (0, 4095),
+        ] {
+            let read = store.read_all(after, limit).await.expect("read_all");
+            assert_eq!(read.len(), limit.min(10_000 - after as usize));
+            assert_eq!(
+                read,
+                read_in_one_piece(&store, after, limit).await,
+                "{after}/{limit}"
+            );
+        }
+    }
+
+    /// A gap in positions (which appends and imports never leave; made here
+    /// by hand) does not make a split read skip or repeat an event.
+    #[tokio::test]
+    async fn a_split_read_over_a_gap_returns_what_one_read_returns() {
+        let (_dir, store) = store_with_events(10_000).await;
+        store
+            .shared
+            .db
+            .write(|connection| {
+                connection.execute_batch(
+                    "DROP TRIGGER events_are_immutable_delete;
+                     DELETE FROM events WHERE position IN (1000, 2500);",
+                )
+            })
+            .expect("a gap made by hand");
+        for (after, limit) in [(0, 8192), (0, 4096), (2000, 5000)] {
+            let read = store.read_all(after, limit).await.expect("read_all");
+            let positions = positions(&read);
+            assert!(
+                positions.windows(2).all(|w| w[0] < w[1]),
+                "in order, no repeats"
+            );
+            assert_eq!(read.len(), limit, "{after}/{limit}");
+            assert_eq!(
+                read,
+                read_in_one_piece(&store, after, limit).await,
+                "{after}/{limit}"
+            );
+        }
     }
 
     fn positions(events: &[RecordedEvent]) -> Vec<Position> {
