@@ -51,8 +51,7 @@ fn import(
     // (the stored stream may have events already), then counted here.
     let mut versions: HashMap<Uuid, u64> = HashMap::new();
     {
-        let mut stored_version =
-            tx.prepare_cached("SELECT coalesce(max(version), 0) FROM events WHERE ticket_id = ?1")?;
+        let mut stored_version = tx.prepare_cached(events::STREAM_VERSION)?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (position, ticket_id, version, event_id, event_type, \
              schema_version, occurred_at, data, metadata) \
