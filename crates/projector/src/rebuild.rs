@@ -335,20 +335,13 @@ impl Rebuild<'_> {
         let head = self.events.head().await?;
         self.progress
             .started(projection, from, head, resumed_from.is_some());
+        let mut indexes_aside = false;
         if resumed_from.is_none() && self.options.by_ticket && self.options.max_rate.is_none() {
-            self.by_ticket(head).await?;
+            indexes_aside = self.by_ticket(head).await?;
         }
         self.catch_up(head).await?;
 
-        self.progress.phase(projection, "verifying the shadow");
-        let report = verify(
-            self.events,
-            self.views,
-            projection,
-            Target::Shadow,
-            &self.options.verify,
-        )
-        .await?;
+        let report = self.verify(indexes_aside).await?;
         if !report.is_clean() {
             // Resuming from a shadow that fails its check would only fail
             // again: empty it so the next rebuild starts over.
@@ -374,9 +367,40 @@ impl Rebuild<'_> {
         Ok(outcome)
     }
 
+    /// Verifies the shadow, building the secondary indexes the by-ticket
+    /// pass set aside (`indexes_aside`) at the same time.
+    ///
+    /// The two overlap safely: verify reads the shadow's rows by id and the
+    /// history, never a secondary index, and building indexes changes no
+    /// row nor the checkpoint. Each is one core's work (the build on the
+    /// writer, verify on readers): measured on the list at 3.3 M events,
+    /// 9.0 s of indexing then 6.9 s of verifying, one after the other.
+    async fn verify(&self, indexes_aside: bool) -> Result<VerifyReport, RebuildError> {
+        let projection = self.projection();
+        let verifying = verify(
+            self.events,
+            self.views,
+            projection,
+            Target::Shadow,
+            &self.options.verify,
+        );
+        if !indexes_aside {
+            self.progress.phase(projection, "verifying the shadow");
+            return Ok(verifying.await?);
+        }
+        self.progress
+            .phase(projection, "indexing and verifying the shadow");
+        let (indexed, report) =
+            tokio::join!(self.views.build_shadow_indexes(&self.held.fence), verifying);
+        self.fenced(indexed)?;
+        Ok(report?)
+    }
+
     /// The first pass of a fresh rebuild ([`crate::bulk`]); when it gives up,
-    /// the shadow is emptied again for the global-order replay.
-    async fn by_ticket(&self, head: Position) -> Result<(), RebuildError> {
+    /// the shadow is emptied again for the global-order replay. Says whether
+    /// the shadow's secondary indexes are still set aside: a finished pass
+    /// leaves them for [`Rebuild::verify`] to build.
+    async fn by_ticket(&self, head: Position) -> Result<bool, RebuildError> {
         let projection = self.projection();
         let pass = BulkPass {
             events: self.events,
@@ -388,14 +412,11 @@ impl Rebuild<'_> {
         };
         let advanced = |folded: u64| self.progress.advanced(projection, folded, head);
         // Rows go in without their secondary indexes, which are built once
-        // at the end. If the pass stops early they stay aside until the
-        // shadow is emptied or swapped in, both of which build them first.
+        // at the end. If the rebuild stops before that they stay aside until
+        // the shadow is emptied or swapped in, both of which build them first.
         self.fenced(self.views.defer_shadow_indexes(&self.held.fence).await)?;
         match pass.run(head, &advanced).await {
-            Pass::Done => {
-                self.progress.phase(projection, "indexing the shadow");
-                self.fenced(self.views.build_shadow_indexes(&self.held.fence).await)
-            }
+            Pass::Done => Ok(true),
             Pass::Interrupted => Err(RebuildError::Interrupted {
                 projection,
                 checkpoint: 0,
@@ -407,7 +428,8 @@ impl Rebuild<'_> {
                     %projection,
                     "rebuild: the by-ticket pass gave up ({reason}); replaying in global order instead"
                 );
-                self.fenced(self.views.reset_shadow(&self.held.fence).await)
+                self.fenced(self.views.reset_shadow(&self.held.fence).await)?;
+                Ok(false)
             }
         }
     }

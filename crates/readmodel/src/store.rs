@@ -199,7 +199,9 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     }
 
     /// Builds the shadow slot's indexes set aside by
-    /// [`ViewStore::defer_shadow_indexes`]; nothing when none are.
+    /// [`ViewStore::defer_shadow_indexes`]; nothing when none are. It changes
+    /// no row and no checkpoint, so the slot can be read by id meanwhile (a
+    /// rebuild verifies the shadow while its indexes are built).
     async fn build_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {
         let _ = fence;
         Ok(())
