@@ -6,6 +6,8 @@
 //! dropped on the way in. Ids are hyphenated lowercase UUIDs, whose text order is
 //! the UUID's byte order (so `ORDER BY id` agrees with `Uuid`'s `Ord`).
 
+use std::fmt::Write as _;
+
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike, Utc};
 use rusqlite::Row;
 use uuid::Uuid;
@@ -21,7 +23,11 @@ const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 /// was a measurable share of a projection's CPU. Years outside 0–9999 (which
 /// `%Y` spells differently) never occur and are refused on the way back.
 pub(crate) fn time(at: DateTime<Utc>) -> String {
-    format!(
+    // Written into its final size: `format!` starts small and grows the
+    // text as it goes, several allocations for every stored time.
+    let mut text = String::with_capacity(TIME_LEN);
+    let _ = write!(
+        text,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         at.year(),
         at.month(),
@@ -31,8 +37,12 @@ pub(crate) fn time(at: DateTime<Utc>) -> String {
         at.second(),
         // A leap second's nanoseconds run past 1e9; keep the spelling's width.
         (at.nanosecond() % 1_000_000_000) / 1_000
-    )
+    );
+    text
 }
+
+/// The length of a stored time: `2024-05-01T09:30:00.123456Z`.
+const TIME_LEN: usize = 27;
 
 /// Reads the stored spelling back; anything else (another width, offset or
 /// separator) is refused, so that every stored time sorts correctly as text.
@@ -49,7 +59,7 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         (19, b'.'),
         (26, b'Z'),
     ];
-    if bytes.len() != 27
+    if bytes.len() != TIME_LEN
         || SEPARATORS.iter().any(|&(at, byte)| bytes[at] != byte)
         || bytes
             .iter()
@@ -81,7 +91,11 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub(crate) fn id(id: Uuid) -> String {
-    id.hyphenated().to_string()
+    // Spelled on the stack and copied once, rather than grown through
+    // `Display` (several allocations for every stored id).
+    id.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<Uuid, String> {
