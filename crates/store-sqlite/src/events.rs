@@ -174,20 +174,9 @@ pub(crate) fn head(connection: &Connection) -> rusqlite::Result<Position> {
         .query_row([], |row| text::get_unsigned(row, 0))
 }
 
-/// A ticket's current version: the append's optimistic-concurrency check,
-/// on the writer connection.
-///
-/// `CAST(?1 AS TEXT)` rather than a bare `?1`, which reads the same and
-/// plans the same: with a bare parameter SQLite's planner marks the plan as
-/// depending on the bound value (its guess at how selective `ticket_id = ?`
-/// is, when the value might be 0 or 1), and then every return to rusqlite's
-/// statement cache, which clears the bindings, expired the statement.
-/// Measured under write load: compiled afresh on every append, about 5% of
-/// `ticketd`'s CPU. Read connections avoid this with the query planner
-/// stability guarantee (`connection::keep_plans`), which the writer does not
-/// use.
+/// A ticket's current version: the append's optimistic-concurrency check.
 pub(crate) const STREAM_VERSION: &str =
-    "SELECT coalesce(max(version), 0) FROM events WHERE ticket_id = CAST(?1 AS TEXT)";
+    "SELECT coalesce(max(version), 0) FROM events WHERE ticket_id = ?1";
 
 fn stream_version(connection: &Connection, ticket_id: &str) -> rusqlite::Result<u64> {
     connection
@@ -526,7 +515,7 @@ mod tests {
 
     /// The append's version check is compiled once and reused: binding the
     /// next ticket's id must not expire its plan (it did, on every append,
-    /// when it was spelled with a bare `?1`; see `STREAM_VERSION`).
+    /// before the connections kept their plans; see `connection::keep_plans`).
     #[tokio::test]
     async fn the_append_check_is_not_compiled_again_per_append() {
         let dir = tempfile::tempdir().expect("a temp dir");
