@@ -799,6 +799,15 @@ pub async fn dead_letters_are_kept_and_counted(events: &dyn EventStore, views: &
         "`up_to` is included"
     );
     assert_eq!(skipped(p(1), p(4)).await, HashSet::new(), "none in between");
+    let inputs = views
+        .batch_inputs(Projection::Detail, Target::Live, &[], 0, p(5))
+        .await
+        .expect("batch_inputs");
+    assert_eq!(
+        (inputs.rows, inputs.skipped),
+        (Rows::Detail(Vec::new()), HashSet::from([p(1), p(5)])),
+        "batch_inputs reads the skipped positions skipped_positions reads"
+    );
     assert_eq!(
         views
             .skipped_positions(Projection::List, 0, 100)

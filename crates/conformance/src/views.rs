@@ -78,6 +78,16 @@ pub(crate) async fn load(
         projection,
         "load_rows answers rows of the projection asked for"
     );
+    let inputs = views
+        .batch_inputs(projection, target, ids, 0, 0)
+        .await
+        .expect("batch_inputs");
+    assert_eq!(
+        by_id(inputs.rows),
+        by_id(rows.clone()),
+        "batch_inputs reads the rows load_rows reads"
+    );
+    assert!(inputs.skipped.is_empty(), "an empty range skips nothing");
     rows
 }
 

@@ -45,7 +45,7 @@ use readmodel::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, apply_batch};
+use crate::batch::{Batch, KnownCheckpoint, apply_batch};
 use crate::live::LiveRunner;
 
 pub use lease::holder_name;
@@ -292,6 +292,7 @@ impl Projector {
     ) -> Result<Position, ProjectorError> {
         let projection = fence.projection;
         let mut beat = Instant::now();
+        let mut known = KnownCheckpoint::default();
         loop {
             if beat.elapsed() >= self.config.lease_ttl / 3 {
                 self.views
@@ -299,8 +300,14 @@ impl Projector {
                     .await?;
                 beat = Instant::now();
             }
-            let step =
-                apply_batch(&*self.events, &*self.views, fence, self.config.batch_size).await;
+            let step = apply_batch(
+                &*self.events,
+                &*self.views,
+                fence,
+                self.config.batch_size,
+                &mut known,
+            )
+            .await;
             match step {
                 Ok(Batch::Idle { checkpoint }) => return Ok(checkpoint),
                 Ok(Batch::Applied { to, failed, .. }) => {

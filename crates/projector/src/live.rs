@@ -13,7 +13,7 @@ use readmodel::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, apply_batch};
+use crate::batch::{Batch, KnownCheckpoint, apply_batch};
 use crate::lease::Held;
 use crate::{BATCH_SIZE, DeadLetterPolicy, ProjectorConfig, ProjectorError, linger};
 
@@ -111,6 +111,7 @@ impl LiveRunner {
         let mut unresolved = self.unresolved_dead_letters().await;
         // The dead letter the projection is stopped at (stop policy).
         let mut stopped_at: Option<Position> = None;
+        let mut known = KnownCheckpoint::default();
         loop {
             if shutdown.is_cancelled() {
                 return Exit::Shutdown;
@@ -144,6 +145,7 @@ impl LiveRunner {
                 &*self.views,
                 &held.fence,
                 self.config.batch_size,
+                &mut known,
             )
             .await
             {

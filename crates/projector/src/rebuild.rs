@@ -22,7 +22,7 @@ use readmodel::{
 use tokio_util::sync::CancellationToken;
 
 use crate::ProjectorError;
-use crate::batch::{Batch, apply_batch};
+use crate::batch::{Batch, KnownCheckpoint, apply_batch};
 use crate::bulk::{BulkPass, Pass};
 use crate::lease::Held;
 use crate::verify::{VerifyOptions, VerifyReport, verify};
@@ -475,6 +475,7 @@ impl Rebuild<'_> {
     async fn replay_to(&self, target: Position) -> Result<Position, RebuildError> {
         let projection = self.projection();
         let mut failing = false;
+        let mut known = KnownCheckpoint::default();
         loop {
             if self.shutdown.is_cancelled() {
                 let checkpoint = self
@@ -496,6 +497,7 @@ impl Rebuild<'_> {
                 self.views,
                 &self.held.fence,
                 self.options.batch_size,
+                &mut known,
             )
             .await
             {

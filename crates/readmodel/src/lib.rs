@@ -21,7 +21,7 @@ pub use projection::{Fence, Projection, RunState, Slot, Target, UnknownProjectio
 pub use status::{
     DeadLetter, DeadLetterState, LeaseStatus, ProjectionStatus, SlotState, SlotStatus,
 };
-pub use store::{ListQuery, ListSort, ListSortField, ViewError, ViewStore};
+pub use store::{BatchInputs, ListQuery, ListSort, ListSortField, ViewError, ViewStore};
 pub use views::{
     Dashboard, DashboardDelta, Note, Rows, TicketDetail, TicketListRow, TicketStatusRow,
 };

@@ -136,6 +136,15 @@ pub struct ListQuery {
     pub sort: ListSort,
 }
 
+/// What [`ViewStore::batch_inputs`] reads for one batch.
+#[derive(Debug)]
+pub struct BatchInputs {
+    /// The slot's stored rows of the batch's tickets.
+    pub rows: Rows,
+    /// Positions in the batch's range whose dead letters are skipped.
+    pub skipped: HashSet<Position>,
+}
+
 /// Read-model storage: the projector writes it, the query side reads it.
 #[async_trait]
 pub trait ViewStore: Send + Sync + std::fmt::Debug {
@@ -156,6 +165,28 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
         target: Target,
         ids: &[Uuid],
     ) -> Result<Rows, ViewError>;
+
+    /// What folding a batch of events in (`after`, `up_to`] needs, read from
+    /// one snapshot: the slot's stored rows of `ids` (as [`load_rows`]) and
+    /// the positions in the range whose dead letters are skipped (as
+    /// [`skipped_positions`]). A backend that can read both at once overrides
+    /// this: the live projector calls it for every batch.
+    ///
+    /// [`load_rows`]: ViewStore::load_rows
+    /// [`skipped_positions`]: ViewStore::skipped_positions
+    async fn batch_inputs(
+        &self,
+        projection: Projection,
+        target: Target,
+        ids: &[Uuid],
+        after: Position,
+        up_to: Position,
+    ) -> Result<BatchInputs, ViewError> {
+        Ok(BatchInputs {
+            rows: self.load_rows(projection, target, ids).await?,
+            skipped: self.skipped_positions(projection, after, up_to).await?,
+        })
+    }
 
     /// In one transaction: checks that `fence` still holds the slot's lease
     /// (else `LeaseLost`) and that the slot's checkpoint is still

@@ -39,8 +39,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use eventstore::Position;
 use readmodel::{
-    Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, Projection, ProjectionStatus, Rows,
-    RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError, ViewStore,
+    BatchInputs, Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, Projection,
+    ProjectionStatus, Rows, RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError,
+    ViewStore,
 };
 use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
@@ -206,6 +207,37 @@ impl ViewStore for SqliteStore {
                 reading(connection, |tx| {
                     let (slot, _) = slots::resolve(tx, projection, target)?;
                     rows::load_rows(tx, projection, slot, &ids)
+                })
+            })
+            .await?)
+    }
+
+    async fn batch_inputs(
+        &self,
+        projection: Projection,
+        target: Target,
+        ids: &[Uuid],
+        after: Position,
+        up_to: Position,
+    ) -> Result<BatchInputs, ViewError> {
+        let ids = ids.to_vec();
+        // One trip to a reader connection instead of two: the live projector
+        // asks for every batch of every projection.
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    let rows = if ids.is_empty() {
+                        Rows::empty(projection)
+                    } else {
+                        let (slot, _) = slots::resolve(tx, projection, target)?;
+                        rows::load_rows(tx, projection, slot, &ids)?
+                    };
+                    let skipped = if up_to > after {
+                        dead_letters::skipped(tx, projection, after, up_to)?
+                    } else {
+                        HashSet::new()
+                    };
+                    Ok(BatchInputs { rows, skipped })
                 })
             })
             .await?)
