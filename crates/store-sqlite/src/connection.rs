@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::checkpoint::{Checkpointer, Thresholds};
 use crate::error::{DbError, OpenError};
 
 /// How long a connection waits for another process's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The writer's page cache, in KiB (as a negative `cache_size`, SQLite's
 /// spelling for a size rather than a page count).
@@ -35,6 +36,8 @@ pub(crate) struct Connections {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Copies the log into the file off the writer's path (`checkpoint`).
+    _checkpointer: Checkpointer,
 }
 
 impl std::fmt::Debug for Connections {
@@ -55,7 +58,8 @@ impl Connections {
     /// Opens (creating if needed) the file and its writer connection, and puts
     /// the file in WAL mode.
     pub(crate) fn open(path: &Path) -> Result<Self, OpenError> {
-        let writer = Connection::open(path).map_err(OpenError::sqlite(path, "opening the file"))?;
+        let mut writer =
+            Connection::open(path).map_err(OpenError::sqlite(path, "opening the file"))?;
         writer
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(OpenError::sqlite(path, "setting busy_timeout"))?;
@@ -96,10 +100,12 @@ impl Connections {
         writer
             .pragma_update(None, "threads", 2)
             .map_err(OpenError::sqlite(path, "setting threads"))?;
+        let checkpointer = Checkpointer::start(path, &mut writer, Thresholds::DEFAULT)?;
         Ok(Connections {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            _checkpointer: checkpointer,
         })
     }
 

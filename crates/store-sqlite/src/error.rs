@@ -25,6 +25,12 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("SQLite database {path}: cannot start the checkpoint thread: {source}")]
+    CheckpointThread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("SQLite database {path}: journal_mode is `{mode}`, not `wal`")]
     NotWal { path: PathBuf, mode: String },
     #[error(

@@ -16,12 +16,14 @@
 //! - the schema comes from the versioned files in `migrations/sqlite/`, applied
 //!   at [`SqliteStore::open`] (`migrate`).
 //!
-//! Modules: `connection` (opening, pragmas, writer and reader pool), `commit`
-//! (the group committer), `migrate`
+//! Modules: `connection` (opening, pragmas, writer and reader pool),
+//! `checkpoint` (copying the log into the file on a thread of its own),
+//! `commit` (the group committer), `migrate`
 //! (the schema runner), `events` (the event store), `views` (the view store:
 //! slots, rows, leases, dead letters),
 //! `text` (how times and ids are spelled), `error` (failures and their mapping).
 
+mod checkpoint;
 mod commit;
 mod connection;
 mod error;
