@@ -222,6 +222,16 @@ mod tests {
         writer
     }
 
+    /// A file in WAL mode with one table, its writer, and a checkpointer
+    /// with small thresholds.
+    fn started() -> (tempfile::TempDir, Connection, Checkpointer) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let mut writer = writer(&path);
+        let checkpointer = Checkpointer::start(&path, &mut writer, SMALL).expect("start");
+        (dir, writer, checkpointer)
+    }
+
     /// One transaction of about `pages` pages of 4 KiB.
     fn write_pages(writer: &Connection, pages: u32) {
         writer
@@ -248,10 +258,8 @@ mod tests {
 
     #[test]
     fn the_background_thread_copies_the_log_and_the_writer_restarts_it() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let (dir, writer, checkpointer) = started();
         let path = dir.path().join("t.db");
-        let mut writer = writer(&path);
-        let checkpointer = Checkpointer::start(&path, &mut writer, SMALL).expect("start");
         let shared = checkpointer.shared.clone();
         for round in 1..=20_u64 {
             write_pages(&writer, 150);
@@ -272,25 +280,22 @@ mod tests {
 
     #[test]
     fn past_the_backstop_the_writer_checkpoints_itself() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        let mut writer = writer(&path);
-        let checkpointer = Checkpointer::start(&path, &mut writer, SMALL).expect("start");
+        let (_dir, writer, checkpointer) = started();
         write_pages(&writer, 1_200);
         let shared = &checkpointer.shared;
         assert_eq!(shared.backstops.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.passes.load(Ordering::Relaxed), 0);
+        // NOOP reads how much is copied without copying anything.
         let (log, copied) = writer
-            .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
-            .expect("checkpoint");
+            .wal_checkpoint_v2(None::<&str>, CheckpointMode::NOOP)
+            .expect("status");
+        assert!(log >= 1_200, "the log holds the transaction: {log} pages");
         assert_eq!(copied, log, "the writer's checkpoint copied the whole log");
     }
 
     #[test]
     fn dropping_it_stops_the_thread() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        let mut writer = writer(&path);
-        let checkpointer = Checkpointer::start(&path, &mut writer, SMALL).expect("start");
+        let (_dir, _writer, checkpointer) = started();
         let shared = checkpointer.shared.clone();
         drop(checkpointer);
         assert_eq!(Arc::strong_count(&shared), 2, "the hook's and this one");
