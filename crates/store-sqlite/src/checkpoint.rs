@@ -35,6 +35,12 @@ use rusqlite::{Connection, OpenFlags};
 use crate::connection::BUSY_TIMEOUT;
 use crate::error::OpenError;
 
+/// The counter of checkpoints this process ran on the file, labelled `by`
+/// the background `thread` or the `writer` (its backstop). A `writer` count
+/// that keeps growing means the thread cannot finish the log, most likely
+/// because a long read keeps its oldest pages in use.
+pub const CHECKPOINTS: &str = "sqlite_checkpoints_total";
+
 /// When the writer's hook acts, in pages of the log.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Thresholds {
@@ -61,7 +67,8 @@ impl Thresholds {
 /// What the writer's hook and the checkpoint thread share.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Background passes that ran, and checkpoints the writer ran itself.
+    /// Background passes that ran, and checkpoints the writer ran itself
+    /// (also counted in [`CHECKPOINTS`], for ops).
     passes: AtomicU64,
     backstops: AtomicU64,
     state: Mutex<Wake>,
@@ -116,6 +123,7 @@ impl Checkpointer {
             .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
                 if u32::try_from(pages).unwrap_or(0) >= backstop {
                     hook.backstops.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(CHECKPOINTS, "by" => "writer").increment(1);
                     // The result is ignored as in SQLite's default hook: busy
                     // means a checkpoint is running elsewhere; the next commit
                     // tries again.
@@ -187,6 +195,7 @@ fn run(connection: &Connection, shared: &Shared) {
         match connection.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
             Ok(_) => {
                 shared.passes.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(CHECKPOINTS, "by" => "thread").increment(1);
             }
             // Busy: another connection is checkpointing. Anything else (an
             // I/O error) leaves the log to the writer's backstop; the next

@@ -43,6 +43,7 @@ use crate::commit::Committer;
 use crate::connection::Connections;
 use crate::error::DbError;
 
+pub use checkpoint::CHECKPOINTS;
 pub use error::OpenError;
 pub use migrate::{AppliedMigration, migrations};
 

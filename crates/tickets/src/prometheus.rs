@@ -96,6 +96,10 @@ fn describe() {
         "projector_dead_letters_pending",
         "Dead letters pending or asked to be retried"
     );
+    describe_counter!(
+        store_sqlite::CHECKPOINTS,
+        "Copies of the SQLite write-ahead log into the file, by the background thread or the writer"
+    );
     metrics::counter!(write::EVENTS_APPENDED).increment(0);
     metrics::counter!(write::APPEND_CONFLICTS).increment(0);
 }

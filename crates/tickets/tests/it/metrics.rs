@@ -238,3 +238,41 @@ fn projector_gauges_follow_a_separate_daemon() {
     );
     assert_eq!(value(&samples, "events_appended_total", &[]), events);
 }
+
+#[test]
+fn the_background_checkpoints_are_counted() {
+    let ws = Workspace::sqlite();
+    let server = Ticketd::start(&ws, &[]);
+    let http = &server.http;
+    let checkpoints = |samples: &[Sample], by: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == "sqlite_checkpoints_total"
+                    && s.labels.get("by").map(String::as_str) == Some(by)
+            })
+            .map(|s| s.value)
+    };
+    // Each command writes a few pages to the log (the event, then the three
+    // views); the thread wakes at 1,000 pages waiting.
+    let mut created = 0;
+    let samples = loop {
+        for _ in 0..50 {
+            http.create("ana", "printer", "it jams");
+        }
+        created += 50;
+        let samples = scrape(http);
+        if checkpoints(&samples, "thread").is_some() || created >= 5_000 {
+            break samples;
+        }
+    };
+    assert!(
+        checkpoints(&samples, "thread").is_some_and(|n| n >= 1.0),
+        "no background checkpoint after {created} tickets"
+    );
+    assert_eq!(
+        checkpoints(&samples, "writer"),
+        None,
+        "a light load never needs the writer's backstop"
+    );
+}
