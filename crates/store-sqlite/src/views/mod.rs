@@ -226,18 +226,13 @@ impl ViewStore for SqliteStore {
         Ok(self
             .read(move |connection| {
                 reading(connection, |tx| {
-                    let rows = if ids.is_empty() {
-                        Rows::empty(projection)
-                    } else {
-                        let (slot, _) = slots::resolve(tx, projection, target)?;
-                        rows::load_rows(tx, projection, slot, &ids)?
-                    };
-                    let skipped = if up_to > after {
-                        dead_letters::skipped(tx, projection, after, up_to)?
-                    } else {
-                        HashSet::new()
-                    };
-                    Ok(BatchInputs { rows, skipped })
+                    // No ids or an empty range read nothing: no shortcuts
+                    // needed, as a batch always has both.
+                    let (slot, _) = slots::resolve(tx, projection, target)?;
+                    Ok(BatchInputs {
+                        rows: rows::load_rows(tx, projection, slot, &ids)?,
+                        skipped: dead_letters::skipped(tx, projection, after, up_to)?,
+                    })
                 })
             })
             .await?)
