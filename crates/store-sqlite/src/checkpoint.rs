@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use rusqlite::Connection;
 use rusqlite::wal::CheckpointMode;
-use rusqlite::{Connection, OpenFlags};
 
-use crate::connection::BUSY_TIMEOUT;
+use crate::connection::open_existing;
 use crate::error::OpenError;
 
 /// The counter of checkpoints this process ran on the file, labelled `by`
@@ -98,16 +98,8 @@ impl Checkpointer {
         writer: &mut Connection,
         thresholds: Thresholds,
     ) -> Result<Self, OpenError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let connection = Connection::open_with_flags(path, flags)
+        let connection = open_existing(path)
             .map_err(OpenError::sqlite(path, "opening the checkpoint connection"))?;
-        // Reading the log's index may have to wait while another connection
-        // recovers it after a crash.
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(OpenError::sqlite(path, "setting busy_timeout"))?;
         // A connection finds the log when it first reads the file; until
         // then a checkpoint on it has no log to copy (SQLite answers -1).
         connection

@@ -18,7 +18,7 @@ use crate::checkpoint::{Checkpointer, Thresholds};
 use crate::error::{DbError, OpenError};
 
 /// How long a connection waits for another process's lock before giving up.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The writer's page cache, in KiB (as a negative `cache_size`, SQLite's
 /// spelling for a size rather than a page count).
@@ -137,21 +137,27 @@ impl Connections {
     }
 
     fn open_reader(&self) -> Result<Connection, rusqlite::Error> {
-        // No CREATE flag: a file deleted under us is an error, not a new empty
-        // database.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let connection = Connection::open_with_flags(&self.path, flags)?;
-        // Readers rarely wait in WAL mode, but can while another connection
-        // recovers the WAL index after a crash.
-        connection.busy_timeout(BUSY_TIMEOUT)?;
+        let connection = open_existing(&self.path)?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         keep_plans(&connection)?;
         // A guard against a read path that writes by mistake.
         connection.pragma_update(None, "query_only", "ON")?;
         Ok(connection)
     }
+}
+
+/// Opens another connection to the file the writer opened (a reader, the
+/// checkpoint thread's). No CREATE flag: a file deleted under us is an
+/// error, not a new empty database.
+pub(crate) fn open_existing(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let connection = Connection::open_with_flags(path, flags)?;
+    // Rarely needed in WAL mode, but a connection can wait while another one
+    // recovers the WAL index after a crash.
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(connection)
 }
 
 /// Turns on SQLite's query planner stability guarantee: a statement keeps
