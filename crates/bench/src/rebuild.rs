@@ -5,7 +5,10 @@
 //! The wall time includes what an operator waits for: opening the store, the
 //! replay into the shadow slot, the catch-up, the verify pass and the swap.
 //! The target row ("list view + dashboard") divides the events by the two
-//! processes' summed wall time; detail is reported beside it.
+//! processes' summed wall time; detail is reported beside it. Each run also
+//! reports the projector's own split of its time, from the closing line of
+//! its JSON log: replaying into the shadow, and building the indexes with
+//! verifying.
 
 use std::path::Path;
 
@@ -23,6 +26,11 @@ pub struct RebuildRun {
     pub seconds: f64,
     pub events_per_second: f64,
     pub peak_rss_mb: f64,
+    /// Of the projector's own time: replaying into the shadow.
+    pub replay_seconds: f64,
+    /// Of the projector's own time: building the indexes the replay set
+    /// aside, and verifying the shadow (the two overlap).
+    pub verify_seconds: f64,
     /// The line `ticket-projector` printed (its own rate excludes start-up).
     pub said: String,
 }
@@ -48,16 +56,35 @@ pub fn rebuild(
         let log = logs.join(format!("rebuild-{projection}.log"));
         let finished = run_projector(
             binaries,
-            &["rebuild", "--store", &url, "--projection", projection],
+            &[
+                "rebuild",
+                "--store",
+                &url,
+                "--projection",
+                projection,
+                "--log-format",
+                "json",
+            ],
             &log,
         )
         .with_context(|| format!("rebuilding {projection}"))?;
+        let phases = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|lines| phases(&lines))
+            .with_context(|| {
+                format!(
+                    "no line with replay_seconds and verify_seconds in {}",
+                    log.display()
+                )
+            })?;
         runs.push(RebuildRun {
             projection,
             events,
             seconds: finished.elapsed.as_secs_f64(),
             events_per_second: per_second(events, finished.elapsed),
             peak_rss_mb: finished.peak_rss_mb,
+            replay_seconds: phases.0,
+            verify_seconds: phases.1,
             said: finished.stdout.trim().to_owned(),
         });
     }
@@ -73,4 +100,35 @@ pub fn rebuild(
         list_and_dashboard_peak_rss_mb: pair.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
         runs,
     })
+}
+
+/// The replay and verify seconds of the rebuild's closing JSON log line.
+fn phases(log: &str) -> Option<(f64, f64)> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|line| {
+            let fields = &line["fields"];
+            Some((
+                fields["replay_seconds"].as_f64()?,
+                fields["verify_seconds"].as_f64()?,
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_come_from_the_line_that_has_them() {
+        let log = concat!(
+            r#"{"level":"INFO","fields":{"message":"rebuild list: verifying the shadow"}}"#,
+            "\n",
+            "not json\n",
+            r#"{"level":"INFO","fields":{"message":"rebuild list: swapped in","replay_seconds":8.5,"verify_seconds":11.25}}"#,
+            "\n",
+        );
+        assert_eq!(phases(log), Some((8.5, 11.25)));
+        assert_eq!(phases("{}\n"), None);
+    }
 }

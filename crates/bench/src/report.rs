@@ -573,12 +573,15 @@ impl Report {
         }
         if self.import.is_some() || self.replay.is_some() || self.rebuild.is_some() {
             let _ = writeln!(md, "\n## Event history\n");
-            let _ = writeln!(md, "| workload | events | seconds | events/s | peak RSS |");
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "| workload | events | seconds | events/s | peak RSS | of which |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
             if let Some(i) = &self.import {
                 let _ = writeln!(
                     md,
-                    "| import ({} tickets, {} path) | {} | {:.2} | {} | |",
+                    "| import ({} tickets, {} path) | {} | {:.2} | {} | | |",
                     group(i.tickets as f64),
                     i.path,
                     group(i.events as f64),
@@ -589,7 +592,7 @@ impl Report {
             if let Some(r) = &self.replay {
                 let _ = writeln!(
                     md,
-                    "| replay (read_all by {}, decode) | {} | {:.2} | {} | |",
+                    "| replay (read_all by {}, decode) | {} | {:.2} | {} | | |",
                     group(r.batch as f64),
                     group(r.events as f64),
                     r.seconds,
@@ -600,12 +603,14 @@ impl Report {
                 for run in &rebuild.runs {
                     let _ = writeln!(
                         md,
-                        "| `ticket-projector rebuild --projection {}` | {} | {:.2} | {} | {:.1} MB |",
+                        "| `ticket-projector rebuild --projection {}` | {} | {:.2} | {} | {:.1} MB | replay {:.1} s, indexes + verify {:.1} s |",
                         run.projection,
                         group(run.events as f64),
                         run.seconds,
                         group(run.events_per_second),
-                        run.peak_rss_mb
+                        run.peak_rss_mb,
+                        run.replay_seconds,
+                        run.verify_seconds
                     );
                 }
             }

@@ -125,6 +125,12 @@ pub struct RebuildOutcome {
     /// The checkpoint of the slot swapped in.
     pub swapped_at: Position,
     pub elapsed: Duration,
+    /// Of `elapsed`: replaying into the shadow up to the head it found
+    /// (the by-ticket pass, when it ran, and the global-order catch-up).
+    pub replaying: Duration,
+    /// Of `elapsed`: verifying the shadow, with building the secondary
+    /// indexes the by-ticket pass set aside (the two overlap).
+    pub verifying: Duration,
     pub verify: VerifyReport,
 }
 
@@ -217,12 +223,19 @@ impl Progress for LogProgress {
 
     fn finished(&self, outcome: &RebuildOutcome) {
         tracing::info!(
-            "rebuild {}: swapped in at checkpoint {}: {} events in {:.1}s ({:.0} events/s)",
+            projection = %outcome.projection,
+            events = outcome.replayed,
+            seconds = outcome.elapsed.as_secs_f64(),
+            replay_seconds = outcome.replaying.as_secs_f64(),
+            verify_seconds = outcome.verifying.as_secs_f64(),
+            "rebuild {}: swapped in at checkpoint {}: {} events in {:.1}s ({:.0} events/s; replay {:.1}s, indexes + verify {:.1}s)",
             outcome.projection,
             outcome.swapped_at,
             outcome.replayed,
             outcome.elapsed.as_secs_f64(),
-            outcome.events_per_second()
+            outcome.events_per_second(),
+            outcome.replaying.as_secs_f64(),
+            outcome.verifying.as_secs_f64(),
         );
     }
 }
@@ -340,8 +353,10 @@ impl Rebuild<'_> {
             indexes_aside = self.by_ticket(head).await?;
         }
         self.catch_up(head).await?;
+        let replaying = started.elapsed();
 
         let report = self.verify(indexes_aside).await?;
+        let verifying = started.elapsed() - replaying;
         if !report.is_clean() {
             // Resuming from a shadow that fails its check would only fail
             // again: empty it so the next rebuild starts over.
@@ -361,6 +376,8 @@ impl Rebuild<'_> {
             replayed: reached.saturating_sub(from),
             swapped_at: reached,
             elapsed: started.elapsed(),
+            replaying,
+            verifying,
             verify: report,
         };
         self.progress.finished(&outcome);

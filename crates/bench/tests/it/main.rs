@@ -104,6 +104,12 @@ fn the_smoke_run_measures_every_workload() {
                 .is_some_and(|s| s.contains("swapped in")),
             "{run}"
         );
+        // The projector's own phases fit inside the wall time around it.
+        let seconds = run["seconds"].as_f64().expect("seconds");
+        let replay = run["replay_seconds"].as_f64().expect("replay_seconds");
+        let verify = run["verify_seconds"].as_f64().expect("verify_seconds");
+        assert!(replay > 0.0 && verify > 0.0, "{run}");
+        assert!(replay + verify <= seconds, "{run}");
     }
 
     let reads = report["reads"].as_array().expect("reads");
