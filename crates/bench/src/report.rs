@@ -670,7 +670,9 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(md, "\n## Plots\n");
+        if !self.plots.is_empty() {
+            let _ = writeln!(md, "\n## Plots\n");
+        }
         for (file, title) in PLOTS {
             if self.plots.iter().any(|p| p == file) {
                 let _ = writeln!(md, "![{title}]({file})\n");
