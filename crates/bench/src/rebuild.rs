@@ -72,10 +72,7 @@ pub fn rebuild(
             .ok()
             .and_then(|lines| phases(&lines))
             .with_context(|| {
-                format!(
-                    "no line with replay_seconds and verify_seconds in {}",
-                    log.display()
-                )
+                format!("no line with replay_ms and verify_ms in {}", log.display())
             })?;
         runs.push(RebuildRun {
             projection,
@@ -102,15 +99,16 @@ pub fn rebuild(
     })
 }
 
-/// The replay and verify seconds of the rebuild's closing JSON log line.
+/// The replay and verify seconds of the rebuild's closing JSON log line
+/// (`replay_ms`, `verify_ms`).
 fn phases(log: &str) -> Option<(f64, f64)> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find_map(|line| {
             let fields = &line["fields"];
             Some((
-                fields["replay_seconds"].as_f64()?,
-                fields["verify_seconds"].as_f64()?,
+                fields["replay_ms"].as_f64()? / 1000.0,
+                fields["verify_ms"].as_f64()? / 1000.0,
             ))
         })
 }
@@ -125,7 +123,7 @@ mod tests {
             r#"{"level":"INFO","fields":{"message":"rebuild list: verifying the shadow"}}"#,
             "\n",
             "not json\n",
-            r#"{"level":"INFO","fields":{"message":"rebuild list: swapped in","replay_seconds":8.5,"verify_seconds":11.25}}"#,
+            r#"{"level":"INFO","fields":{"message":"rebuild list: swapped in","replay_ms":8500,"verify_ms":11250}}"#,
             "\n",
         );
         assert_eq!(phases(log), Some((8.5, 11.25)));

@@ -225,9 +225,9 @@ impl Progress for LogProgress {
         tracing::info!(
             projection = %outcome.projection,
             events = outcome.replayed,
-            seconds = outcome.elapsed.as_secs_f64(),
-            replay_seconds = outcome.replaying.as_secs_f64(),
-            verify_seconds = outcome.verifying.as_secs_f64(),
+            elapsed_ms = millis(outcome.elapsed),
+            replay_ms = millis(outcome.replaying),
+            verify_ms = millis(outcome.verifying),
             "rebuild {}: swapped in at checkpoint {}: {} events in {:.1}s ({:.0} events/s; replay {:.1}s, indexes + verify {:.1}s)",
             outcome.projection,
             outcome.swapped_at,
@@ -238,6 +238,12 @@ impl Progress for LogProgress {
             outcome.verifying.as_secs_f64(),
         );
     }
+}
+
+/// Whole milliseconds as a `u64`, which log formatters write as a number
+/// (a `u128` they write as text).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn rate(events: u64, elapsed: Duration) -> f64 {
