@@ -100,12 +100,8 @@ pub async fn rebuild(
                     None => "from the start".to_owned(),
                 };
                 println!(
-                    "{projection}: rebuilt {start}: {} events in {:.1}s ({:.0} events/s; replay {:.1}s, indexes + verify {:.1}s); verified; swapped in at checkpoint {}",
-                    outcome.replayed,
-                    outcome.elapsed.as_secs_f64(),
-                    outcome.events_per_second(),
-                    outcome.replaying.as_secs_f64(),
-                    outcome.verifying.as_secs_f64(),
+                    "{projection}: rebuilt {start}: {}; verified; swapped in at checkpoint {}",
+                    outcome.timing(),
                     outcome.swapped_at
                 );
             }
