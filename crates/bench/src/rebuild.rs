@@ -68,12 +68,11 @@ pub fn rebuild(
             &log,
         )
         .with_context(|| format!("rebuilding {projection}"))?;
-        let phases = std::fs::read_to_string(&log)
-            .ok()
-            .and_then(|lines| phases(&lines))
-            .with_context(|| {
-                format!("no line with replay_ms and verify_ms in {}", log.display())
-            })?;
+        let lines = std::fs::read_to_string(&log)
+            .with_context(|| format!("reading the rebuild's log {}", log.display()))?;
+        let phases = phases(&lines).with_context(|| {
+            format!("no line with replay_ms and verify_ms in {}", log.display())
+        })?;
         runs.push(RebuildRun {
             projection,
             events,
