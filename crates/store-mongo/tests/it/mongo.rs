@@ -720,13 +720,19 @@ async fn the_slot_migration_clears_the_old_views_and_reruns_harmlessly() {
 
     // As a database from before 0003 would hold: old views, and 0003 not
     // recorded. Meanwhile the projector has moved the live detail slot.
+    // Whole documents, as 0002's validators require on a real server.
     let ticket = Uuid::now_v7().to_string();
+    let now = mongodb::bson::DateTime::now();
     db.collection::<Document>("ticket_details")
-        .insert_one(doc! { "_id": &ticket, "version": 1_i64 })
+        .insert_one(doc! {
+            "_id": &ticket, "customer": "ana", "subject": "printer", "message": "on fire",
+            "status": "open", "agent": null, "notes": [], "created_at": now, "updated_at": now,
+            "version": 1_i64,
+        })
         .await
         .expect("an old detail");
     db.collection::<Document>("checkpoints")
-        .insert_one(doc! { "_id": "views", "position": 7_i64 })
+        .insert_one(doc! { "_id": "views", "position": 7_i64, "updated_at": now })
         .await
         .expect("an old checkpoint");
     db.collection::<Document>("projection_slots")
