@@ -9,17 +9,21 @@
 //! - Neither: with `CI=true` the test fails, saying how to install one;
 //!   elsewhere it is skipped with a line on stderr saying why.
 //!
-//! Each test gets its own database ([`unique_database`]); jongodb cannot drop
-//! databases, and names never repeat.
+//! Each test gets its own database ([`unique_database`]: names never repeat),
+//! held by a [`TestDatabase`] that drops it when the test ends, so a run
+//! against a real server leaves nothing behind. jongodb has no
+//! `dropDatabase`; there its databases go with the process.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::MongoStore;
+use crate::error::{code, server_code};
 
 /// How to get a server, for the messages of failing and skipped tests.
 pub const INSTALL_HINT: &str = "run scripts/install-jongodb.sh (needs npm), or set MONGODB_URI \
@@ -255,19 +259,123 @@ fn unavailable(why: &str) {
 }
 
 /// The URI of a fresh database on the shared server, or `None` (the test is
-/// skipped, see [`shared`]).
+/// skipped, see [`shared`]). Nothing drops this database: a test that can
+/// hold a guard uses [`database`] instead.
 pub fn database_uri(label: &str) -> Option<String> {
     shared().map(|server| server.uri_for(&unique_database(label)))
 }
 
-/// A connected, migrated store on a fresh database of the shared server, or
-/// `None` (the test is skipped, see [`shared`]).
-pub async fn store(label: &str) -> Option<MongoStore> {
-    let uri = database_uri(label)?;
-    match MongoStore::connect(&uri).await {
-        Ok(store) => Some(store),
-        Err(e) => panic!("cannot connect to the test server at {uri}: {e}"),
+/// A fresh database on the shared server, dropped when the returned guard is,
+/// or `None` (the test is skipped, see [`shared`]).
+pub fn database(label: &str) -> Option<TestDatabase> {
+    let server = shared()?;
+    let name = unique_database(label);
+    Some(TestDatabase {
+        uri: server.uri_for(&name),
+        name,
+    })
+}
+
+/// A connected, migrated store on a fresh database of the shared server, with
+/// the guard that drops that database; or `None` (the test is skipped, see
+/// [`shared`]).
+pub async fn store(label: &str) -> Option<(MongoStore, TestDatabase)> {
+    let database = database(label)?;
+    match MongoStore::connect(database.uri()).await {
+        Ok(store) => Some((store, database)),
+        Err(e) => panic!(
+            "cannot connect to the test server at {}: {e}",
+            database.uri()
+        ),
     }
+}
+
+/// How long dropping a test database may take before the guard gives up
+/// (saying so on stderr).
+const DROP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set once the server has answered `dropDatabase` with CommandNotFound
+/// (jongodb): later guards do not ask again.
+static NO_DROP_DATABASE: AtomicBool = AtomicBool::new(false);
+
+/// A test's own database on the shared server. Dropping the guard drops the
+/// database (`dropDatabase`, through a client of its own, so it works from
+/// any runtime or none), unless the test is failing: then the database is
+/// kept for inspection and its name printed on stderr. A server without
+/// `dropDatabase` (jongodb, code 59) is left alone.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    uri: String,
+}
+
+impl TestDatabase {
+    /// The database's name (`t_<label>_<random>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server's URI with this database as its path.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "kept database {} of a failing test for inspection",
+                self.name
+            );
+            return;
+        }
+        if NO_DROP_DATABASE.load(Ordering::Relaxed) {
+            return;
+        }
+        // A thread with a runtime of its own: this may run on a test's
+        // current-thread runtime, which cannot be blocked on from inside.
+        let uri = self.uri.clone();
+        let dropped = std::thread::spawn(move || drop_database(&uri))
+            .join()
+            .unwrap_or_else(|_| Err("the dropping thread panicked".into()));
+        if let Err(why) = dropped {
+            let _ = writeln!(
+                std::io::stderr(),
+                "could not drop test database {}: {why}",
+                self.name
+            );
+        }
+    }
+}
+
+fn drop_database(uri: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut options = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .map_err(|e| e.to_string())?;
+        options.server_selection_timeout = Some(DROP_TIMEOUT);
+        let client = mongodb::Client::with_options(options).map_err(|e| e.to_string())?;
+        let database = client
+            .default_database()
+            .ok_or("the URI names no database")?;
+        let dropped = tokio::time::timeout(DROP_TIMEOUT, database.drop())
+            .await
+            .map_err(|_| format!("no answer within {DROP_TIMEOUT:?}"))?;
+        match dropped {
+            Ok(()) => Ok(()),
+            Err(e) if server_code(&e) == Some(code::COMMAND_NOT_FOUND) => {
+                NO_DROP_DATABASE.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -9,9 +9,14 @@ use store_mongo::testing;
 
 /// `None` skips the case: `testing` has said why on stderr (in CI it panics
 /// instead, so a missing server fails the run).
-async fn make_store() -> Option<(Arc<dyn EventStore>, Arc<dyn ViewStore>, ())> {
-    let store = testing::store("contract").await?;
-    Some((Arc::new(store.clone()), Arc::new(store), ()))
+/// The guard drops the case's database when the case ends.
+async fn make_store() -> Option<(
+    Arc<dyn EventStore>,
+    Arc<dyn ViewStore>,
+    testing::TestDatabase,
+)> {
+    let (store, database) = testing::store("contract").await?;
+    Some((Arc::new(store.clone()), Arc::new(store), database))
 }
 
 conformance::store_contract_tests!(make_store);

@@ -35,13 +35,15 @@ fn note(text: &str) -> NewEvent {
     })
 }
 
-/// A fresh database's URI and a store connected to it; `None`: skipped.
-async fn fresh(label: &str) -> Option<(String, MongoStore)> {
-    let uri = testing::database_uri(label)?;
+/// A fresh database's URI, a store connected to it, and the guard that drops
+/// the database when the test ends; `None`: skipped.
+async fn fresh(label: &str) -> Option<(String, MongoStore, testing::TestDatabase)> {
+    let database = testing::database(label)?;
+    let uri = database.uri().to_owned();
     let store = MongoStore::connect(&uri)
         .await
         .unwrap_or_else(|e| panic!("connect to {uri}: {e}"));
-    Some((uri, store))
+    Some((uri, store, database))
 }
 
 fn server_kind() -> Option<ServerKind> {
@@ -77,7 +79,7 @@ async fn documents(store: &MongoStore, collection: &str, filter: Document) -> Ve
 
 #[tokio::test]
 async fn the_database_is_the_uri_path_or_tickets() {
-    let Some((uri, store)) = fresh("uri path").await else {
+    let Some((uri, store, _database)) = fresh("uri path").await else {
         return;
     };
     let name = uri
@@ -131,7 +133,7 @@ async fn a_bad_uri_and_an_unreachable_server_are_named() {
 
 #[tokio::test]
 async fn migrations_are_applied_once_recorded_and_reconnecting_is_a_no_op() {
-    let Some((uri, store)) = fresh("migrations once").await else {
+    let Some((uri, store, _database)) = fresh("migrations once").await else {
         return;
     };
     let known: Vec<(u32, String)> = migrations().map(|(v, n)| (v, n.to_owned())).collect();
@@ -210,9 +212,10 @@ async fn migrations_are_applied_once_recorded_and_reconnecting_is_a_no_op() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_starters_apply_each_migration_exactly_once() {
-    let Some(uri) = testing::database_uri("migrations racing") else {
+    let Some(database) = testing::database("migrations racing") else {
         return;
     };
+    let uri = database.uri().to_owned();
     let mut starters = JoinSet::new();
     for _ in 0..6 {
         let uri = uri.clone();
@@ -243,7 +246,7 @@ async fn concurrent_starters_apply_each_migration_exactly_once() {
 
 #[tokio::test]
 async fn an_edited_or_unknown_migration_is_refused() {
-    let Some((uri, store)) = fresh("migrations refused").await else {
+    let Some((uri, store, _database)) = fresh("migrations refused").await else {
         return;
     };
     let original = store.applied_migrations().await.expect("applied")[0]
@@ -291,7 +294,7 @@ async fn an_edited_or_unknown_migration_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_duplicate_ticket_version_is_refused_and_racing_appends_conflict() {
-    let Some((_, store)) = fresh("duplicate version").await else {
+    let Some((_, store, _database)) = fresh("duplicate version").await else {
         return;
     };
     let ticket = Uuid::now_v7();
@@ -459,7 +462,7 @@ async fn concurrent_writers(label: &str, stores: Vec<MongoStore>, distinct: &[Mo
 /// appends queue in the store, so none aborts another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_writers_get_gap_free_positions_in_commit_order() {
-    let Some((_, store)) = fresh("eight writers").await else {
+    let Some((_, store, _database)) = fresh("eight writers").await else {
         return;
     };
     concurrent_writers("one shared store", vec![store.clone(); WRITERS], &[store]).await;
@@ -472,7 +475,7 @@ async fn eight_concurrent_writers_get_gap_free_positions_in_commit_order() {
 /// `_id` can both succeed there (measured: 7 of 200 contested ids).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_writers_on_eight_clients_conflict_and_retry_without_loss() {
-    let Some((uri, store)) = fresh("eight clients").await else {
+    let Some((uri, store, _database)) = fresh("eight clients").await else {
         return;
     };
     if server_kind() != Some(ServerKind::External) {
@@ -496,7 +499,7 @@ async fn eight_writers_on_eight_clients_conflict_and_retry_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_change_stream_waiters_poll_promptly_and_lose_nothing() {
     const APPENDS: u64 = 30;
-    let Some((uri, tailer)) = fresh("polling fallback").await else {
+    let Some((uri, tailer, _database)) = fresh("polling fallback").await else {
         return;
     };
     // A second store is a second client: its appends raise no signal in
@@ -563,7 +566,7 @@ async fn without_a_change_stream_waiters_poll_promptly_and_lose_nothing() {
 /// waiter in another client within a round trip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_replica_set_the_change_stream_wakes_other_clients() {
-    let Some((uri, tailer)) = fresh("change stream").await else {
+    let Some((uri, tailer, _database)) = fresh("change stream").await else {
         return;
     };
     if server_kind() != Some(ServerKind::External) {
@@ -609,7 +612,7 @@ async fn on_a_replica_set_the_change_stream_wakes_other_clients() {
 
 #[tokio::test]
 async fn bad_stored_documents_are_reported_as_corrupt_with_their_place() {
-    let Some((_, store)) = fresh("corrupt").await else {
+    let Some((_, store, _database)) = fresh("corrupt").await else {
         return;
     };
     let db = store.database();
@@ -648,7 +651,7 @@ async fn bad_stored_documents_are_reported_as_corrupt_with_their_place() {
 
 #[tokio::test]
 async fn events_keep_their_envelope_and_milliseconds() {
-    let Some((_, store)) = fresh("envelope").await else {
+    let Some((_, store, _database)) = fresh("envelope").await else {
         return;
     };
     let mut event = opened("ms");
@@ -679,7 +682,7 @@ async fn events_keep_their_envelope_and_milliseconds() {
 /// (a starter that died before recording it), it changes nothing it seeded.
 #[tokio::test]
 async fn the_slot_migration_clears_the_old_views_and_reruns_harmlessly() {
-    let Some((uri, store)) = fresh("migration 0003").await else {
+    let Some((uri, store, _database)) = fresh("migration 0003").await else {
         return;
     };
     let db = store.database();
@@ -774,7 +777,7 @@ async fn the_slot_migration_clears_the_old_views_and_reruns_harmlessly() {
 /// and there the store stands in with this process's clock (same host).
 #[tokio::test]
 async fn lease_times_are_the_servers_clock() {
-    let Some((_, store)) = fresh("clock").await else {
+    let Some((_, store, _database)) = fresh("clock").await else {
         return;
     };
     assert_eq!(store.clock_source(), ClockSource::Unknown, "not asked yet");
@@ -800,7 +803,7 @@ async fn lease_times_are_the_servers_clock() {
 /// on a replica set instead of slipping past it.
 #[tokio::test]
 async fn a_slot_write_writes_its_lease_document() {
-    let Some((_, store)) = fresh("fenced write").await else {
+    let Some((_, store, _database)) = fresh("fenced write").await else {
         return;
     };
     let fence = store
