@@ -131,6 +131,40 @@ async fn a_bad_uri_and_an_unreachable_server_are_named() {
     );
 }
 
+/// `mongodb+srv://` is resolved, not refused: the driver is built with its
+/// DNS resolver. No name under `.invalid` exists (RFC 2606), so the SRV
+/// lookup fails here and anywhere else; the error must be that lookup's,
+/// naming the host, not a missing feature. Needs no MongoDB server.
+#[tokio::test]
+async fn a_mongodb_srv_uri_is_resolved_not_refused_as_unsupported() {
+    const HOST: &str = "cluster0.tickets-srv-check.invalid";
+    let error = MongoStore::open(&format!(
+        "mongodb+srv://{HOST}/tickets?serverSelectionTimeoutMS=500"
+    ))
+    .await
+    .expect_err("no such host");
+    let source = match &error {
+        store_mongo::OpenError::Uri(source)
+        | store_mongo::OpenError::Unreachable { source, .. } => source,
+        other => panic!("expected a resolution or unreachable error, got {other}"),
+    };
+    let message = error.to_string();
+    for refusal in ["feature", "not supported", "cannot be used", "dns-resolver"] {
+        assert!(
+            !message.to_ascii_lowercase().contains(refusal),
+            "refused as unsupported ({refusal:?}): {message}"
+        );
+    }
+    assert!(
+        matches!(
+            source.kind.as_ref(),
+            ErrorKind::DnsResolve { .. } | ErrorKind::ServerSelection { .. }
+        ),
+        "a resolution error: {source:?}"
+    );
+    assert!(message.contains(HOST), "names the host: {message}");
+}
+
 #[tokio::test]
 async fn migrations_are_applied_once_recorded_and_reconnecting_is_a_no_op() {
     let Some((uri, store, _database)) = fresh("migrations once").await else {
