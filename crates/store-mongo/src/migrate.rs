@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_idempotency_keys",
         text: include_str!("../../../migrations/mongodb/0005_idempotency_keys.json"),
     },
+    Migration {
+        version: 6,
+        name: "0006_events_counter",
+        text: include_str!("../../../migrations/mongodb/0006_events_counter.json"),
+    },
 ];
 
 /// The commands a migration may use: each is safe to run twice (see the
@@ -558,6 +563,23 @@ mod tests {
             })
             .collect();
         assert_eq!(seeded, expected);
+    }
+
+    #[test]
+    fn the_events_counter_is_seeded_at_a_long_zero_without_overwriting() {
+        let seed = commands(&MIGRATIONS[5]).expect("parses");
+        assert_eq!(
+            seed,
+            vec![doc! {
+                "update": "counters",
+                "updates": [{
+                    "q": { "_id": crate::events::EVENTS_COUNTER },
+                    "u": { "$setOnInsert": { "position": 0_i64 } },
+                    "upsert": true,
+                }],
+            }],
+            "an upsert that only ever inserts, of the counter appends move"
+        );
     }
 
     #[test]

@@ -165,6 +165,55 @@ async fn a_mongodb_srv_uri_is_resolved_not_refused_as_unsupported() {
     assert!(message.contains(HOST), "names the host: {message}");
 }
 
+/// Migration 0006 seeds the position counter: at 0 on a fresh database; on a
+/// store that already has events (a database from before 0006), untouched.
+#[tokio::test]
+async fn the_events_counter_is_seeded_at_zero_and_kept_on_a_store_with_events() {
+    let Some((uri, store, _database)) = fresh("counter seed").await else {
+        return;
+    };
+    assert_eq!(
+        documents(&store, "counters", doc! {}).await,
+        vec![doc! { "_id": "events", "position": 0_i64 }],
+        "seeded by the migration, before any append"
+    );
+    assert_eq!(store.head().await.expect("head"), 0);
+
+    let ticket = Uuid::now_v7();
+    store
+        .append(ticket, 0, vec![opened("seed"), note("one"), note("two")])
+        .await
+        .expect("append");
+    // As a database from before 0006 would be: events, their counter, and
+    // 0006 not recorded. Connecting applies it again.
+    store
+        .database()
+        .collection::<Document>("schema_migrations")
+        .delete_one(doc! { "_id": 6_i64 })
+        .await
+        .expect("forget 0006");
+    let again = MongoStore::connect(&uri).await.expect("reconnect");
+    assert!(
+        again
+            .applied_migrations()
+            .await
+            .expect("applied")
+            .iter()
+            .any(|m| m.version == 6),
+        "0006 is recorded again"
+    );
+    assert_eq!(
+        documents(&store, "counters", doc! {}).await,
+        vec![doc! { "_id": "events", "position": 3_i64 }],
+        "the seed does not reset a counter that appends moved"
+    );
+    let next = again
+        .append(ticket, 3, vec![note("three")])
+        .await
+        .expect("append after the seed");
+    assert_eq!(next[0].position, 4, "positions go on from the counter");
+}
+
 #[tokio::test]
 async fn migrations_are_applied_once_recorded_and_reconnecting_is_a_no_op() {
     let Some((uri, store, _database)) = fresh("migrations once").await else {
