@@ -8,6 +8,11 @@
 //! no change streams), loses its history (286), is invalidated, or the network
 //! drops, the task says so once, waiters fall back to polling the head by
 //! position, and the stream is reopened with a capped exponential backoff.
+//! The backoff starts over only after a stream has proved itself (lived
+//! [`Backoff::proven_after`] or delivered an insert): a stream that opens and
+//! then fails at once (a server that accepts the `aggregate` but fails its
+//! first `getMore`, a member stepping down over and over) counts as one more
+//! failure, so it is not reopened in a tight loop.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use futures::{Stream, StreamExt};
 use mongodb::Collection;
 use mongodb::bson::{Document, doc};
 use mongodb::error::ErrorKind;
+use tokio::time::Instant;
 
 use crate::error::server_code;
 use crate::wake::Wakeups;
@@ -71,7 +77,8 @@ pub(crate) fn classify_change(change: &Document) -> OnChange {
 pub(crate) enum OnFailure {
     /// The server has no change streams (standalone, a test server).
     Unsupported,
-    /// The stream outlived its history: reopen from now, soon.
+    /// The stream outlived its history: reopen from now (after the first
+    /// pause, if the stream had proved itself).
     HistoryLost,
     /// The network, a step-down, a timeout, anything else.
     Retry,
@@ -124,14 +131,57 @@ pub(crate) fn classify_failure(failure: &Failure) -> OnFailure {
 /// How soon a failed stream is tried again.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Backoff {
+    /// The pause after the first failure, and after a proven stream ends.
     pub first: Duration,
+    /// The longest pause; waiters poll meanwhile, so nothing waits on it.
     pub max: Duration,
+    /// A stream that lived this long (or delivered an insert) proved the
+    /// server can keep one open: when it ends, the pauses start over from
+    /// `first`. One that ends sooner is one more failure in a row.
+    pub proven_after: Duration,
 }
 
 pub(crate) const BACKOFF: Backoff = Backoff {
     first: Duration::from_millis(500),
     max: Duration::from_secs(30),
+    proven_after: Duration::from_secs(10),
 };
+
+/// The pauses between attempts to open the stream: doubling from
+/// [`Backoff::first`] up to [`Backoff::max`], and back to `first` only after a
+/// stream that proved itself. Opening successfully is not proof: a stream that
+/// opens and fails at once must not reset the pause, or it would be reopened
+/// every `first` forever.
+#[derive(Debug, Clone)]
+pub(crate) struct Reopen {
+    backoff: Backoff,
+    next: Duration,
+}
+
+impl Reopen {
+    pub(crate) fn new(backoff: Backoff) -> Self {
+        Reopen {
+            backoff,
+            next: backoff.first,
+        }
+    }
+
+    /// A stream that opened has ended (failed, invalidated or closed) after
+    /// `lived`, having delivered an insert or not.
+    pub(crate) fn stream_ended(&mut self, lived: Duration, delivered: bool) {
+        if delivered || lived >= self.backoff.proven_after {
+            self.next = self.backoff.first;
+        }
+    }
+
+    /// The pause to take before the next attempt; the one after it is twice
+    /// as long, up to the cap.
+    pub(crate) fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = pause.saturating_mul(2).min(self.backoff.max);
+        pause
+    }
+}
 
 /// Opens the stream of inserts into `events`, each event trimmed to what the
 /// driver needs to track it.
@@ -162,19 +212,21 @@ fn describe(failure: &Failure, error: &mongodb::error::Error) -> String {
 
 /// Turns streams from `open` into wake-ups, forever (the task is aborted when
 /// the store goes). Each kind of failure is logged once until a stream opens
-/// again.
+/// again; every attempt after the first waits out a [`Reopen`] pause.
 pub(crate) async fn follow<Open, Opening, S>(wakeups: &Wakeups, backoff: Backoff, mut open: Open)
 where
     Open: FnMut() -> Opening,
     Opening: Future<Output = Result<S, mongodb::error::Error>>,
     S: Stream<Item = Result<Document, mongodb::error::Error>> + Unpin,
 {
-    let mut pause = backoff.first;
+    let mut reopen = Reopen::new(backoff);
     let mut reported: Option<OnFailure> = None;
     loop {
-        let error = match open().await {
-            Err(error) => error,
+        let failed = match open().await {
+            Err(error) => Some(error),
             Ok(mut stream) => {
+                let opened = Instant::now();
+                let mut delivered = false;
                 wakeups.set_live(true);
                 // Whatever was appended while no stream watched is found by
                 // the waiters' next read of the head.
@@ -184,11 +236,13 @@ where
                 } else {
                     tracing::debug!("change stream on events is open");
                 }
-                pause = backoff.first;
                 let ended = loop {
                     match stream.next().await {
                         Some(Ok(change)) => match classify_change(&change) {
-                            OnChange::Wake => wakeups.notify(),
+                            OnChange::Wake => {
+                                delivered = true;
+                                wakeups.notify();
+                            }
                             OnChange::Restart => break None,
                             OnChange::Ignore => {}
                         },
@@ -198,45 +252,46 @@ where
                 };
                 wakeups.set_live(false);
                 wakeups.notify();
-                match ended {
-                    Some(error) => error,
-                    None => {
-                        tracing::info!("change stream on events ended; reopening it");
-                        tokio::time::sleep(backoff.first).await;
-                        continue;
-                    }
+                reopen.stream_ended(opened.elapsed(), delivered);
+                if ended.is_none() {
+                    tracing::info!("change stream on events ended; reopening it");
                 }
+                ended
             }
         };
-        let failure = Failure::of(&error);
-        let decision = classify_failure(&failure);
-        if reported != Some(decision) {
-            reported = Some(decision);
-            let error = describe(&failure, &error);
-            match decision {
-                OnFailure::Unsupported => tracing::warn!(
-                    %error,
-                    "server has no change streams on events; tailers poll every {:?}",
-                    crate::wake::POLL_INTERVAL
-                ),
-                OnFailure::HistoryLost => tracing::warn!(
-                    %error,
-                    "change stream on events lost its history; reopening it, tailers poll meanwhile"
-                ),
-                OnFailure::Retry => tracing::warn!(
-                    %error,
-                    "change stream on events failed; tailers poll until it reopens"
-                ),
-            }
-        } else {
-            tracing::debug!(%error, ?decision, "change stream on events still failing");
+        if let Some(error) = failed {
+            reported = Some(report(&error, reported));
         }
-        if decision == OnFailure::HistoryLost {
-            pause = backoff.first;
-        }
-        tokio::time::sleep(pause).await;
-        pause = pause.saturating_mul(2).min(backoff.max);
+        tokio::time::sleep(reopen.pause()).await;
     }
+}
+
+/// Logs a failure: a warning when its kind differs from the last one
+/// reported, else a debug line. Returns its kind.
+fn report(error: &mongodb::error::Error, reported: Option<OnFailure>) -> OnFailure {
+    let failure = Failure::of(error);
+    let decision = classify_failure(&failure);
+    if reported == Some(decision) {
+        tracing::debug!(%error, ?decision, "change stream on events still failing");
+        return decision;
+    }
+    let error = describe(&failure, error);
+    match decision {
+        OnFailure::Unsupported => tracing::warn!(
+            %error,
+            "server has no change streams on events; tailers poll every {:?}",
+            crate::wake::POLL_INTERVAL
+        ),
+        OnFailure::HistoryLost => tracing::warn!(
+            %error,
+            "change stream on events lost its history; reopening it, tailers poll meanwhile"
+        ),
+        OnFailure::Retry => tracing::warn!(
+            %error,
+            "change stream on events failed; tailers poll until it reopens"
+        ),
+    }
+    decision
 }
 
 #[cfg(test)]
@@ -344,7 +399,135 @@ mod tests {
     const FAST: Backoff = Backoff {
         first: Duration::from_millis(5),
         max: Duration::from_millis(20),
+        proven_after: Duration::from_secs(1),
     };
+
+    #[test]
+    fn the_pause_starts_over_only_after_a_stream_proved_itself() {
+        let backoff = Backoff {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(8),
+            proven_after: Duration::from_secs(10),
+        };
+        let mut reopen = Reopen::new(backoff);
+        let secs = Duration::from_secs;
+        assert_eq!(reopen.pause(), secs(1), "failing to open: doubling");
+        assert_eq!(reopen.pause(), secs(2));
+        assert_eq!(reopen.pause(), secs(4));
+        // Opened, then failed at once: opening proves nothing.
+        reopen.stream_ended(Duration::from_millis(30), false);
+        assert_eq!(reopen.pause(), secs(8));
+        reopen.stream_ended(Duration::ZERO, false);
+        assert_eq!(reopen.pause(), secs(8), "capped");
+        reopen.stream_ended(secs(9), false);
+        assert_eq!(reopen.pause(), secs(8), "not long enough");
+        // Lived long enough: the next failure is a first one.
+        reopen.stream_ended(secs(10), false);
+        assert_eq!(reopen.pause(), secs(1));
+        assert_eq!(reopen.pause(), secs(2));
+        // Delivered an insert, however soon it failed: proven too.
+        reopen.stream_ended(Duration::from_millis(1), true);
+        assert_eq!(reopen.pause(), secs(1));
+    }
+
+    /// When each open happened.
+    type Opens = Arc<std::sync::Mutex<Vec<Instant>>>;
+    type Opening = std::future::Ready<
+        Result<futures::stream::Iter<std::vec::IntoIter<Item>>, mongodb::error::Error>,
+    >;
+
+    /// Opens of a scripted follower, timed.
+    fn timed_opens(
+        script: Vec<Result<Vec<Item>, mongodb::error::Error>>,
+    ) -> (Opens, impl FnMut() -> Opening) {
+        let opens = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut open = scripted(script);
+        let recorded = Arc::clone(&opens);
+        (opens, move || {
+            recorded.lock().expect("opens").push(Instant::now());
+            open()
+        })
+    }
+
+    fn gaps(opens: &std::sync::Mutex<Vec<Instant>>) -> Vec<Duration> {
+        opens
+            .lock()
+            .expect("opens")
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .collect()
+    }
+
+    /// A server whose streams open and fail at once: each reopen waits twice
+    /// as long as the last, as if the stream had never opened. (Before, every
+    /// successful open reset the pause, so such a stream was reopened every
+    /// `first` forever.)
+    #[tokio::test]
+    async fn a_stream_that_fails_at_once_is_reopened_with_growing_pauses() {
+        let backoff = Backoff {
+            first: Duration::from_millis(5),
+            max: Duration::from_millis(40),
+            proven_after: Duration::from_secs(10),
+        };
+        let wakeups = Arc::new(Wakeups::default());
+        let fails_at_once = || Ok(vec![Err(network_error())]);
+        let (opens, open) = timed_opens((0..6).map(|_| fails_at_once()).collect());
+        let follower = {
+            let wakeups = Arc::clone(&wakeups);
+            tokio::spawn(async move { follow(&wakeups, backoff, open).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        follower.abort();
+        let gaps = gaps(&opens);
+        assert!(gaps.len() >= 5, "reopened after each failure: {gaps:?}");
+        let expected = [5, 10, 20, 40, 40].map(Duration::from_millis);
+        for (gap, least) in gaps.iter().zip(expected) {
+            assert!(
+                *gap >= least,
+                "pauses grow: {gaps:?}, expected {expected:?}"
+            );
+        }
+        assert!(!wakeups.is_live());
+    }
+
+    /// After a run of failures, a stream that delivered an insert proves the
+    /// server well: when it fails, the next attempt comes after `first`.
+    #[tokio::test]
+    async fn a_stream_that_delivered_resets_the_pause() {
+        let backoff = Backoff {
+            first: Duration::from_millis(5),
+            max: Duration::from_secs(5),
+            proven_after: Duration::from_secs(10),
+        };
+        let wakeups = Arc::new(Wakeups::default());
+        // Pauses 5, 10, 20, 40, 80 after these; the next would be 160.
+        let mut script: Vec<_> = (0..5).map(|_| Ok(vec![Err(network_error())])).collect();
+        script.push(Ok(vec![Ok(change("insert")), Err(network_error())]));
+        let (opens, open) = timed_opens(script);
+        let follower = {
+            let wakeups = Arc::clone(&wakeups);
+            tokio::spawn(async move { follow(&wakeups, backoff, open).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while opens.lock().expect("opens").len() < 7 {
+            assert!(
+                Instant::now() < deadline,
+                "never reopened: {:?}",
+                gaps(&opens)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        follower.abort();
+        let gaps = gaps(&opens);
+        assert!(
+            gaps[4] >= Duration::from_millis(80),
+            "backed off before: {gaps:?}"
+        );
+        assert!(
+            gaps[5] < Duration::from_millis(150),
+            "reset by the delivering stream (would be 160 ms): {gaps:?}"
+        );
+    }
 
     /// A stream that delivers two inserts and then fails mid-flow: the
     /// follower wakes for each, then drops to polling (not live) and keeps
