@@ -2,6 +2,11 @@
 
 store := env_var_or_default("TICKETS_STORE", "sqlite://./data/tickets.db")
 
+# The compose server's MongoDB as the host reaches it: directly, since the
+# replica set member advertises `mongo:27017`, a name only the containers
+# resolve. E.g. `TICKETS_STORE='mongodb://127.0.0.1:27017/tickets?directConnection=true' just projector`.
+compose_mongo := "mongodb://127.0.0.1:27017/?directConnection=true"
+
 # Run ticketd with the in-process projector on the embedded store.
 run:
     cargo run --release --bin ticketd
@@ -47,18 +52,23 @@ fuzz-api:
 ci:
     bash .ci/run
 
-# MongoDB replica set + ticketd + projector in containers (API on :8080).
+# From the host, reach its MongoDB with `compose_mongo` (see above).
+# MongoDB replica set + ticketd + projector in containers (API on 127.0.0.1:8080).
 compose-up:
     docker compose up --build
 
 compose-down:
     docker compose down
 
-# The whole suite with the MongoDB tests on a real server, e.g.
-# MONGODB_URI='mongodb://localhost:27017/?replicaSet=rs0' just test-mongo
+# The whole suite with the MongoDB tests on a real server (your own replica set), e.g.
+# MONGODB_URI='mongodb://host:27017/?replicaSet=rs0' just test-mongo
 test-mongo:
     @test -n "${MONGODB_URI:-}" || { echo "set MONGODB_URI to a MongoDB replica set" >&2; exit 1; }
     cargo test --workspace
+
+# The whole suite against the compose server (`just compose-up` first).
+test-compose:
+    MONGODB_URI='{{compose_mongo}}' cargo test --workspace
 
 # Install jongodb, the in-memory MongoDB the tests use without MONGODB_URI.
 jongodb:
