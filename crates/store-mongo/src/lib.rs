@@ -32,6 +32,8 @@ mod clock;
 mod codec;
 mod error;
 mod events;
+#[cfg(feature = "testing")]
+pub mod fault_proxy;
 mod migrate;
 #[cfg(feature = "testing")]
 pub mod testing;
