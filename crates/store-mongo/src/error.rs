@@ -111,6 +111,9 @@ pub(crate) enum DbError<E> {
     /// a concurrent transaction in a way the server did not label transient.
     /// Says how, for the error reported when the retries run out.
     Retry(String),
+    /// The server did not answer within a bound (`bounds`), or whether a
+    /// commit took effect could not be found out in time. Says which.
+    Unavailable(String),
     Refused(E),
 }
 
@@ -204,7 +207,9 @@ impl From<DbError<StoreError>> for StoreError {
         match error {
             DbError::Mongo(e) if is_corruption(&e) => StoreError::Corrupt(e.to_string()),
             DbError::Mongo(e) => StoreError::unavailable(e),
-            DbError::Retry(what) => StoreError::Unavailable(what.into()),
+            DbError::Retry(what) | DbError::Unavailable(what) => {
+                StoreError::Unavailable(what.into())
+            }
             DbError::Corrupt(what) => StoreError::Corrupt(what),
             DbError::Refused(e) => e,
         }
@@ -216,7 +221,9 @@ impl From<DbError<ViewError>> for ViewError {
         match error {
             DbError::Mongo(e) if is_corruption(&e) => ViewError::Corrupt(e.to_string()),
             DbError::Mongo(e) => ViewError::unavailable(e),
-            DbError::Retry(what) => ViewError::Unavailable(what.into()),
+            DbError::Retry(what) | DbError::Unavailable(what) => {
+                ViewError::Unavailable(what.into())
+            }
             DbError::Corrupt(what) => ViewError::Corrupt(what),
             DbError::Refused(e) => e,
         }

@@ -11,7 +11,7 @@
 //! commit.
 //!
 //! Appends through one store (all its clones) queue on an async mutex before
-//! their transaction. Every append writes the one counter document, so on the
+//! their transaction ([`AppendTurn`]). Every append writes the one counter document, so on the
 //! server appends commit one at a time whatever the client does; concurrent
 //! appends from one process would only abort each other and retry. Queueing
 //! loses no throughput the server could give and wastes no round trips;
@@ -19,26 +19,53 @@
 //! still meet the server's write-conflict detection. (It also keeps the
 //! in-memory test server correct for in-process concurrency: jongodb checks
 //! commit-time conflicts without a lock, so two racing commits can both
-//! succeed there.)
+//! succeed there.) The queue is bounded: an append waits at most
+//! `bounds::APPEND_QUEUE_WAIT` for its turn, and when
+//! `bounds::APPEND_QUEUE_MAX` appends already wait, one more is answered
+//! `Unavailable` at once; so a commit that does not return never holds every
+//! other append behind it, and the whole append (queue included) ends within
+//! `bounds::OPERATION_DEADLINE`.
+//!
+//! A commit whose outcome is unknown (`txn::Settled::Unknown`: the reply was
+//! lost, the server stopped answering, a write concern timeout) is found out
+//! by reading the append's events by their ids (the unique `event_id` index,
+//! majority read concern). Found: the append succeeded, and answers with the
+//! events as stored. Not found: the transaction runs again. That is safe
+//! because the two attempts exclude each other: they insert the same event
+//! ids under a unique index (and the same stream version and counter), so at
+//! most one of them can ever commit; and the new attempt runs on the same
+//! session, on which the server aborts the earlier transaction if it is still
+//! open. When the new attempt then meets a taken event id, a moved stream
+//! version or a taken idempotency key, that may be the earlier attempt's
+//! commit: the events are looked up again before anything is reported. Only
+//! a proven non-commit becomes an error; when the server cannot be asked in
+//! time, the answer is `Unavailable`, saying the outcome is unknown. So a
+//! retried append never stores its events twice (a note is never added
+//! twice), and a caller is never told "failed" about an append that
+//! happened.
 //!
 //! Reads: by position on `_id`, one ticket's stream and the whole store by
 //! (ticket id, version) on the unique `ticket_version` index, each a range
 //! scan of its index in the index's order.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use mongodb::options::{Hint, ReturnDocument};
+use mongodb::options::{Hint, ReadConcern, ReturnDocument};
 use mongodb::{ClientSession, Collection};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::MongoStore;
+use crate::bounds::{APPEND_QUEUE_MAX, APPEND_QUEUE_WAIT, OPERATION_DEADLINE};
 use crate::codec::{self, Fields, event};
 use crate::error::{DbError, is_duplicate_in};
-use crate::txn::Transaction;
+use crate::txn::{self, Settled, Transaction};
+use crate::{Inner, MongoStore};
 
 type Result<T, E = DbError<StoreError>> = std::result::Result<T, E>;
 
@@ -60,6 +87,51 @@ const MAX_BATCH: usize = 1000;
 
 fn corrupt(what: String) -> DbError<StoreError> {
     DbError::Corrupt(what)
+}
+
+/// The appends' turn: an async mutex (fair: first come, first served) with
+/// a bounded wait and a bounded number of waiters (see the module doc).
+#[derive(Debug, Default)]
+pub(crate) struct AppendTurn {
+    turn: Mutex<()>,
+    waiting: AtomicUsize,
+}
+
+/// Counts a waiter while it waits, cancelled or not.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl AppendTurn {
+    /// The turn, once the appends before this one are done; `Unavailable`
+    /// at once when too many wait, or after [`APPEND_QUEUE_WAIT`] (or at
+    /// `deadline`, if sooner).
+    async fn take(&self, deadline: Instant) -> Result<MutexGuard<'_, ()>> {
+        if let Ok(turn) = self.turn.try_lock() {
+            return Ok(turn);
+        }
+        let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        if ahead >= APPEND_QUEUE_MAX {
+            return Err(DbError::Unavailable(format!(
+                "{ahead} appends already wait for their turn (at most {APPEND_QUEUE_MAX}); \
+                 MongoDB is not keeping up or not answering"
+            )));
+        }
+        let by = deadline.min(Instant::now() + APPEND_QUEUE_WAIT);
+        tokio::time::timeout_at(by, self.turn.lock())
+            .await
+            .map_err(|_| {
+                DbError::Unavailable(format!(
+                    "the appends before this one did not finish within {APPEND_QUEUE_WAIT:?}; \
+                     MongoDB is slow or not answering"
+                ))
+            })
+    }
 }
 
 async fn stream_version(
@@ -148,23 +220,155 @@ impl MongoStore {
         events: &[NewEvent],
     ) -> Result<Vec<RecordedEvent>> {
         let inner = &self.inner;
-        let _turn = inner.append_turn.lock().await;
-        let mut txn = Transaction::start(&inner.client, &inner.txn).await?;
+        let deadline = Instant::now() + OPERATION_DEADLINE;
+        let _turn = inner.append_turn.take(deadline).await?;
+        let append = Append {
+            inner,
+            ticket_id,
+            expected_version,
+            events,
+        };
+        let mut txn = Transaction::start(inner, deadline).await?;
+        // Why an earlier attempt's outcome is unknown, once one's is: from
+        // then on that attempt may have committed, whatever a later one says.
+        let mut uncertain: Option<String> = None;
         loop {
-            let session = txn.begin().await?;
-            let outcome = append_attempt(
-                &inner.events,
-                &inner.counters,
-                session,
-                ticket_id,
-                expected_version,
-                events,
-            )
-            .await;
-            if let Some(recorded) = txn.settle(outcome).await? {
+            match append.attempt(&mut txn).await {
+                Ok(Settled::Committed(recorded)) => return Ok(recorded),
+                Ok(Settled::Again) => continue,
+                Ok(Settled::Unknown { why }) => {
+                    tracing::warn!(
+                        ticket_id = %ticket_id,
+                        "the commit of an append went unanswered ({why}); looking its events up"
+                    );
+                    uncertain = Some(why);
+                }
+                Err(error) => {
+                    let Some(why) = &uncertain else {
+                        return Err(error);
+                    };
+                    // This failure may be the earlier attempt's commit.
+                    return match append.lookup(txn.deadline(), why).await? {
+                        Some(recorded) => Ok(recorded),
+                        None if proves_no_commit(&error) => Err(error),
+                        None => Err(append.unknown(why, &error.into())),
+                    };
+                }
+            }
+            if let Some(recorded) = append
+                .lookup(txn.deadline(), uncertain.as_deref().unwrap_or_default())
+                .await?
+            {
                 return Ok(recorded);
             }
+            // Not committed yet: run again (see the module doc).
         }
+    }
+}
+
+/// Whether an append's refusal, found after an earlier attempt's outcome was
+/// unknown and a lookup found none of its events, proves that no attempt
+/// committed: another append's events hold the stream version or the key,
+/// and an earlier attempt, holding the same, can then never commit.
+fn proves_no_commit(error: &DbError<StoreError>) -> bool {
+    matches!(
+        error,
+        DbError::Refused(StoreError::Conflict { .. } | StoreError::IdempotencyKeyTaken { .. })
+    )
+}
+
+/// One append: what the attempts write, and the lookup of its outcome.
+struct Append<'a> {
+    inner: &'a Inner,
+    ticket_id: Uuid,
+    expected_version: u64,
+    events: &'a [NewEvent],
+}
+
+impl Append<'_> {
+    /// One attempt, settled.
+    async fn attempt(&self, txn: &mut Transaction<'_>) -> Result<Settled<Vec<RecordedEvent>>> {
+        let by = txn.attempt_deadline();
+        let session = txn.begin().await?;
+        let outcome = txn::until(
+            by,
+            "an append",
+            append_attempt(
+                &self.inner.events,
+                &self.inner.counters,
+                session,
+                self.ticket_id,
+                self.expected_version,
+                self.events,
+            ),
+        )
+        .await;
+        txn.settle(outcome).await
+    }
+
+    /// The append's events as stored, if an attempt committed: all of them,
+    /// on this ticket at the versions this append gives them. `None`: none
+    /// is stored (majority read). Events with these ids stored otherwise are
+    /// ids reused by another append: `Corrupt`, as an attempt says. A server
+    /// that does not answer by `deadline`: `Unavailable`, outcome unknown.
+    async fn lookup(&self, deadline: Instant, why: &str) -> Result<Option<Vec<RecordedEvent>>> {
+        let ids: Vec<String> = self
+            .events
+            .iter()
+            .map(|new| codec::id(new.event_id))
+            .collect();
+        let find = self
+            .inner
+            .events
+            .find(doc! { event::EVENT_ID: { "$in": ids } })
+            .sort(doc! { event::POSITION: 1 })
+            .hint(Hint::Name(EVENT_ID_INDEX.to_owned()))
+            .read_concern(ReadConcern::majority());
+        let found = match txn::until(
+            deadline,
+            "the lookup of an append's events",
+            read_with(find, None),
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(error) => return Err(self.unknown(why, &error.into())),
+        };
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let ours = found.len() == self.events.len()
+            && found
+                .iter()
+                .zip(self.events)
+                .zip(1..)
+                .all(|((stored, new), offset)| {
+                    stored.event_id == new.event_id
+                        && stored.ticket_id == self.ticket_id
+                        && stored.version == self.expected_version + offset
+                });
+        if ours {
+            tracing::info!(
+                ticket_id = %self.ticket_id,
+                "an append whose commit went unanswered had committed"
+            );
+            Ok(Some(found))
+        } else {
+            Err(corrupt(format!(
+                "an event of this append to ticket {} reuses a stored event id \
+                 (event ids must be unique)",
+                self.ticket_id
+            )))
+        }
+    }
+
+    /// The failure of an append whose outcome could not be found out.
+    fn unknown(&self, why: &str, error: &StoreError) -> DbError<StoreError> {
+        DbError::Unavailable(format!(
+            "the outcome of an append to ticket {} is unknown: its commit went unanswered \
+             ({why}) and it could not be found out in time ({error}); the events may be stored",
+            self.ticket_id
+        ))
     }
 }
 

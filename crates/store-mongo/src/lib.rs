@@ -20,13 +20,18 @@
 //! - The schema comes from the versioned files in `migrations/mongodb/`,
 //!   applied at [`MongoStore::connect`] (`migrate`).
 //! - Ids are UUID strings, times BSON dates: milliseconds (`codec`).
+//! - Every wait for the server is bounded (`bounds`), and a commit whose
+//!   outcome is unknown is found out, never reported as a failure (`txn`,
+//!   `events`).
 //!
 //! Modules: `codec` (document shapes), `error` (failures, server codes and
-//! their mapping), `txn` (transactions and their retries), `clock`, `events`,
-//! `views` (slots, rows, leases, dead letters), `migrate`, `wake`,
-//! `change_stream`, and `testing` (a server for tests, behind the `testing`
-//! feature).
+//! their mapping), `bounds` (time bounds), `txn` (transactions and their
+//! retries), `clock`, `events`, `views` (slots, rows, leases, dead letters),
+//! `migrate`, `wake`, `change_stream`, and, behind the `testing` feature,
+//! `testing` (a server for tests) and `fault_proxy` (a TCP proxy that
+//! injects network faults).
 
+mod bounds;
 mod change_stream;
 mod clock;
 mod codec;
@@ -51,6 +56,10 @@ use tokio::task::AbortHandle;
 
 use crate::wake::Wakeups;
 
+pub use bounds::{
+    APPEND_QUEUE_MAX, APPEND_QUEUE_WAIT, COMMIT_WTIMEOUT, CONNECT_TIMEOUT, LOOKUP_RESERVE,
+    OPERATION_DEADLINE, SERVER_SELECTION_TIMEOUT,
+};
 pub use change_stream::MAX_AWAIT;
 pub use clock::ClockSource;
 pub use error::OpenError;
@@ -79,8 +88,11 @@ struct Inner {
     wakeups: Arc<Wakeups>,
     txn: txn::TxnCounters,
     clock: clock::Clock,
-    /// Appends through this store take turns (see `events`).
-    append_turn: tokio::sync::Mutex<()>,
+    /// Appends through this store take turns, in a bounded queue (see
+    /// `events`).
+    append_turn: events::AppendTurn,
+    /// Time bounds from the URI and the defaults (`bounds`).
+    bounds: bounds::Bounds,
     /// Writes to a projection slot and its lease through this store take
     /// turns, one queue per (projection, target) (see `views`).
     slot_turns: views::SlotTurns,
@@ -93,6 +105,7 @@ impl Inner {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| OpenError::Uri(Box::new(e)))?;
+        let bounds = bounds::apply(&mut options);
         if options.app_name.is_none() {
             options.app_name = Some("tickets".into());
         }
@@ -126,7 +139,8 @@ impl Inner {
             wakeups: Arc::new(Wakeups::default()),
             txn: txn::TxnCounters::default(),
             clock: clock::Clock::default(),
-            append_turn: tokio::sync::Mutex::new(()),
+            append_turn: events::AppendTurn::default(),
+            bounds,
             slot_turns: views::SlotTurns::default(),
             follower: None,
         })

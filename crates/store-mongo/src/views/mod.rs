@@ -41,11 +41,13 @@ use readmodel::{
     RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError, ViewStore,
 };
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::bounds::OPERATION_DEADLINE;
 use crate::codec;
 use crate::error::DbError;
-use crate::txn::Transaction;
+use crate::txn::{self, Settled, Transaction};
 use crate::{Inner, MongoStore};
 
 use slots::Slot;
@@ -156,14 +158,74 @@ impl MongoStore {
             .of(fence.projection, fence.target)
             .lock()
             .await;
-        let now = inner.clock.now(&inner.db).await?;
-        let mut txn = Transaction::start(&inner.client, &inner.txn).await?;
+        let deadline = Instant::now() + OPERATION_DEADLINE;
+        let now = txn::until(deadline, "a read of its clock", async {
+            Ok(inner.clock.now(&inner.db).await?)
+        })
+        .await?;
+        let mut txn = Transaction::start(inner, deadline).await?;
+        // Set once a commit's outcome is unknown. Running the write again is
+        // then safe: a second commit of it cannot happen (a commit's
+        // checkpoint check refuses it, a reset is idempotent, a swap refuses
+        // a shadow slot that is not building), and the refusal is resolved.
+        let mut uncertain = false;
         loop {
+            let by = txn.attempt_deadline();
             let session = txn.begin().await?;
-            let outcome = write_attempt(inner, session, fence, &write, now).await;
-            if let Some(()) = txn.settle(outcome).await? {
-                return Ok(());
+            let outcome = txn::until(
+                by,
+                "a view write",
+                write_attempt(inner, session, fence, &write, now),
+            )
+            .await;
+            match txn.settle(outcome).await {
+                Ok(Settled::Committed(())) => return Ok(()),
+                Ok(Settled::Again) => {}
+                Ok(Settled::Unknown { why }) => {
+                    tracing::warn!(
+                        projection = %fence.projection,
+                        "the commit of a view write went unanswered ({why}); running it again"
+                    );
+                    uncertain = true;
+                }
+                Err(error) if uncertain => {
+                    return self.after_unknown(fence, &write, deadline, error).await;
+                }
+                Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// The refusal of a slot write run again after its commit's outcome was
+    /// unknown: the earlier commit's own doing is success.
+    async fn after_unknown(
+        &self,
+        fence: &Fence,
+        write: &Write<'_>,
+        deadline: Instant,
+        error: DbError<ViewError>,
+    ) -> Result<()> {
+        match (write, &error) {
+            // The checkpoint is where the earlier commit moved it, under a
+            // fence still held: that commit landed.
+            (
+                Write::Commit { changes, .. },
+                DbError::Refused(ViewError::CheckpointMoved { found, .. }),
+            ) if *found == changes.to => Ok(()),
+            // The shadow slot is no longer building: it went live, by the
+            // earlier swap (only the shadow fence's holder swaps).
+            (Write::Swap, DbError::Refused(ViewError::Corrupt(_))) => {
+                let read = txn::until(deadline, "a read of the slots", async {
+                    slots::read(&self.inner.slots, fence.projection, None).await
+                })
+                .await?;
+                if read.shadow.1.state == readmodel::SlotState::Retired {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            }
+            _ => Err(error),
         }
     }
 
