@@ -5,4 +5,5 @@
 //! concurrent writers, the change stream and its fallback, bad documents.
 
 mod contract;
+mod faults;
 mod mongo;
