@@ -9,6 +9,7 @@ mod harness;
 mod idempotency;
 mod listing;
 mod metrics;
+mod mongo_outage;
 mod openapi;
 mod operability;
 mod operations;
