@@ -284,6 +284,58 @@ pub async fn rebuild(
     progress: &dyn Progress,
     shutdown: &CancellationToken,
 ) -> Result<RebuildOutcome, RebuildError> {
+    let mut restarts = 0;
+    loop {
+        let held = take_shadow(&views, projection, options).await?;
+        let result = Rebuild {
+            events: &*events,
+            views: &*views,
+            held: &held,
+            options,
+            progress,
+            shutdown,
+        }
+        .run()
+        .await;
+        if let Err(error) = &result {
+            held.set(RunState::Rebuilding, Some(error.to_string()));
+        }
+        let lost = matches!(result, Err(RebuildError::LeaseLost { .. }));
+        if lost {
+            held.stop_heartbeat().await;
+        } else {
+            // Released even on failure, so a rerun can resume at once.
+            held.release().await;
+        }
+        let Err(error) = &result else {
+            return result;
+        };
+        if restarts >= MAX_RESTARTS || shutdown.is_cancelled() {
+            return result;
+        }
+        let Some(why) = lost_shadow(&*views, projection, &options.holder, lost).await else {
+            return result;
+        };
+        restarts += 1;
+        tracing::warn!(
+            %projection,
+            %error,
+            "rebuild: {why}; taking the shadow again ({restarts} of {MAX_RESTARTS})"
+        );
+    }
+}
+
+/// How many times one rebuild takes its shadow again after losing it with
+/// nobody else holding it (see [`lost_shadow`]).
+const MAX_RESTARTS: u32 = 3;
+
+/// Acquires the shadow lease of `projection` and starts its heartbeat, or
+/// says who holds it.
+async fn take_shadow(
+    views: &Arc<dyn ViewStore>,
+    projection: Projection,
+    options: &RebuildOptions,
+) -> Result<Held, RebuildError> {
     let acquired = views
         .acquire_lease(
             projection,
@@ -307,31 +359,39 @@ pub async fn rebuild(
             expires_in,
         });
     };
-    let held = Held::start(
+    Ok(Held::start(
         views.clone(),
         fence,
         options.lease_ttl,
         RunState::Rebuilding,
-    );
-    let result = Rebuild {
-        events: &*events,
-        views: &*views,
-        held: &held,
-        options,
-        progress,
-        shutdown,
+    ))
+}
+
+/// Why a failed rebuild may take its shadow again, if it may: its lease was
+/// lost but nobody else holds it (heartbeats that could not reach the store
+/// for longer than the TTL, as through a long failover), or the shadow slot
+/// is not building although the lease is this rebuild's (its state was
+/// changed under it). Another holder's live lease is never taken: that
+/// rebuild is left to finish, and the caller reports this one's error.
+async fn lost_shadow(
+    views: &dyn ViewStore,
+    projection: Projection,
+    holder: &str,
+    lease_lost: bool,
+) -> Option<&'static str> {
+    let status = views.status(projection).await.ok()?;
+    let taken_by_another = status
+        .shadow_lease
+        .as_ref()
+        .is_some_and(|lease| lease.holder != holder && lease.expires_at > status.now);
+    if taken_by_another {
+        return None;
     }
-    .run()
-    .await;
-    if let Err(error) = &result {
-        held.set(RunState::Rebuilding, Some(error.to_string()));
+    if lease_lost {
+        return Some("the shadow lease was lost and nobody holds it");
     }
-    match result {
-        Err(RebuildError::LeaseLost { .. }) => held.stop_heartbeat().await,
-        // Released even on failure, so a rerun can resume at once.
-        _ => held.release().await,
-    }
-    result
+    (status.shadow.state != SlotState::Building)
+        .then_some("the shadow slot is no longer building under this rebuild's lease")
 }
 
 struct Rebuild<'a> {
