@@ -16,7 +16,8 @@
 //! | server selection | [`SERVER_SELECTION_TIMEOUT`] | URI `serverSelectionTimeoutMS` |
 //! | TCP connect + handshake, and the monitor's checks | [`CONNECT_TIMEOUT`] | URI `connectTimeoutMS` |
 //! | a commit's wait for a majority (`wtimeout`) | [`COMMIT_WTIMEOUT`] | URI `wtimeoutMS` |
-//! | one append or slot write, all attempts and lookups | [`OPERATION_DEADLINE`] | constant |
+//! | one append, all attempts and lookups | [`OPERATION_DEADLINE`] | constant |
+//! | one slot or lease write (the projector's, not a request's) | [`VIEW_WRITE_DEADLINE`] | constant |
 //! | of which kept for finding out a commit's outcome | [`LOOKUP_RESERVE`] | constant |
 //! | waiting for the append turn | [`APPEND_QUEUE_WAIT`] | constant |
 //! | appends waiting for the turn | [`APPEND_QUEUE_MAX`] | constant |
@@ -43,10 +44,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// server answers a write concern timeout (the outcome is then unknown, and
 /// resolved).
 pub const COMMIT_WTIMEOUT: Duration = Duration::from_secs(5);
-/// The most one append (queue included) or one slot write takes, all its
+/// The most one append (queue included) takes, all its
 /// attempts and any lookup of an unknown commit outcome included. Past it:
 /// `Unavailable`.
 pub const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+/// The most one slot or lease write takes, all its attempts included: a
+/// projector's commit of a large batch (thousands of rows) may take seconds
+/// on a slow server, and no request waits for it. MongoDB's default
+/// `transactionLifetimeLimitSeconds` (60 s): no transaction lives longer on
+/// the server anyway.
+pub const VIEW_WRITE_DEADLINE: Duration = Duration::from_secs(60);
 /// The end of [`OPERATION_DEADLINE`] kept for finding out whether a commit
 /// whose answer never came took effect: attempts stop this long before the
 /// deadline.

@@ -44,7 +44,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::bounds::OPERATION_DEADLINE;
+use crate::bounds::VIEW_WRITE_DEADLINE;
 use crate::codec;
 use crate::error::DbError;
 use crate::txn::{self, Settled, Transaction};
@@ -158,7 +158,7 @@ impl MongoStore {
             .of(fence.projection, fence.target)
             .lock()
             .await;
-        let deadline = Instant::now() + OPERATION_DEADLINE;
+        let deadline = Instant::now() + VIEW_WRITE_DEADLINE;
         let now = txn::until(deadline, "a read of its clock", async {
             Ok(inner.clock.now(&inner.db).await?)
         })
