@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use eventstore::StoreError;
 use mongodb::bson::{Document, doc};
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, DatabaseOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
 use tokio::task::AbortHandle;
 
@@ -66,6 +66,9 @@ pub use error::OpenError;
 pub use migrate::{AppliedMigration, STALE_CLAIM, migrations};
 pub use txn::TxnStats;
 pub use wake::{LIVE_RECHECK, POLL_INTERVAL};
+
+/// Receives the driver's command events (see `MongoStore::open_observed`).
+type CommandObserver = mongodb::event::EventHandler<mongodb::event::command::CommandEvent>;
 
 /// The database used when the URI names none.
 pub const DEFAULT_DATABASE: &str = "tickets";
@@ -100,11 +103,31 @@ struct Inner {
     follower: Option<AbortHandle>,
 }
 
+/// Every read outside a transaction sees only majority-committed data, and
+/// every write outside one waits for a majority: a tailer must never apply an
+/// event that a failover can roll back, because the new primary would give
+/// its position to another event that the tailer would then never read
+/// (ARCHITECTURE.md, "MongoDB: read and write concerns"). Transactions set
+/// their own (snapshot, majority) in `txn`. Set on the database handle so
+/// that no collection can be opened without them. A write waits for its
+/// majority at most `wtimeout` (see `bounds`).
+fn concerns(wtimeout: std::time::Duration) -> DatabaseOptions {
+    let majority = WriteConcern::builder()
+        .w(mongodb::options::Acknowledgment::Majority)
+        .w_timeout(wtimeout)
+        .build();
+    DatabaseOptions::builder()
+        .read_concern(ReadConcern::majority())
+        .write_concern(majority)
+        .build()
+}
+
 impl Inner {
-    async fn open(uri: &str) -> Result<Inner, OpenError> {
+    async fn open(uri: &str, observer: Option<CommandObserver>) -> Result<Inner, OpenError> {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| OpenError::Uri(Box::new(e)))?;
+        options.command_event_handler = observer;
         let bounds = bounds::apply(&mut options);
         if options.app_name.is_none() {
             options.app_name = Some("tickets".into());
@@ -121,7 +144,7 @@ impl Inner {
             .collect::<Vec<_>>()
             .join(",");
         let client = Client::with_options(options).map_err(|e| OpenError::Uri(Box::new(e)))?;
-        let db = client.database(&name);
+        let db = client.database_with_options(&name, concerns(bounds.commit_wtimeout));
         db.run_command(doc! { "ping": 1 })
             .await
             .map_err(|source| OpenError::Unreachable {
@@ -194,7 +217,7 @@ impl MongoStore {
     /// URI's path (`mongodb://host/tickets_prod`), [`DEFAULT_DATABASE`] when
     /// the path is empty. Safe to call from several processes at once.
     pub async fn connect(uri: &str) -> Result<MongoStore, OpenError> {
-        let mut inner = Inner::open(uri).await?;
+        let mut inner = Inner::open(uri, None).await?;
         migrate::apply(&inner.db).await?;
         inner.check_transactions().await?;
         let wakeups = Arc::clone(&inner.wakeups);
@@ -216,7 +239,19 @@ impl MongoStore {
     /// [`MongoStore::migrate`].
     pub async fn open(uri: &str) -> Result<MongoStore, OpenError> {
         Ok(MongoStore {
-            inner: Arc::new(Inner::open(uri).await?),
+            inner: Arc::new(Inner::open(uri, None).await?),
+        })
+    }
+
+    /// [`MongoStore::open`], with every command the driver sends reported to
+    /// `observer`: tests count a write's round trips with it.
+    #[cfg(feature = "testing")]
+    pub async fn open_observed(
+        uri: &str,
+        observer: CommandObserver,
+    ) -> Result<MongoStore, OpenError> {
+        Ok(MongoStore {
+            inner: Arc::new(Inner::open(uri, Some(observer)).await?),
         })
     }
 
