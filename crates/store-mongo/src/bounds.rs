@@ -19,6 +19,7 @@
 //! | one append, all attempts and lookups | [`OPERATION_DEADLINE`] | constant |
 //! | one slot or lease write (the projector's, not a request's) | [`VIEW_WRITE_DEADLINE`] | constant |
 //! | of which kept for finding out a commit's outcome | [`LOOKUP_RESERVE`] | constant |
+//! | one read (a query, the projector's reads, a non-transactional write) | [`READ_DEADLINE`] | constant |
 //! | waiting for the append turn | [`APPEND_QUEUE_WAIT`] | constant |
 //! | appends waiting for the turn | [`APPEND_QUEUE_MAX`] | constant |
 //!
@@ -65,6 +66,20 @@ pub const APPEND_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// `Unavailable` at once rather than queued behind a server that may not
 /// answer.
 pub const APPEND_QUEUE_MAX: usize = 128;
+
+/// The most one read (or a single non-transactional write) takes, however
+/// many round trips it makes. Past it: `Unavailable`, so a query against a
+/// silent server answers 503 well inside the API's request timeout.
+pub const READ_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits for a read as long as [`READ_DEADLINE`]; past it,
+/// `DbError::Unavailable` saying what was not answered.
+pub(crate) async fn read<T, E>(
+    what: &str,
+    future: impl std::future::Future<Output = Result<T, crate::error::DbError<E>>>,
+) -> Result<T, crate::error::DbError<E>> {
+    crate::txn::until(tokio::time::Instant::now() + READ_DEADLINE, what, future).await
+}
 
 /// The bounds one store uses, from its URI's options and the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

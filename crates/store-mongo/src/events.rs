@@ -61,7 +61,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::bounds::{APPEND_QUEUE_MAX, APPEND_QUEUE_WAIT, OPERATION_DEADLINE};
+use crate::bounds::{self, APPEND_QUEUE_MAX, APPEND_QUEUE_WAIT, OPERATION_DEADLINE};
 use crate::codec::{self, Fields, event};
 use crate::error::{DbError, is_duplicate_in};
 use crate::txn::{self, Settled, Transaction};
@@ -480,13 +480,13 @@ impl EventStore for MongoStore {
     }
 
     async fn read_stream(&self, ticket_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
-        Ok(read(
+        let read = read(
             &self.inner.events,
             doc! { event::TICKET_ID: codec::id(ticket_id) },
             doc! { event::VERSION: 1 },
             None,
-        )
-        .await?)
+        );
+        Ok(bounds::read("a ticket's events", read).await?)
     }
 
     async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
@@ -497,7 +497,7 @@ impl EventStore for MongoStore {
             .events
             .find(doc! { IDEMPOTENCY_KEY: { "$eq": key, "$type": "string" } })
             .hint(Hint::Name(IDEMPOTENCY_KEY_INDEX.to_owned()));
-        let mut found = read_with(find, Some(1)).await?;
+        let mut found = bounds::read("an idempotency key", read_with(find, Some(1))).await?;
         Ok(found.pop())
     }
 
@@ -509,13 +509,13 @@ impl EventStore for MongoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(read(
+        let read = read(
             &self.inner.events,
             doc! { event::POSITION: { "$gt": codec::clamp(after) } },
             doc! { event::POSITION: 1 },
             Some(codec::clamp(limit as u64)),
-        )
-        .await?)
+        );
+        Ok(bounds::read("events by position", read).await?)
     }
 
     async fn read_by_ticket(
@@ -532,11 +532,12 @@ impl EventStore for MongoStore {
             .find(by_ticket_filter(after))
             .sort(doc! { event::TICKET_ID: 1, event::VERSION: 1 })
             .hint(Hint::Name(TICKET_VERSION_INDEX.to_owned()));
-        Ok(read_with(find, Some(codec::clamp(limit as u64))).await?)
+        let read = read_with(find, Some(codec::clamp(limit as u64)));
+        Ok(bounds::read("events by ticket", read).await?)
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        Ok(head(&self.inner.events).await?)
+        Ok(bounds::read("the head", head(&self.inner.events)).await?)
     }
 
     async fn wait_for_events(
@@ -548,7 +549,7 @@ impl EventStore for MongoStore {
         Ok(self
             .inner
             .wakeups
-            .wait(after, max_wait, || head(events))
+            .wait(after, max_wait, || bounds::read("the head", head(events)))
             .await?)
     }
 }
