@@ -1,18 +1,24 @@
 //! Leases on projection slots (`projection_leases`, `_id` =
 //! `<projection>/<target>`), on the server's clock (see `clock`).
 //!
-//! Every lease change is one conditional single-document write, MongoDB's
-//! atomic unit: acquiring reads the stored lease, decides, and writes only if
-//! the document is still exactly what it read (holder, token, expiry), else
-//! reads again; a first lease is an insert that a concurrent first lease turns
-//! into a duplicate key, and then a re-read. Heartbeats and releases match on
-//! holder and token.
+//! Every lease change runs inside a transaction the caller opens (see
+//! `views::write_lease`), like every other write to a collection that
+//! transactions write: the fence check of each slot write increments the
+//! lease document inside the slot write's transaction, and a lease change
+//! made outside a transaction would meet those commits only through the
+//! server's single-document write-conflict handling. Inside one, acquiring
+//! reads the stored lease from the transaction's snapshot, decides, and
+//! writes; a concurrent acquire, heartbeat, swap or fenced commit that writes
+//! the same document makes one of the two transactions fail with a write
+//! conflict, and it runs again on a fresh snapshot. A first lease is an
+//! insert that a concurrent first lease turns into a duplicate key, and the
+//! transaction runs again. Heartbeats and releases match on holder and token.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::{ClientSession, Collection};
 use readmodel::{Fence, LeaseStatus, Projection, RunState, Target, ViewError};
 
 use super::slots::lease_id;
@@ -23,9 +29,6 @@ use crate::error::{DbError, is_duplicate_key};
 /// Longer leases are cut to this (ten years): one this long is a mistake, and
 /// the cut keeps every expiry a valid date (as the SQLite backend does).
 const MAX_TTL_MILLIS: u128 = 10 * 365 * 24 * 60 * 60 * 1000;
-
-/// Most reads-then-writes of one acquire that lose to concurrent changes.
-const MAX_ACQUIRE_ATTEMPTS: u32 = 20;
 
 /// `now + ttl`, to the millisecond (what BSON dates hold), rounded up so
 /// that a positive ttl never expires the lease at once.
@@ -74,6 +77,7 @@ pub(crate) async fn acquire(
     holder: &str,
     ttl: Duration,
     now: DateTime<Utc>,
+    session: &mut ClientSession,
 ) -> Result<Option<Fence>> {
     let id = lease_id(projection, target);
     let expires_at = codec::date(expiry(now, ttl));
@@ -88,65 +92,72 @@ pub(crate) async fn acquire(
             })
             .map_err(|_| corrupt(format!("projection_leases {id}: token {token} is negative")))
     };
-    for _ in 0..MAX_ACQUIRE_ATTEMPTS {
-        let Some(stored) = leases.find_one(doc! { "_id": &id }).await? else {
-            let first = doc! {
-                "_id": &id,
-                "projection": projection.name(),
-                "target": target.name(),
-                "holder": holder,
-                "token": 1_i64,
-                "expires_at": expires_at,
-                "heartbeat_at": heartbeat_at,
-                "state": first_state(target).name(),
-                "last_error": Bson::Null,
-                "fenced_writes": 0_i64,
-            };
-            match leases.insert_one(first).await {
-                Ok(_) => return fence(1).map(Some),
-                // Another first lease won: look again.
-                Err(e) if is_duplicate_key(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let stored = read_stored(&stored, now)?;
-        let same = stored.holder == holder;
-        if !same && !stored.expired {
-            return Ok(None);
-        }
-        let token = if same && !stored.expired {
-            stored.token
-        } else {
-            stored.token + 1
-        };
-        let mut set = doc! {
+    let stored = leases
+        .find_one(doc! { "_id": &id })
+        .session(&mut *session)
+        .await?;
+    let Some(stored) = stored else {
+        let first = doc! {
+            "_id": &id,
+            "projection": projection.name(),
+            "target": target.name(),
             "holder": holder,
-            "token": token,
+            "token": 1_i64,
             "expires_at": expires_at,
             "heartbeat_at": heartbeat_at,
+            "state": first_state(target).name(),
+            "last_error": Bson::Null,
+            "fenced_writes": 0_i64,
         };
-        if !same {
-            set.insert("state", first_state(target).name());
-            set.insert("last_error", Bson::Null);
-        }
-        let taken = leases
-            .update_one(
-                doc! {
-                    "_id": &id,
-                    "holder": &stored.holder,
-                    "token": stored.token,
-                    "expires_at": stored.expires_at,
-                },
-                doc! { "$set": set },
-            )
-            .await?;
-        if taken.matched_count == 1 {
-            return fence(token).map(Some);
-        }
+        return match leases.insert_one(first).session(&mut *session).await {
+            Ok(_) => fence(1).map(Some),
+            // Another first lease committed after this snapshot: the
+            // transaction runs again and reads it.
+            Err(e) if is_duplicate_key(&e) => Err(DbError::Retry(format!(
+                "the lease {id} kept being taken by concurrent first acquires"
+            ))),
+            Err(e) => Err(e.into()),
+        };
+    };
+    let stored = read_stored(&stored, now)?;
+    let same = stored.holder == holder;
+    if !same && !stored.expired {
+        return Ok(None);
     }
-    Err(DbError::Retry(format!(
-        "the lease {id} kept changing under concurrent acquires"
-    )))
+    let token = if same && !stored.expired {
+        stored.token
+    } else {
+        stored.token + 1
+    };
+    let mut set = doc! {
+        "holder": holder,
+        "token": token,
+        "expires_at": expires_at,
+        "heartbeat_at": heartbeat_at,
+    };
+    if !same {
+        set.insert("state", first_state(target).name());
+        set.insert("last_error", Bson::Null);
+    }
+    let taken = leases
+        .update_one(
+            doc! {
+                "_id": &id,
+                "holder": &stored.holder,
+                "token": stored.token,
+                "expires_at": stored.expires_at,
+            },
+            doc! { "$set": set },
+        )
+        .session(&mut *session)
+        .await?;
+    if taken.matched_count == 1 {
+        fence(token).map(Some)
+    } else {
+        Err(DbError::Retry(format!(
+            "the lease {id} kept changing under concurrent acquires"
+        )))
+    }
 }
 
 /// Extends the fence's lease and records the report. Matches on holder and
@@ -159,6 +170,7 @@ pub(crate) async fn heartbeat(
     state: RunState,
     last_error: Option<&str>,
     now: DateTime<Utc>,
+    session: &mut ClientSession,
 ) -> Result<()> {
     let lost = || DbError::Refused(ViewError::lease_lost(fence));
     let token = i64::try_from(fence.token).map_err(|_| lost())?;
@@ -176,6 +188,7 @@ pub(crate) async fn heartbeat(
                 "last_error": last_error.map_or(Bson::Null, |e| Bson::String(e.to_owned())),
             } },
         )
+        .session(&mut *session)
         .await?;
     if updated.matched_count == 1 {
         Ok(())
@@ -190,6 +203,7 @@ pub(crate) async fn release(
     leases: &Collection<Document>,
     fence: &Fence,
     now: DateTime<Utc>,
+    session: &mut ClientSession,
 ) -> Result<()> {
     let Ok(token) = i64::try_from(fence.token) else {
         return Ok(());
@@ -205,6 +219,7 @@ pub(crate) async fn release(
             },
             doc! { "$set": { "expires_at": now } },
         )
+        .session(&mut *session)
         .await?;
     Ok(())
 }

@@ -25,6 +25,7 @@
 
 mod dead_letters;
 mod leases;
+mod reset;
 mod rows;
 mod slots;
 
@@ -44,7 +45,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::bounds::VIEW_WRITE_DEADLINE;
+use crate::bounds::{self, OPERATION_DEADLINE, VIEW_WRITE_DEADLINE};
 use crate::codec;
 use crate::error::DbError;
 use crate::txn::{self, Settled, Transaction};
@@ -132,8 +133,64 @@ enum Write<'a> {
         changes: &'a ViewChanges,
         documents: &'a [Document],
     },
-    Reset,
+    /// A reset's first step (see `reset`).
+    SetAside,
+    /// A reset's middle steps: these rows of the slot go.
+    Delete {
+        slot: Slot,
+        ids: &'a [String],
+    },
+    /// A reset's last step.
+    Restart,
     Swap,
+}
+
+/// A change to a lease document (`leases`), made in a transaction of its own.
+enum LeaseWrite<'a> {
+    Acquire {
+        projection: Projection,
+        target: Target,
+        holder: &'a str,
+        ttl: Duration,
+    },
+    Heartbeat {
+        fence: &'a Fence,
+        ttl: Duration,
+        state: RunState,
+        last_error: Option<&'a str>,
+    },
+    Release {
+        fence: &'a Fence,
+    },
+}
+
+/// One attempt of a lease write, inside the transaction of `session`.
+async fn lease_attempt(
+    inner: &Inner,
+    session: &mut ClientSession,
+    write: &LeaseWrite<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Fence>> {
+    let collection = &inner.leases;
+    match *write {
+        LeaseWrite::Acquire {
+            projection,
+            target,
+            holder,
+            ttl,
+        } => leases::acquire(collection, projection, target, holder, ttl, now, session).await,
+        LeaseWrite::Heartbeat {
+            fence,
+            ttl,
+            state,
+            last_error,
+        } => leases::heartbeat(collection, fence, ttl, state, last_error, now, session)
+            .await
+            .map(|()| None),
+        LeaseWrite::Release { fence } => leases::release(collection, fence, now, session)
+            .await
+            .map(|()| None),
+    }
 }
 
 impl MongoStore {
@@ -151,7 +208,7 @@ impl MongoStore {
                     .lock()
                     .await,
             ),
-            Write::Commit { .. } | Write::Reset => None,
+            Write::Commit { .. } | Write::SetAside | Write::Delete { .. } | Write::Restart => None,
         };
         let _turn = inner
             .slot_turns
@@ -229,6 +286,66 @@ impl MongoStore {
         }
     }
 
+    /// Runs a lease write in one transaction (see `leases` for why one),
+    /// in the turn of its (projection, target). A write whose commit went
+    /// unanswered simply runs again: each is idempotent for its holder (an
+    /// acquire finds its own unexpired lease and keeps the token; a
+    /// heartbeat and a release match holder and token).
+    async fn write_lease(
+        &self,
+        projection: Projection,
+        target: Target,
+        write: &LeaseWrite<'_>,
+    ) -> Result<Option<Fence>> {
+        let inner = &self.inner;
+        let _turn = inner.slot_turns.of(projection, target).lock().await;
+        let deadline = Instant::now() + OPERATION_DEADLINE;
+        let now = txn::until(deadline, "a read of its clock", async {
+            Ok(inner.clock.now(&inner.db).await?)
+        })
+        .await?;
+        let mut txn = Transaction::start(inner, deadline).await?;
+        loop {
+            let by = txn.attempt_deadline();
+            let session = txn.begin().await?;
+            let outcome = txn::until(
+                by,
+                "a lease write",
+                lease_attempt(inner, session, write, now),
+            )
+            .await;
+            match txn.settle(outcome).await? {
+                Settled::Committed(fence) => return Ok(fence),
+                Settled::Again => {}
+                Settled::Unknown { why } => {
+                    tracing::warn!(
+                        %projection,
+                        "the commit of a lease write went unanswered ({why}); running it again"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Empties the shadow slot of `fence` in bounded steps (see `reset`).
+    async fn reset_in(&self, fence: &Fence) -> Result<()> {
+        let projection = fence.projection;
+        self.write_slot(fence, Write::SetAside).await?;
+        let (slot, _) = *slots::read(&self.inner.slots, projection, None)
+            .await?
+            .get(Target::Shadow);
+        let rows = rows_of(&self.inner, projection, slot);
+        loop {
+            let ids = reset::next_ids(&rows).await?;
+            if ids.is_empty() {
+                break;
+            }
+            self.write_slot(fence, Write::Delete { slot, ids: &ids })
+                .await?;
+        }
+        self.write_slot(fence, Write::Restart).await
+    }
+
     async fn commit_in(&self, fence: &Fence, changes: &ViewChanges) -> Result<()> {
         let projection = changes.projection;
         if fence.projection != projection {
@@ -263,6 +380,20 @@ impl MongoStore {
             },
         )
         .await
+    }
+}
+
+/// Waits for a read of the views (or a single non-transactional write) as
+/// long as `bounds::READ_DEADLINE`; past it, `ViewError::Unavailable`.
+async fn bounded<T>(
+    what: &str,
+    future: impl std::future::Future<Output = Result<T, ViewError>>,
+) -> Result<T, ViewError> {
+    let outcome = bounds::read(what, async { future.await.map_err(DbError::Refused) }).await;
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(DbError::Refused(error)) => Err(error),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -311,9 +442,21 @@ async fn write_attempt(
             )
             .await
         }
-        Write::Reset => {
-            let counts = (projection == Projection::Dashboard).then(|| counts_of(inner, slot));
-            rows::clear(&rows_of(inner, projection, slot), counts.as_ref(), session).await?;
+        Write::SetAside => slots::set_aside(&inner.slots, projection, slot, session).await,
+        Write::Delete { slot: of, ids } => {
+            if *of != slot {
+                return Err(corrupt(format!(
+                    "{projection}'s shadow slot moved from {} to {} during its reset",
+                    of.name(),
+                    slot.name()
+                )));
+            }
+            reset::delete(&rows_of(inner, projection, slot), ids, session).await
+        }
+        Write::Restart => {
+            if projection == Projection::Dashboard {
+                reset::zero_counts(&counts_of(inner, slot), session).await?;
+            }
             slots::restart(&inner.slots, projection, slot, session).await
         }
         Write::Swap => {
@@ -343,8 +486,11 @@ impl ViewStore for MongoStore {
         projection: Projection,
         target: Target,
     ) -> Result<Position, ViewError> {
-        let read = slots::read(&self.inner.slots, projection, None).await?;
-        Ok(read.get(target).1.checkpoint)
+        bounded("a checkpoint", async {
+            let read = slots::read(&self.inner.slots, projection, None).await?;
+            Ok(read.get(target).1.checkpoint)
+        })
+        .await
     }
 
     async fn load_rows(
@@ -353,24 +499,27 @@ impl ViewStore for MongoStore {
         target: Target,
         ids: &[Uuid],
     ) -> Result<Rows, ViewError> {
-        if ids.is_empty() {
-            return Ok(Rows::empty(projection));
-        }
-        let (slot, _) = *slots::read(&self.inner.slots, projection, None)
-            .await?
-            .get(target);
-        let collection = rows_of(&self.inner, projection, slot);
-        let ids: Vec<String> = ids.iter().map(|id| codec::id(*id)).collect();
-        let documents = find_all(
-            &collection,
-            doc! { "_id": { "$in": ids } },
-            doc! { "_id": 1 },
-            None,
-            None,
-        )
+        bounded("view rows by id", async {
+            if ids.is_empty() {
+                return Ok(Rows::empty(projection));
+            }
+            let (slot, _) = *slots::read(&self.inner.slots, projection, None)
+                .await?
+                .get(target);
+            let collection = rows_of(&self.inner, projection, slot);
+            let ids: Vec<String> = ids.iter().map(|id| codec::id(*id)).collect();
+            let documents = find_all(
+                &collection,
+                doc! { "_id": { "$in": ids } },
+                doc! { "_id": 1 },
+                None,
+                None,
+            )
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+            Ok(codec::read_rows(projection, collection.name(), &documents).map_err(corrupt)?)
+        })
         .await
-        .map_err(DbError::<ViewError>::from)?;
-        Ok(codec::read_rows(projection, collection.name(), &documents).map_err(corrupt)?)
     }
 
     async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
@@ -384,38 +533,44 @@ impl ViewStore for MongoStore {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Rows, ViewError> {
-        if limit == 0 {
-            return Ok(Rows::empty(projection));
-        }
-        let (slot, _) = *slots::read(&self.inner.slots, projection, None)
-            .await?
-            .get(target);
-        let collection = rows_of(&self.inner, projection, slot);
-        let filter = after.map_or_else(Document::new, |after| {
-            doc! { "_id": { "$gt": codec::id(after) } }
-        });
-        let documents = find_all(
-            &collection,
-            filter,
-            doc! { "_id": 1 },
-            Some(codec::clamp(limit as u64)),
-            None,
-        )
+        bounded("view rows by id range", async {
+            if limit == 0 {
+                return Ok(Rows::empty(projection));
+            }
+            let (slot, _) = *slots::read(&self.inner.slots, projection, None)
+                .await?
+                .get(target);
+            let collection = rows_of(&self.inner, projection, slot);
+            let filter = after.map_or_else(Document::new, |after| {
+                doc! { "_id": { "$gt": codec::id(after) } }
+            });
+            let documents = find_all(
+                &collection,
+                filter,
+                doc! { "_id": 1 },
+                Some(codec::clamp(limit as u64)),
+                None,
+            )
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+            Ok(codec::read_rows(projection, collection.name(), &documents).map_err(corrupt)?)
+        })
         .await
-        .map_err(DbError::<ViewError>::from)?;
-        Ok(codec::read_rows(projection, collection.name(), &documents).map_err(corrupt)?)
     }
 
     async fn counts(&self, target: Target) -> Result<Dashboard, ViewError> {
-        let (slot, _) = *slots::read(&self.inner.slots, Projection::Dashboard, None)
-            .await?
-            .get(target);
-        Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+        bounded("the dashboard counts", async {
+            let (slot, _) = *slots::read(&self.inner.slots, Projection::Dashboard, None)
+                .await?
+                .get(target);
+            Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+        })
+        .await
     }
 
     async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
         shadow_only(fence, "resetting")?;
-        Ok(self.write_slot(fence, Write::Reset).await?)
+        Ok(self.reset_in(fence).await?)
     }
 
     async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
@@ -430,14 +585,13 @@ impl ViewStore for MongoStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Fence>, ViewError> {
-        let inner = &self.inner;
-        let _turn = inner.slot_turns.of(projection, target).lock().await;
-        let now = inner
-            .clock
-            .now(&inner.db)
-            .await
-            .map_err(DbError::<ViewError>::from)?;
-        Ok(leases::acquire(&inner.leases, projection, target, holder, ttl, now).await?)
+        let write = LeaseWrite::Acquire {
+            projection,
+            target,
+            holder,
+            ttl,
+        };
+        Ok(self.write_lease(projection, target, &write).await?)
     }
 
     async fn heartbeat(
@@ -447,66 +601,68 @@ impl ViewStore for MongoStore {
         state: RunState,
         last_error: Option<&str>,
     ) -> Result<(), ViewError> {
-        let inner = &self.inner;
-        let _turn = inner
-            .slot_turns
-            .of(fence.projection, fence.target)
-            .lock()
-            .await;
-        let now = inner
-            .clock
-            .now(&inner.db)
-            .await
-            .map_err(DbError::<ViewError>::from)?;
-        Ok(leases::heartbeat(&inner.leases, fence, ttl, state, last_error, now).await?)
+        let write = LeaseWrite::Heartbeat {
+            fence,
+            ttl,
+            state,
+            last_error,
+        };
+        self.write_lease(fence.projection, fence.target, &write)
+            .await?;
+        Ok(())
     }
 
     async fn release_lease(&self, fence: &Fence) -> Result<(), ViewError> {
-        let inner = &self.inner;
-        let _turn = inner
-            .slot_turns
-            .of(fence.projection, fence.target)
-            .lock()
-            .await;
-        let now = inner
-            .clock
-            .now(&inner.db)
-            .await
-            .map_err(DbError::<ViewError>::from)?;
-        Ok(leases::release(&inner.leases, fence, now).await?)
+        self.write_lease(
+            fence.projection,
+            fence.target,
+            &LeaseWrite::Release { fence },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
-        let inner = &self.inner;
-        let read = slots::read(&inner.slots, projection, None).await?;
-        let live_lease = leases::status(&inner.leases, projection, Target::Live).await?;
-        let shadow_lease = leases::status(&inner.leases, projection, Target::Shadow).await?;
-        let dead_letters_pending = dead_letters::pending(&inner.dead_letters, projection).await?;
-        let now = inner
-            .clock
-            .now(&inner.db)
-            .await
-            .map_err(DbError::<ViewError>::from)?;
-        Ok(ProjectionStatus {
-            projection,
-            live: read.live.1,
-            shadow: read.shadow.1,
-            live_lease,
-            shadow_lease,
-            dead_letters_pending,
-            now,
+        bounded("a projection's status", async {
+            let inner = &self.inner;
+            let read = slots::read(&inner.slots, projection, None).await?;
+            let live_lease = leases::status(&inner.leases, projection, Target::Live).await?;
+            let shadow_lease = leases::status(&inner.leases, projection, Target::Shadow).await?;
+            let dead_letters_pending =
+                dead_letters::pending(&inner.dead_letters, projection).await?;
+            let now = inner
+                .clock
+                .now(&inner.db)
+                .await
+                .map_err(DbError::<ViewError>::from)?;
+            Ok(ProjectionStatus {
+                projection,
+                live: read.live.1,
+                shadow: read.shadow.1,
+                live_lease,
+                shadow_lease,
+                dead_letters_pending,
+                now,
+            })
         })
+        .await
     }
 
     async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), ViewError> {
-        Ok(dead_letters::put(&self.inner.dead_letters, letter).await?)
+        bounded("a dead letter write", async {
+            Ok(dead_letters::put(&self.inner.dead_letters, letter).await?)
+        })
+        .await
     }
 
     async fn dead_letters(
         &self,
         projection: Option<Projection>,
     ) -> Result<Vec<DeadLetter>, ViewError> {
-        Ok(dead_letters::list(&self.inner.dead_letters, projection).await?)
+        bounded("the dead letters", async {
+            Ok(dead_letters::list(&self.inner.dead_letters, projection).await?)
+        })
+        .await
     }
 
     async fn set_dead_letter_state(
@@ -515,7 +671,13 @@ impl ViewStore for MongoStore {
         position: Position,
         state: DeadLetterState,
     ) -> Result<bool, ViewError> {
-        Ok(dead_letters::set_state(&self.inner.dead_letters, projection, position, state).await?)
+        bounded("a dead letter change", async {
+            Ok(
+                dead_letters::set_state(&self.inner.dead_letters, projection, position, state)
+                    .await?,
+            )
+        })
+        .await
     }
 
     async fn skipped_positions(
@@ -524,48 +686,60 @@ impl ViewStore for MongoStore {
         after: Position,
         up_to: Position,
     ) -> Result<HashSet<Position>, ViewError> {
-        Ok(dead_letters::skipped(&self.inner.dead_letters, projection, after, up_to).await?)
+        bounded("the skipped dead letters", async {
+            Ok(dead_letters::skipped(&self.inner.dead_letters, projection, after, up_to).await?)
+        })
+        .await
     }
 
     async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
-        let slot = slots::live(&self.inner.slots, Projection::Detail).await?;
-        let collection = rows_of(&self.inner, Projection::Detail, slot);
-        let document = collection
-            .find_one(doc! { "_id": codec::id(id) })
-            .await
-            .map_err(DbError::<ViewError>::from)?;
-        Ok(document
-            .as_ref()
-            .map(|document| codec::read_detail(collection.name(), document))
-            .transpose()
-            .map_err(ViewError::Corrupt)?)
+        bounded("a ticket's detail", async {
+            let slot = slots::live(&self.inner.slots, Projection::Detail).await?;
+            let collection = rows_of(&self.inner, Projection::Detail, slot);
+            let document = collection
+                .find_one(doc! { "_id": codec::id(id) })
+                .await
+                .map_err(DbError::<ViewError>::from)?;
+            Ok(document
+                .as_ref()
+                .map(|document| codec::read_detail(collection.name(), document))
+                .transpose()
+                .map_err(ViewError::Corrupt)?)
+        })
+        .await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let slot = slots::live(&self.inner.slots, Projection::List).await?;
-        let collection = rows_of(&self.inner, Projection::List, slot);
-        let documents = find_all(
-            &collection,
-            rows::list_filter(query),
-            rows::list_order(query.sort),
-            Some(codec::clamp(query.limit as u64)),
-            None,
-        )
+        bounded("the ticket list", async {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let slot = slots::live(&self.inner.slots, Projection::List).await?;
+            let collection = rows_of(&self.inner, Projection::List, slot);
+            let documents = find_all(
+                &collection,
+                rows::list_filter(query),
+                rows::list_order(query.sort),
+                Some(codec::clamp(query.limit as u64)),
+                None,
+            )
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+            documents
+                .iter()
+                .map(|document| {
+                    codec::read_list_row(collection.name(), document).map_err(ViewError::Corrupt)
+                })
+                .collect()
+        })
         .await
-        .map_err(DbError::<ViewError>::from)?;
-        documents
-            .iter()
-            .map(|document| {
-                codec::read_list_row(collection.name(), document).map_err(ViewError::Corrupt)
-            })
-            .collect()
     }
 
     async fn dashboard(&self) -> Result<Dashboard, ViewError> {
-        let slot = slots::live(&self.inner.slots, Projection::Dashboard).await?;
-        Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+        bounded("the dashboard", async {
+            let slot = slots::live(&self.inner.slots, Projection::Dashboard).await?;
+            Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+        })
+        .await
     }
 }

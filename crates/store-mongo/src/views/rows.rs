@@ -136,22 +136,6 @@ pub(crate) async fn add_to_counts(
     Ok(())
 }
 
-/// Empties a slot's rows (and, for the dashboard, sets its counts to zero).
-pub(crate) async fn clear(
-    rows: &Collection<Document>,
-    counts: Option<&Collection<Document>>,
-    session: &mut ClientSession,
-) -> Result<()> {
-    rows.delete_many(doc! {}).session(&mut *session).await?;
-    if let Some(counts) = counts {
-        counts
-            .update_many(doc! {}, doc! { "$set": { "count": 0_i64 } })
-            .session(&mut *session)
-            .await?;
-    }
-    Ok(())
-}
-
 /// A dashboard slot's counts; a missing status counts zero.
 pub(crate) async fn read_counts(counts: &Collection<Document>) -> Result<Dashboard> {
     let documents: Vec<Document> = counts.find(doc! {}).await?.try_collect().await?;

@@ -187,6 +187,28 @@ pub(crate) async fn set_checkpoint(
     .await
 }
 
+/// A reset's first step: the shadow slot is retired at checkpoint 0, so
+/// nothing swaps it in or resumes into it while it is emptied.
+pub(crate) async fn set_aside(
+    slots: &Collection<Document>,
+    projection: Projection,
+    slot: Slot,
+    session: &mut ClientSession,
+) -> Result<()> {
+    update_slot(
+        slots,
+        projection,
+        slot,
+        doc! { "state": { "$ne": SlotState::Live.name() } },
+        doc! {
+            "state": SlotState::Retired.name(),
+            "checkpoint": 0_i64,
+        },
+        session,
+    )
+    .await
+}
+
 /// The shadow slot starts over: building, at checkpoint 0, with the
 /// projection's current version.
 pub(crate) async fn restart(
