@@ -47,6 +47,8 @@ pub struct Workspace {
     /// as collections grow (tens of ms at a few thousand documents), so load
     /// tests run a smaller load there.
     smoke_server: bool,
+    /// A MongoDB workspace's database, dropped with the workspace.
+    _database: Option<store_mongo::testing::TestDatabase>,
 }
 
 impl Workspace {
@@ -58,17 +60,19 @@ impl Workspace {
             dir,
             store,
             smoke_server: false,
+            _database: None,
         }
     }
 
     /// A store in a fresh database of the MongoDB test server, if there is one.
     pub fn mongo(label: &str) -> Option<Self> {
-        let store = store_mongo::testing::database_uri(label)?;
+        let database = store_mongo::testing::database(label)?;
         let server = store_mongo::testing::shared()?;
         Some(Self {
             dir: tempfile::tempdir().expect("temp dir"),
-            store,
+            store: database.uri().to_owned(),
             smoke_server: server.kind() == store_mongo::testing::ServerKind::Jongodb,
+            _database: Some(database),
         })
     }
 
@@ -87,10 +91,10 @@ impl Workspace {
     }
 
     /// Whether transactions from different processes are isolated from each
-    /// other. jongodb commits each transaction's snapshot of the documents
-    /// it touches without conflict checks, so a daemon's commits and a
-    /// rebuild's in another process overwrite each other's slot and lease
-    /// documents there; a real server (and SQLite) serialises them.
+    /// other. jongodb's transactions detect no write conflicts, and a commit
+    /// can undo other transactions' committed writes to the same collection
+    /// (see docs/mongodb.md), so two processes appending at once can both
+    /// take a position there; a real server and SQLite serialise them.
     pub fn cross_process_transactions(&self) -> bool {
         !self.smoke_server
     }
