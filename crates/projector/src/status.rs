@@ -24,7 +24,7 @@ pub struct StatusReport {
 /// One projection's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectionReport {
-    #[serde(serialize_with = "crate::serialize_projection")]
+    #[serde(serialize_with = "crate::names::serialize_projection")]
     pub projection: Projection,
     /// The live slot's checkpoint.
     pub checkpoint: Position,

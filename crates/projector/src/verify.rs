@@ -59,7 +59,7 @@ impl Default for VerifyOptions {
 /// One way a slot differs from the fold of the history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difference {
-    #[serde(serialize_with = "crate::serialize_projection")]
+    #[serde(serialize_with = "crate::names::serialize_projection")]
     pub projection: Projection,
     /// The ticket, for row differences (none for the dashboard counts).
     pub ticket: Option<Uuid>,
@@ -185,9 +185,9 @@ fn short(value: &Value) -> String {
 /// What `verify` found in one slot.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
-    #[serde(serialize_with = "crate::serialize_projection")]
+    #[serde(serialize_with = "crate::names::serialize_projection")]
     pub projection: Projection,
-    #[serde(serialize_with = "serialize_target")]
+    #[serde(serialize_with = "crate::names::serialize_target")]
     pub target: Target,
     /// The slot's checkpoint when the check started.
     pub checkpoint: Position,
@@ -243,10 +243,6 @@ impl fmt::Display for VerifyReport {
         }
         Ok(())
     }
-}
-
-fn serialize_target<S: serde::Serializer>(target: &Target, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(target.name())
 }
 
 /// Compares one slot of a projection with the fold of the whole history.
