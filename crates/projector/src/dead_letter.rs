@@ -1,10 +1,18 @@
-//! Dead letters: the policy for an event a projection cannot apply, and the
-//! ops' side of it (`dead-letters retry|skip`).
+//! Dead letters: events a projection cannot apply. Everything the projector
+//! does with them is here: the policy ([`DeadLetterPolicy`]) and how each
+//! loop records one (the live runner and `catch_up` by the policy, a rebuild
+//! always as pending), how a live runner stopped at one learns that ops
+//! skipped or retried it, how one it applies after all becomes resolved, and
+//! the ops' side (`dead-letters retry|skip`).
 
+use std::collections::{BTreeSet, HashSet};
 use std::str::FromStr;
 
+use chrono::Utc;
 use eventstore::Position;
-use readmodel::{DeadLetterState, Projection, Target, ViewStore};
+use readmodel::{
+    DeadLetter, DeadLetterState, FailedEvent, Projection, Target, ViewError, ViewStore,
+};
 
 use crate::ProjectorError;
 
@@ -24,6 +32,16 @@ impl DeadLetterPolicy {
         match self {
             DeadLetterPolicy::Stop => "stop",
             DeadLetterPolicy::Skip => "skip",
+        }
+    }
+}
+
+impl DeadLetterPolicy {
+    /// The state a dead letter is recorded in under this policy.
+    fn recorded_state(self) -> DeadLetterState {
+        match self {
+            DeadLetterPolicy::Stop => DeadLetterState::Pending,
+            DeadLetterPolicy::Skip => DeadLetterState::Skipped,
         }
     }
 }
@@ -68,6 +86,175 @@ pub async fn set_dead_letter(
         found,
         live_checkpoint,
     })
+}
+
+/// One projection's dead letters, as its loops see them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeadLetters<'a> {
+    views: &'a dyn ViewStore,
+    projection: Projection,
+}
+
+/// What a projection stopped at a dead letter does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterStop {
+    /// Still pending (or its state could not be read): stay stopped.
+    Wait,
+    /// Ops skipped it: carry on past it.
+    Skipped,
+    /// Ops asked for a retry (or the letter is gone): apply it again.
+    Retry,
+}
+
+impl<'a> DeadLetters<'a> {
+    pub fn new(views: &'a dyn ViewStore, projection: Projection) -> Self {
+        Self { views, projection }
+    }
+
+    /// Records a dead letter for the event a fold stopped at, in the state
+    /// `policy` gives it, and tells ops: a warning for a skipped event, an
+    /// error naming the commands that move a stopped projection on.
+    pub async fn record(
+        &self,
+        failed: &FailedEvent,
+        policy: DeadLetterPolicy,
+    ) -> Result<(), ViewError> {
+        let projection = self.projection;
+        let reason = failed.error.to_string();
+        let letter = DeadLetter::new(
+            projection,
+            &failed.event,
+            reason.clone(),
+            policy.recorded_state(),
+            Utc::now(),
+        );
+        self.views.put_dead_letter(&letter).await?;
+        let position = failed.event.position;
+        let event_type = &failed.event.event_type;
+        match policy {
+            DeadLetterPolicy::Skip => {
+                tracing::warn!(%projection, position, %event_type, %reason, "event skipped (dead-letter policy skip)");
+            }
+            DeadLetterPolicy::Stop => tracing::error!(
+                %projection, position, %event_type, %reason,
+                "projection stopped at an event it cannot apply; see `ticket-projector dead-letters list`, then `retry` or `skip` {projection} {position}"
+            ),
+        }
+        Ok(())
+    }
+
+    /// What a rebuild stuck at an event records: a pending dead letter, so
+    /// ops can act on it, unless there is one already at that position (one
+    /// the live runner recorded, or ops already set to retry, stays as it
+    /// is). A failure to record is logged: the rebuild fails either way.
+    pub async fn record_unless_known(&self, failed: &FailedEvent) {
+        let projection = self.projection;
+        let known = match self.views.dead_letters(Some(projection)).await {
+            Ok(letters) => letters
+                .iter()
+                .any(|letter| letter.position == failed.event.position),
+            Err(_) => false,
+        };
+        if known {
+            return;
+        }
+        let letter = DeadLetter::new(
+            projection,
+            &failed.event,
+            failed.error.to_string(),
+            DeadLetterState::Pending,
+            Utc::now(),
+        );
+        if let Err(error) = self.views.put_dead_letter(&letter).await {
+            tracing::warn!(%projection, %error, "cannot record the dead letter");
+        }
+    }
+
+    /// What a live runner stopped at the dead letter at `position` does next,
+    /// by the state ops left it in. A retried letter (or one that is gone)
+    /// is added to `unresolved`, so that applying it resolves it.
+    pub async fn after_stop(
+        &self,
+        position: Position,
+        unresolved: &mut BTreeSet<Position>,
+    ) -> AfterStop {
+        let projection = self.projection;
+        match self.state(position).await {
+            Ok(Some(DeadLetterState::Pending)) | Err(_) => AfterStop::Wait,
+            Ok(Some(DeadLetterState::Skipped)) => {
+                tracing::info!(%projection, position, "dead letter skipped: carrying on");
+                AfterStop::Skipped
+            }
+            Ok(state) => {
+                tracing::info!(%projection, position, "dead letter retried: applying it again");
+                if state != Some(DeadLetterState::Retry) {
+                    unresolved.insert(position);
+                }
+                AfterStop::Retry
+            }
+        }
+    }
+
+    async fn state(&self, position: Position) -> Result<Option<DeadLetterState>, ViewError> {
+        let letters = self.views.dead_letters(Some(self.projection)).await?;
+        Ok(letters
+            .into_iter()
+            .find(|letter| letter.position == position)
+            .map(|letter| letter.state))
+    }
+
+    /// The dead letters a live runner may pass by applying them: pending or
+    /// retried ones above the live checkpoint. Passing one resolves it.
+    pub async fn unresolved(&self) -> BTreeSet<Position> {
+        let checkpoint = self
+            .views
+            .checkpoint(self.projection, Target::Live)
+            .await
+            .unwrap_or(0);
+        match self.views.dead_letters(Some(self.projection)).await {
+            Ok(letters) => letters
+                .into_iter()
+                .filter(|letter| {
+                    letter.position > checkpoint
+                        && matches!(
+                            letter.state,
+                            DeadLetterState::Pending | DeadLetterState::Retry
+                        )
+                })
+                .map(|letter| letter.position)
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        }
+    }
+
+    /// Marks the dead letters of `unresolved` that a batch committed up to
+    /// `to` applied as resolved (those it passed as `skipped` are not).
+    pub async fn resolve_passed(
+        &self,
+        unresolved: &mut BTreeSet<Position>,
+        to: Position,
+        skipped: &HashSet<Position>,
+    ) {
+        let passed: Vec<Position> = unresolved.range(..=to).copied().collect();
+        for position in passed {
+            unresolved.remove(&position);
+            if skipped.contains(&position) {
+                continue;
+            }
+            match self
+                .views
+                .set_dead_letter_state(self.projection, position, DeadLetterState::Resolved)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(projection = %self.projection, position, "dead letter applied: resolved")
+                }
+                Err(error) => {
+                    tracing::warn!(projection = %self.projection, position, %error, "cannot mark the dead letter resolved")
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

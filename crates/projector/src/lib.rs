@@ -26,8 +26,10 @@
 //!   pause between them ([`linger`]).
 //! - `batch`: one batch into one slot, the step every loop repeats.
 //! - `lease`: holder names and the heartbeat that keeps a lease.
-//! - `dead_letter`: the [`DeadLetterPolicy`] for an event a projection cannot
-//!   apply, and [`set_dead_letter`] for ops.
+//! - `dead_letter`: events a projection cannot apply, in one place: the
+//!   [`DeadLetterPolicy`], how the live runner, `catch_up` and a rebuild
+//!   record one, how a stopped runner moves on, and [`set_dead_letter`] for
+//!   ops.
 //! - `rebuild`: blue/green [`rebuild`] into the shadow slot; `bulk` is its
 //!   by-ticket first pass.
 //! - `verify`: the oracle, [`verify`], comparing a slot with the fold of the

@@ -2,18 +2,15 @@
 //! lease is free, then apply batches under it until shutdown or until the
 //! lease is lost; and how long it pauses between batches ([`linger`]).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use eventstore::{EventStore, Position};
-use readmodel::{
-    DeadLetter, DeadLetterState, FailedEvent, Projection, RunState, Target, ViewError, ViewStore,
-};
+use readmodel::{Projection, RunState, Target, ViewError, ViewStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, KnownCheckpoint, apply_batch};
+use crate::dead_letter::{AfterStop, DeadLetters};
 use crate::lease::Held;
 use crate::{DeadLetterPolicy, ProjectorConfig, ProjectorError};
 
@@ -146,9 +143,10 @@ impl LiveRunner {
     async fn hold(&self, held: &Held, shutdown: &CancellationToken) -> Exit {
         let projection = self.projection;
         let mut failing: Option<String> = None;
-        // Dead letters this runner may pass by applying them (pending or
-        // retried ones above the checkpoint): passing one resolves it.
-        let mut unresolved = self.unresolved_dead_letters().await;
+        let dead_letters = DeadLetters::new(&*self.views, projection);
+        // Dead letters this runner may pass by applying them: passing one
+        // resolves it.
+        let mut unresolved = dead_letters.unresolved().await;
         // The dead letter the projection is stopped at (stop policy).
         let mut stopped_at: Option<Position> = None;
         let mut known = KnownCheckpoint::default();
@@ -160,21 +158,10 @@ impl LiveRunner {
                 return Exit::LeaseLost;
             }
             if let Some(position) = stopped_at {
-                match self.dead_letter_state(position).await {
-                    Ok(Some(DeadLetterState::Pending)) | Err(_) => {
-                        self.wait(held, shutdown, self.config.dead_letter_poll)
-                            .await;
-                        continue;
-                    }
-                    Ok(Some(DeadLetterState::Skipped)) => {
-                        tracing::info!(%projection, position, "dead letter skipped: carrying on");
-                    }
-                    Ok(state) => {
-                        tracing::info!(%projection, position, "dead letter retried: applying it again");
-                        if state != Some(DeadLetterState::Retry) {
-                            unresolved.insert(position);
-                        }
-                    }
+                if dead_letters.after_stop(position, &mut unresolved).await == AfterStop::Wait {
+                    self.wait(held, shutdown, self.config.dead_letter_poll)
+                        .await;
+                    continue;
                 }
                 stopped_at = None;
                 held.set(RunState::Running, None);
@@ -212,7 +199,9 @@ impl LiveRunner {
                             .record(committed as f64);
                     }
                     tracing::debug!(%projection, from, to, "batch committed");
-                    self.resolve_passed(&mut unresolved, to, &skipped).await;
+                    dead_letters
+                        .resolve_passed(&mut unresolved, to, &skipped)
+                        .await;
                     let Some(failed) = failed else {
                         held.set(RunState::Running, None);
                         let pause = linger(
@@ -226,9 +215,10 @@ impl LiveRunner {
                         }
                         continue;
                     };
-                    match self.dead_letter(&failed).await {
-                        Ok(DeadLetterPolicy::Skip) => {}
-                        Ok(DeadLetterPolicy::Stop) => {
+                    let policy = self.config.dead_letter_policy;
+                    match dead_letters.record(&failed, policy).await {
+                        Ok(()) if policy == DeadLetterPolicy::Skip => {}
+                        Ok(()) => {
                             unresolved.insert(failed.event.position);
                             stopped_at = Some(failed.event.position);
                             held.set(RunState::Stopped, Some(failed.error.to_string()));
@@ -267,93 +257,6 @@ impl LiveRunner {
                         self.config.retry_backoff * 10
                     };
                     self.wait(held, shutdown, backoff).await;
-                }
-            }
-        }
-    }
-
-    /// Records a dead letter for the event the fold stopped at; returns the
-    /// policy applied.
-    async fn dead_letter(&self, failed: &FailedEvent) -> Result<DeadLetterPolicy, ViewError> {
-        let projection = self.projection;
-        let policy = self.config.dead_letter_policy;
-        let state = match policy {
-            DeadLetterPolicy::Stop => DeadLetterState::Pending,
-            DeadLetterPolicy::Skip => DeadLetterState::Skipped,
-        };
-        let reason = failed.error.to_string();
-        let letter = DeadLetter::new(projection, &failed.event, reason.clone(), state, Utc::now());
-        self.views.put_dead_letter(&letter).await?;
-        let position = failed.event.position;
-        let event_type = &failed.event.event_type;
-        match policy {
-            DeadLetterPolicy::Skip => {
-                tracing::warn!(%projection, position, %event_type, %reason, "event skipped (dead-letter policy skip)");
-            }
-            DeadLetterPolicy::Stop => tracing::error!(
-                %projection, position, %event_type, %reason,
-                "projection stopped at an event it cannot apply; see `ticket-projector dead-letters list`, then `retry` or `skip` {projection} {position}"
-            ),
-        }
-        Ok(policy)
-    }
-
-    async fn dead_letter_state(
-        &self,
-        position: Position,
-    ) -> Result<Option<DeadLetterState>, ViewError> {
-        let letters = self.views.dead_letters(Some(self.projection)).await?;
-        Ok(letters
-            .into_iter()
-            .find(|letter| letter.position == position)
-            .map(|letter| letter.state))
-    }
-
-    async fn unresolved_dead_letters(&self) -> BTreeSet<Position> {
-        let checkpoint = self
-            .views
-            .checkpoint(self.projection, Target::Live)
-            .await
-            .unwrap_or(0);
-        match self.views.dead_letters(Some(self.projection)).await {
-            Ok(letters) => letters
-                .into_iter()
-                .filter(|letter| {
-                    letter.position > checkpoint
-                        && matches!(
-                            letter.state,
-                            DeadLetterState::Pending | DeadLetterState::Retry
-                        )
-                })
-                .map(|letter| letter.position)
-                .collect(),
-            Err(_) => BTreeSet::new(),
-        }
-    }
-
-    /// Marks dead letters the committed batch applied as resolved.
-    async fn resolve_passed(
-        &self,
-        unresolved: &mut BTreeSet<Position>,
-        to: Position,
-        skipped: &std::collections::HashSet<Position>,
-    ) {
-        let passed: Vec<Position> = unresolved.range(..=to).copied().collect();
-        for position in passed {
-            unresolved.remove(&position);
-            if skipped.contains(&position) {
-                continue;
-            }
-            match self
-                .views
-                .set_dead_letter_state(self.projection, position, DeadLetterState::Resolved)
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(projection = %self.projection, position, "dead letter applied: resolved")
-                }
-                Err(error) => {
-                    tracing::warn!(projection = %self.projection, position, %error, "cannot mark the dead letter resolved")
                 }
             }
         }

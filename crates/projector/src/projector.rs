@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use eventstore::{EventStore, Position};
-use readmodel::{DeadLetter, DeadLetterState, Projection, RunState, Target, ViewError, ViewStore};
+use readmodel::{Projection, RunState, Target, ViewError, ViewStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, KnownCheckpoint, apply_batch};
+use crate::dead_letter::DeadLetters;
 use crate::live::{DEFAULT_MAX_LINGER, LiveRunner};
 use crate::rebuild::{LogProgress, RebuildError, RebuildOptions, rebuild};
 use crate::verify::VerifyOptions;
@@ -137,7 +137,7 @@ impl Projector {
         fence: &readmodel::Fence,
         head: Position,
     ) -> Result<Position, ProjectorError> {
-        let projection = fence.projection;
+        let dead_letters = DeadLetters::new(&*self.views, fence.projection);
         let mut beat = Instant::now();
         let mut known = KnownCheckpoint::default();
         loop {
@@ -159,19 +159,9 @@ impl Projector {
                 Ok(Batch::Idle { checkpoint }) => return Ok(checkpoint),
                 Ok(Batch::Applied { to, failed, .. }) => {
                     if let Some(failed) = failed {
-                        let state = match self.config.dead_letter_policy {
-                            DeadLetterPolicy::Stop => DeadLetterState::Pending,
-                            DeadLetterPolicy::Skip => DeadLetterState::Skipped,
-                        };
-                        let letter = DeadLetter::new(
-                            projection,
-                            &failed.event,
-                            failed.error.to_string(),
-                            state,
-                            Utc::now(),
-                        );
-                        self.views.put_dead_letter(&letter).await?;
-                        if self.config.dead_letter_policy == DeadLetterPolicy::Stop {
+                        let policy = self.config.dead_letter_policy;
+                        dead_letters.record(&failed, policy).await?;
+                        if policy == DeadLetterPolicy::Stop {
                             return Err(failed.error.into());
                         }
                         continue;

@@ -13,17 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use eventstore::{EventStore, Position, StoreError};
-use readmodel::{
-    DeadLetter, DeadLetterState, FailedEvent, Projection, RunState, SlotState, Target, ViewError,
-    ViewStore,
-};
+use readmodel::{Projection, RunState, SlotState, Target, ViewError, ViewStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::ProjectorError;
 use crate::batch::{Batch, KnownCheckpoint, apply_batch};
 use crate::bulk::{BulkPass, Pass};
+use crate::dead_letter::DeadLetters;
 use crate::lease::Held;
 use crate::verify::{VerifyOptions, VerifyReport, verify};
 
@@ -605,7 +602,9 @@ impl Rebuild<'_> {
                     self.progress.advanced(projection, to, target.max(to));
                     self.pace(to - from).await;
                     if let Some(failed) = failed {
-                        self.record(&failed).await;
+                        DeadLetters::new(self.views, projection)
+                            .record_unless_known(&failed)
+                            .await;
                         return Err(RebuildError::Stuck {
                             projection,
                             position: failed.event.position,
@@ -633,31 +632,6 @@ impl Rebuild<'_> {
                 }
                 Err(error) => return Err(error.into()),
             }
-        }
-    }
-
-    /// Makes sure ops can act on the event the rebuild is stuck at: records a
-    /// pending dead letter unless there is one already.
-    async fn record(&self, failed: &FailedEvent) {
-        let projection = self.projection();
-        let known = match self.views.dead_letters(Some(projection)).await {
-            Ok(letters) => letters
-                .iter()
-                .any(|letter| letter.position == failed.event.position),
-            Err(_) => false,
-        };
-        if known {
-            return;
-        }
-        let letter = DeadLetter::new(
-            projection,
-            &failed.event,
-            failed.error.to_string(),
-            DeadLetterState::Pending,
-            Utc::now(),
-        );
-        if let Err(error) = self.views.put_dead_letter(&letter).await {
-            tracing::warn!(%projection, %error, "cannot record the dead letter");
         }
     }
 }
