@@ -1,19 +1,17 @@
 //! The dashboard resource: ticket counts per status, from the read model.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use readmodel::{Dashboard, Projection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::ApiError;
-use crate::extract::{freshness_headers, min_position};
-use crate::openapi::Problem;
-use crate::tickets::decode_query;
+use crate::error::{ApiError, Problem};
+use crate::extract::freshness_headers;
+use crate::params::{self, Query};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/dashboard", get(show))
@@ -40,14 +38,14 @@ impl From<Dashboard> for DashboardResponse {
     }
 }
 
-/// The query of `GET /dashboard`, for the OpenAPI document (the handler
-/// reads the pairs itself and refuses unknown ones).
-#[derive(Debug, serde::Deserialize, IntoParams)]
+/// The query of `GET /dashboard`, read by `params::Query`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-struct DashboardQuery {
+pub(crate) struct DashboardQuery {
     /// Wait until the dashboard has applied this store position.
     #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "params::min_position")]
     min_position: Option<u64>,
 }
 
@@ -63,32 +61,16 @@ struct DashboardQuery {
                 ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
                 ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
             )),
-        (status = 400, description = "An undecodable query string, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Query(query): Query<DashboardQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut min = None;
-    for (name, value) in decode_query(query)? {
-        match name.as_str() {
-            "min_position" if min.is_some() => {
-                return Err(ApiError::validation(name, "must be given at most once"));
-            }
-            "min_position" if value.is_empty() => {}
-            "min_position" => min = Some(min_position(&value)?),
-            _ => {
-                return Err(ApiError::validation(
-                    name,
-                    "unknown query parameter; expected min_position",
-                ));
-            }
-        }
-    }
-    let freshness = match min {
+    let freshness = match query.min_position {
         Some(position) => Some(
             state
                 .queries

@@ -13,9 +13,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{DomainError, FieldError};
 use eventstore::StoreError;
-use query::{FeedError, QueryError};
+use query::{FeedError, HistoryError, QueryError};
 use readmodel::ViewError;
 use serde::Serialize;
+use utoipa::ToSchema;
 use write::WriteError;
 
 type Cause = Box<dyn StdError + Send + Sync>;
@@ -27,7 +28,8 @@ pub enum ApiError {
     Validation { field: String, detail: String },
     /// 400: the body is not JSON (bad syntax, truncated, empty).
     MalformedJson { detail: String },
-    /// 400: a path segment or query parameter is not well-formed.
+    /// 400: a path segment or header is not well-formed, or a query
+    /// parameter is unknown, repeated or empty.
     InvalidParameter { field: String, detail: String },
     /// 415: the body is not declared as JSON.
     UnsupportedMediaType { detail: String },
@@ -37,6 +39,8 @@ pub enum ApiError {
     NotFound { detail: String },
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
+    /// 408: the request took too long to arrive or to answer.
+    RequestTimeout,
     /// 409: a rule refused the change (`field` names what it refused), or the
     /// write lost every race for the ticket.
     Conflict {
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -104,6 +109,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => ("/problems/payload-too-large", "Payload too large"),
             ApiError::NotFound { .. } => ("/problems/not-found", "Not found"),
             ApiError::MethodNotAllowed => ("/problems/method-not-allowed", "Method not allowed"),
+            ApiError::RequestTimeout => ("/problems/request-timeout", "Request timeout"),
             ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
             ApiError::PreconditionFailed { .. } => {
                 ("/problems/precondition-failed", "Precondition failed")
@@ -114,15 +120,23 @@ impl ApiError {
     }
 }
 
-/// The problem+json body.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// An error: `application/problem+json` (RFC 9457). `type` is a stable
+/// relative URI per kind of problem (`/problems/validation`,
+/// `/problems/not-found`, …) to branch on.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// A stable relative URI naming the kind of problem.
     #[serde(rename = "type")]
     kind: &'static str,
+    /// A short human summary of the kind of problem.
     title: &'static str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong with this request.
     detail: &'a str,
+    /// The body field, path segment, query parameter or header at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     field: Option<&'a str>,
 }
 
@@ -142,6 +156,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { field, detail } => (detail.as_str(), field.as_deref()),
             ApiError::PayloadTooLarge => ("the request body is too large", None),
             ApiError::MethodNotAllowed => ("the resource does not support this method", None),
+            ApiError::RequestTimeout => ("the request took too long to arrive or to answer", None),
             ApiError::Unavailable(cause) => {
                 tracing::warn!(error = %chain(cause.as_ref()), "answering 503");
                 ("a backing store is unavailable; try again shortly", None)
@@ -264,6 +279,15 @@ impl From<QueryError> for ApiError {
                 format!("{source}; use a `next_cursor` from a previous page"),
             ),
             QueryError::Unavailable(error) => error.into(),
+        }
+    }
+}
+
+impl From<HistoryError> for ApiError {
+    fn from(error: HistoryError) -> Self {
+        match error {
+            HistoryError::NotFound => ApiError::not_found("no ticket with this id"),
+            HistoryError::Store(error) => error.into(),
         }
     }
 }

@@ -322,16 +322,6 @@ pub(crate) fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-/// A `min_position` query value: a non-negative whole number, else a 422.
-pub(crate) fn min_position(value: &str) -> Result<u64, ApiError> {
-    value.parse::<u64>().map_err(|_| {
-        ApiError::validation(
-            "min_position",
-            "must be a non-negative whole number (an `X-Event-Position` from a write)",
-        )
-    })
-}
-
 pub(crate) const EVENT_POSITION: &str = "x-event-position";
 pub(crate) const READ_POSITION: &str = "x-read-position";
 pub(crate) const READ_STALE: &str = "x-read-stale";

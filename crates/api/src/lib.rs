@@ -1,13 +1,18 @@
-//! The HTTP surface: axum routes over the write side, the query side and the
-//! event store.
+//! The HTTP surface: axum routes over the write side and the query side.
 //!
 //! This crate is thin on purpose. Each handler extracts its input (with the
-//! app's own extractors, so every rejection is a problem+json body), makes one
+//! app's own extractors, so every rejection is a problem+json body; the query
+//! string through the one strict extractor, `params::Query`), makes one
 //! service call and maps the answer to a private response type. Field rules live
 //! in `domain` (the command constructors name the field they refuse), business
 //! rules in `domain::decide`, paging rules in `query`; this crate only translates
 //! between them and HTTP. All errors go through [`ApiError`], the one place where
-//! a failure gets its status code.
+//! a failure gets its status code and its problem+json body.
+//!
+//! The modules form a downward graph: `error` at the bottom, then
+//! `middleware`, `extract` and `params`, then the resources (`tickets`,
+//! `stream`, `dashboard`), and `openapi` on top, which only collects what the
+//! others declare.
 //!
 //! Routes: `POST /tickets`, `GET /tickets`, `GET|PATCH /tickets/{id}`,
 //! `GET /tickets/{id}/events`, `GET /tickets/stream` (the list view's changes
@@ -23,28 +28,30 @@ mod error;
 mod extract;
 pub mod middleware;
 mod openapi;
+mod params;
 mod stream;
 mod tickets;
 
 use std::sync::Arc;
 
 use axum::Router;
-use eventstore::EventStore;
-use query::{ChangeFeed, QueryService};
+use query::{ChangeFeed, History, QueryService};
 use tokio_util::sync::CancellationToken;
 use write::CommandService;
 
 pub use error::ApiError;
 pub use middleware::HttpLimits;
-pub use openapi::openapi;
+pub use openapi::{Readiness, openapi};
 
-/// What the handlers share.
+/// What the handlers share: services only, never a store.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The write side: every `POST` and `PATCH`.
     pub commands: Arc<CommandService>,
+    /// The read models: detail, list and dashboard reads.
     pub queries: Arc<QueryService>,
-    /// Read directly only by `GET /tickets/{id}/events`.
-    pub events: Arc<dyn EventStore>,
+    /// Tickets' events: `GET /tickets/{id}/events` and the time-travel reads.
+    pub history: Arc<History>,
     /// The list view's changes, for `GET /tickets/stream`.
     pub feed: Arc<ChangeFeed>,
     /// Cancelled when the server shuts down: open streams end then, since

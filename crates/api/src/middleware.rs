@@ -16,8 +16,10 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self as axum_middleware, Next};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -83,15 +85,22 @@ pub(crate) fn apply(router: Router, limits: HttpLimits) -> Router {
         .layer(axum_middleware::from_fn(request_id))
 }
 
+/// `GET /healthz`'s body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
 /// `GET /healthz`: the process is up; touches nothing else.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "operations",
-    responses((status = 200, description = "The process is up", body = crate::openapi::Health))
+    responses((status = 200, description = "The process is up", body = Health))
 )]
 pub(crate) async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+    axum::Json(Health { status: "ok" })
 }
 
 /// Gives the request its id and correlation id, runs it inside a span that
@@ -129,10 +138,11 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(meta.clone());
 
     let mut response = next.run(request).instrument(span.clone()).await;
+    // The timeout layer answers an empty 408; clients get a problem instead.
     if response.status() == StatusCode::REQUEST_TIMEOUT
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
-        response = timeout_problem();
+        response = ApiError::RequestTimeout.into_response();
     }
     if let Ok(value) = HeaderValue::from_str(&meta.request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -225,22 +235,6 @@ fn parse_actor(bytes: &[u8]) -> Result<String, &'static str> {
         return Err(RULE);
     }
     Ok(text.to_owned())
-}
-
-/// The timeout layer answers an empty 408; clients get a problem instead.
-fn timeout_problem() -> Response {
-    let body = serde_json::json!({
-        "type": "/problems/request-timeout",
-        "title": "Request timeout",
-        "status": 408,
-        "detail": "the request took too long to arrive or to answer",
-    });
-    (
-        StatusCode::REQUEST_TIMEOUT,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -14,87 +14,42 @@
 
 use axum::Json;
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::openapi::header::Header;
-use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
+};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-/// An error: `application/problem+json` (RFC 9457). `type` is a stable
-/// relative URI per kind of problem (`/problems/validation`,
-/// `/problems/not-found`, …) to branch on.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Problem {
-    /// A stable relative URI naming the kind of problem.
-    #[serde(rename = "type")]
-    kind: String,
-    /// A short human summary of the kind of problem.
-    title: String,
-    /// The HTTP status code.
-    status: u16,
-    /// What went wrong with this request.
-    detail: String,
-    /// The body field, path segment, query parameter or header at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    field: Option<String>,
-}
+use crate::error::Problem;
 
-/// `GET /healthz`'s body.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Health {
-    /// Always `ok`.
-    status: String,
-}
-
-/// `GET /readyz`'s body: whether the service is ready, and why.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-struct Readiness {
+/// `GET /readyz`'s body: whether the service is ready, and why. The route is
+/// the composition root's; the body is defined here so that what it sends is
+/// what the document describes. Absent figures are left out of the body.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Readiness {
     /// True when the store answers and every projection lags within the bound.
-    ready: bool,
+    pub ready: bool,
     /// The configured lag bound.
-    max_lag_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_seconds: Option<f64>,
     /// The store's last event position.
-    head: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
     /// The time of the check.
-    now: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub now: Option<DateTime<Utc>>,
     /// Per-projection figures, as `ticket-projector status --json` prints them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
-    projections: Option<Vec<serde_json::Value>>,
+    pub projections: Option<Vec<serde_json::Value>>,
     /// Why the store could not be checked (503 only).
-    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
-
-/// Ready: the store answers, migrations are applied and every projection lags
-/// less than `--ready-max-lag`.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready: the store does not answer, or a projection lags too much", body = Readiness),
-    )
-)]
-#[allow(dead_code)]
-fn readyz() {}
-
-/// Prometheus metrics, in the text exposition format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses(
-        (status = 200, description = "The metrics (see the README for the list)", body = String,
-            content_type = "text/plain; version=0.0.4; charset=utf-8"),
-    )
-)]
-#[allow(dead_code)]
-fn metrics() {}
 
 /// This document.
 #[utoipa::path(
@@ -124,12 +79,11 @@ pub(crate) async fn serve() -> impl IntoResponse {
         crate::stream::stream,
         crate::dashboard::show,
         crate::middleware::healthz,
-        readyz,
-        metrics,
         serve,
     ),
-    components(schemas(Problem)),
-    modifiers(&Middleware),
+    components(schemas(Problem, Readiness)),
+    // In this order: the composition root's operations get the middleware's too.
+    modifiers(&CompositionRoot, &Middleware),
     tags(
         (name = "tickets", description = "Open, change, read and list tickets"),
         (name = "dashboard", description = "Counts per status"),
@@ -144,10 +98,48 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// A reference to the `Status` schema, for wire types that carry
-/// `domain::Status` itself.
-pub(crate) fn status_ref() -> RefOr<Schema> {
-    RefOr::Ref(Ref::from_schema_name("Status"))
+/// Documents the composition root's routes, `/readyz` and `/metrics`: they
+/// are served by `tickets` (which knows the backend and the recorder), so no
+/// handler here carries their `#[utoipa::path]`.
+struct CompositionRoot;
+
+impl Modify for CompositionRoot {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let readiness = |description: &str| {
+            body_response(
+                description,
+                "application/json",
+                RefOr::Ref(Ref::from_schema_name("Readiness")),
+            )
+        };
+        let readyz = OperationBuilder::new()
+            .tag("operations")
+            .operation_id(Some("readyz"))
+            .summary(Some(
+                "Ready: the store answers, migrations are applied and every projection lags \
+                 less than `--ready-max-lag`.",
+            ))
+            .response("200", readiness("Ready"))
+            .response(
+                "503",
+                readiness("Not ready: the store does not answer, or a projection lags too much"),
+            );
+        let metrics = OperationBuilder::new()
+            .tag("operations")
+            .operation_id(Some("metrics"))
+            .summary(Some("Prometheus metrics, in the text exposition format."))
+            .response(
+                "200",
+                body_response(
+                    "The metrics (see the README for the list)",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    RefOr::T(string_schema(None, None)),
+                ),
+            );
+        let paths = &mut openapi.paths;
+        paths.add_path_operation("/readyz", vec![HttpMethod::Get], readyz);
+        paths.add_path_operation("/metrics", vec![HttpMethod::Get], metrics);
+    }
 }
 
 /// Adds what the middleware gives every route to every operation.
@@ -248,13 +240,23 @@ fn add_middleware(operation: &mut Operation) {
 }
 
 fn problem_response(description: &str) -> utoipa::openapi::Response {
+    body_response(
+        description,
+        "application/problem+json",
+        RefOr::Ref(Ref::from_schema_name("Problem")),
+    )
+}
+
+fn body_response(
+    description: &str,
+    content_type: &str,
+    schema: RefOr<Schema>,
+) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
         .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
-                .build(),
+            content_type,
+            ContentBuilder::new().schema(Some(schema)).build(),
         )
         .build()
 }

@@ -23,24 +23,22 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use domain::Status;
 use eventstore::Position;
 use futures::StreamExt;
 use query::{ListChange, Subscription};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::error::ApiError;
-use crate::openapi::Problem;
-use crate::tickets::decode_query;
+use crate::error::{ApiError, Problem};
+use crate::params::{self, Query, whole_number};
+use crate::tickets::StatusWire;
 
 /// The header an SSE client resumes with: the last `id:` it received.
 pub(crate) const LAST_EVENT_ID: &str = "last-event-id";
@@ -66,8 +64,7 @@ pub(crate) struct ChangeMessage {
     /// The ticket's version after the event.
     version: u64,
     /// The ticket's status after the event.
-    #[schema(schema_with = crate::openapi::status_ref)]
-    status: Status,
+    status: StatusWire,
     /// The event's store position; also the message's SSE `id:`.
     position: u64,
 }
@@ -77,10 +74,29 @@ impl From<ListChange> for ChangeMessage {
         ChangeMessage {
             id: change.id,
             version: change.version,
-            status: change.status,
+            status: change.status.into(),
             position: change.position,
         }
     }
+}
+
+/// The query of `GET /tickets/stream`, read by `params::Query`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StreamQuery {
+    /// Start after this position, for clients that cannot set `Last-Event-ID`.
+    #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "after")]
+    after: Option<u64>,
+}
+
+fn after<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    params::parsed(
+        deserializer,
+        "must be a non-negative whole number (a position, as in `id:`)",
+        whole_number,
+    )
 }
 
 /// Streams the list view's changes: one message per event, once the list
@@ -91,25 +107,24 @@ impl From<ListChange> for ChangeMessage {
     tag = "tickets",
     params(
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (the last `id:` received); wins over `after`. Without either, the stream starts at the changes applied from now on"),
-        ("after" = Option<u64>, Query, description = "Start after this position, for clients that cannot set `Last-Event-ID`"),
+        StreamQuery,
     ),
     responses(
         (status = 200, description = "A never-ending `text/event-stream`: an id-only record with the start position, then one message per event applied to the list view, in position order (`id:` the event's position, `event: ticket`, `data:` a TicketChange), and a comment every 15 s. It ends when the server shuts down or a store fails; reconnect with `Last-Event-ID`",
             body = ChangeMessage, content_type = "text/event-stream"),
-        (status = 400, description = "A malformed `Last-Event-ID`, an undecodable query string, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed `Last-Event-ID`, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Query(query): Query<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let after = after_param(decode_query(query)?)?;
     // An EventSource keeps its URL when it reconnects, so the header, which
     // it updates, must win over `?after`.
-    let start = match last_event_id(&headers)?.or(after) {
+    let start = match last_event_id(&headers)?.or(query.after) {
         Some(position) => position,
         None => state.feed.checkpoint().await?,
     };
@@ -202,43 +217,6 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
     whole_number(text).map(Some).ok_or_else(invalid)
 }
 
-/// `?after=N`; an empty value counts as absent, unknown or repeated
-/// parameters are refused (422), like the other endpoints do.
-fn after_param(pairs: Vec<(String, String)>) -> Result<Option<Position>, ApiError> {
-    let mut after = None;
-    let mut seen = false;
-    for (name, value) in pairs {
-        if name != "after" {
-            return Err(ApiError::validation(
-                name,
-                "unknown query parameter; expected after",
-            ));
-        }
-        if seen {
-            return Err(ApiError::validation(name, "must be given at most once"));
-        }
-        seen = true;
-        if value.is_empty() {
-            continue;
-        }
-        after = Some(whole_number(&value).ok_or_else(|| {
-            ApiError::validation(
-                "after",
-                "must be a non-negative whole number (a position, as in `id:`)",
-            )
-        })?);
-    }
-    Ok(after)
-}
-
-/// Digits only (no sign, no spaces), within `u64`.
-fn whole_number(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,20 +239,5 @@ mod tests {
             assert!(last_event_id(&header(&[bad])).is_err(), "{bad}");
         }
         assert!(last_event_id(&header(&["1", "2"])).is_err());
-    }
-
-    #[test]
-    fn after_params() {
-        let pairs = |list: &[(&str, &str)]| {
-            list.iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(after_param(pairs(&[])).ok(), Some(None));
-        assert_eq!(after_param(pairs(&[("after", "7")])).ok(), Some(Some(7)));
-        assert_eq!(after_param(pairs(&[("after", "")])).ok(), Some(None));
-        assert!(after_param(pairs(&[("after", "x")])).is_err());
-        assert!(after_param(pairs(&[("after", "1"), ("after", "2")])).is_err());
-        assert!(after_param(pairs(&[("since", "1")])).is_err());
     }
 }

@@ -2,33 +2,33 @@
 //! ticket's raw history.
 //!
 //! Writes answer from the write side (the ticket as folded from its events right
-//! after the append); reads come from the read models through the query side,
-//! except `/events`, which reads the event store itself.
+//! after the append). Reads go through the query side: the read models, or,
+//! for `/events` and the time-travel reads, the ticket's own events
+//! (`query::History`).
 
 mod wire;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
-use chrono::{DateTime, Utc};
 use domain::{ChangeTicket, OpenTicket};
-use query::{ListParams, MAX_LIMIT};
-use readmodel::{ListSortField, Projection, TicketDetail};
-use write::{AsOf, WriteOutcome};
+use query::ListParams;
+use readmodel::{Projection, TicketDetail};
+use write::WriteOutcome;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::extract::{
     Context, EVENT_POSITION, IDEMPOTENT_REPLAYED, IdempotencyKey, IfMatch, Json, TicketId, etag,
-    freshness_headers, min_position,
+    freshness_headers,
 };
-use crate::openapi::Problem;
+use crate::params::Query;
+pub(crate) use wire::StatusWire;
 use wire::{
-    ChangeRequest, EventsResponse, ListQuery, OpenRequest, PageResponse, STATUS_RULE, ShowQuery,
-    StatusWire, TicketResponse,
+    ChangeRequest, EventsResponse, ListQuery, OpenRequest, PageResponse, ShowAt, ShowQuery,
+    TicketResponse,
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -168,23 +168,25 @@ fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoRes
                 ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
                 ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
             )),
-        (status = 400, description = "Malformed id, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed id, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No ticket with this id (or not yet at that version or time)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad, unknown or repeated query parameter, or more than one of min_position, as_of_version, as_of", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter breaks its rule, or more than one of min_position, as_of_version, as_of is given", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     TicketId(id): TicketId,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = show_params(decode_query(query)?)?;
-    if let Some(as_of) = params.as_of {
-        let ticket = state.commands.ticket_as_of(id, as_of).await?;
-        return Ok(ticket_response(ticket, HeaderMap::new()));
-    }
-    let freshness = match params.min_position {
+    let min_position = match query.at()? {
+        ShowAt::Then(as_of) => {
+            let ticket = state.history.ticket_as_of(id, as_of).await?;
+            return Ok(ticket_response(ticket, HeaderMap::new()));
+        }
+        ShowAt::Now { min_position } => min_position,
+    };
+    let freshness = match min_position {
         Some(position) => Some(state.queries.wait_for(Projection::Detail, position).await?),
         None => None,
     };
@@ -204,100 +206,24 @@ pub(crate) async fn show(
                 ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
                 ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
             )),
-        (status = 400, description = "An undecodable cursor or query string, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An undecodable cursor, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (params, min_position) = list_params(decode_query(query)?)?;
-    let freshness = match min_position {
+    let freshness = match query.min_position {
         Some(position) => Some(state.queries.wait_for(Projection::List, position).await?),
         None => None,
     };
-    let page = state.queries.list(params).await?;
+    let page = state.queries.list(ListParams::from(&query)).await?;
     Ok((
         freshness_headers(freshness),
         JsonResponse(PageResponse::from(page)),
     ))
-}
-
-pub(crate) fn decode_query(
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Vec<(String, String)>, ApiError> {
-    query
-        .map(|Query(pairs)| pairs)
-        .map_err(|_| ApiError::invalid_parameter("query", "the query string does not decode"))
-}
-
-/// What `GET /tickets/{id}` was asked for.
-#[derive(Debug, Default)]
-struct ShowParams {
-    min_position: Option<u64>,
-    as_of: Option<AsOf>,
-}
-
-/// Reads `min_position`, `as_of_version` and `as_of` (at most one of these);
-/// an empty value counts as absent, unknown or repeated parameters are refused.
-fn show_params(pairs: Vec<(String, String)>) -> Result<ShowParams, ApiError> {
-    let mut params = ShowParams::default();
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in pairs {
-        if seen.contains(&name) {
-            return Err(ApiError::validation(name, "must be given at most once"));
-        }
-        seen.push(name.clone());
-        if value.is_empty() {
-            continue;
-        }
-        let at_most_one = |params: &ShowParams| {
-            if params.as_of.is_some() || params.min_position.is_some() {
-                Err(ApiError::validation(
-                    name.clone(),
-                    "give at most one of min_position, as_of_version and as_of",
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        match name.as_str() {
-            "min_position" => {
-                at_most_one(&params)?;
-                params.min_position = Some(min_position(&value)?);
-            }
-            "as_of_version" => {
-                at_most_one(&params)?;
-                let version = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|version| *version >= 1)
-                    .ok_or_else(|| {
-                        ApiError::validation("as_of_version", "must be a whole number from 1")
-                    })?;
-                params.as_of = Some(AsOf::Version(version));
-            }
-            "as_of" => {
-                at_most_one(&params)?;
-                let time = DateTime::parse_from_rfc3339(&value).map_err(|_| {
-                    ApiError::validation(
-                        "as_of",
-                        "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
-                    )
-                })?;
-                params.as_of = Some(AsOf::Time(time.with_timezone(&Utc)));
-            }
-            _ => {
-                return Err(ApiError::validation(
-                    name,
-                    "unknown query parameter; expected min_position, as_of_version or as_of",
-                ));
-            }
-        }
-    }
-    Ok(params)
 }
 
 /// The ticket's history, from the event store, in version order.
@@ -317,70 +243,6 @@ pub(crate) async fn events(
     State(state): State<AppState>,
     TicketId(id): TicketId,
 ) -> Result<JsonResponse<EventsResponse>, ApiError> {
-    let events = state.events.read_stream(id).await?;
-    if events.is_empty() {
-        return Err(ApiError::not_found("no ticket with this id"));
-    }
+    let events = state.history.events(id).await?;
     Ok(JsonResponse(events.into()))
-}
-
-/// Reads `status`, `agent`, `customer`, `sort`, `order`, `limit`, `cursor`
-/// and `min_position`; an empty value counts as absent. Unknown or repeated
-/// parameters are refused rather than silently ignored, and so are unknown
-/// `sort` and `order` values (422 naming the parameter).
-const SORT_RULE: &str = "must be created_at or updated_at";
-const ORDER_RULE: &str = "must be asc or desc";
-
-fn list_params(pairs: Vec<(String, String)>) -> Result<(ListParams, Option<u64>), ApiError> {
-    let mut params = ListParams::default();
-    let mut min = None;
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in pairs {
-        if seen.contains(&name) {
-            return Err(ApiError::validation(name, "must be given at most once"));
-        }
-        seen.push(name.clone());
-        if value.is_empty() {
-            continue;
-        }
-        match name.as_str() {
-            "status" => {
-                let status = StatusWire::parse(&value)
-                    .ok_or_else(|| ApiError::validation("status", STATUS_RULE))?;
-                params.status = Some(status.into());
-            }
-            "agent" => params.agent = Some(value),
-            "customer" => params.customer = Some(value),
-            "sort" => {
-                params.sort.field = ListSortField::parse(&value)
-                    .ok_or_else(|| ApiError::validation("sort", SORT_RULE))?;
-            }
-            "order" => {
-                params.sort.descending = match value.as_str() {
-                    "desc" => true,
-                    "asc" => false,
-                    _ => return Err(ApiError::validation("order", ORDER_RULE)),
-                };
-            }
-            "limit" => {
-                let limit = value.parse::<u32>().map_err(|_| {
-                    ApiError::validation(
-                        "limit",
-                        format!("must be a whole number between 1 and {MAX_LIMIT}"),
-                    )
-                })?;
-                params.limit = Some(limit);
-            }
-            "cursor" => params.cursor = Some(value),
-            "min_position" => min = Some(min_position(&value)?),
-            _ => {
-                return Err(ApiError::validation(
-                    name,
-                    "unknown query parameter; expected status, agent, customer, sort, order, \
-                     limit, cursor or min_position",
-                ));
-            }
-        }
-    }
-    Ok((params, min))
 }

@@ -1,12 +1,18 @@
-//! The query side: reads served from the read models, never from the events.
+//! The query side: every read the service answers.
 //!
-//! This crate owns the read requests (ticket detail, the paged ticket list, the
-//! dashboard) and their validation: page-size bounds and the opaque list cursor;
-//! and the list view's change feed ([`ChangeFeed`]), which follows the List
-//! projection's checkpoint and reads the events it has applied.
-//! It holds no business rule and computes nothing a projection already computed;
-//! every answer comes straight from a [`ViewStore`] (the feed reads the event
-//! log too, but only as far as the projection's checkpoint).
+//! Three services, one concern each:
+//! - [`QueryService`]: the read requests served from the read models (ticket
+//!   detail, the paged ticket list, the dashboard) and their validation:
+//!   page-size bounds and the opaque list cursor. Every answer comes straight
+//!   from a [`ViewStore`].
+//! - [`History`]: a ticket's raw events and the ticket as it was at a past
+//!   version or time, read from the event log (the read models keep only the
+//!   present).
+//! - [`ChangeFeed`]: the list view's changes, which follows the List
+//!   projection's checkpoint and reads the events it has applied.
+//!
+//! It holds no business rule and computes nothing a projection already
+//! computed; the only fold here is the projector's own ([`readmodel::project`]).
 //!
 //! The list pages with a keyset cursor rather than an offset: rows are ordered
 //! by (sort key, `id`) (`created_at` or `updated_at`, either direction; newest
@@ -19,6 +25,7 @@
 
 mod cursor;
 mod feed;
+mod history;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +42,7 @@ pub use cursor::CursorError;
 pub use feed::{
     ChangeFeed, DEFAULT_FEED_BATCH, DEFAULT_FEED_POLL, FeedError, ListChange, Subscription,
 };
+pub use history::{AsOf, History, HistoryError};
 
 /// The page size when a request names none.
 pub const DEFAULT_LIMIT: u32 = 50;

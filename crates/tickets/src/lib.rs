@@ -74,7 +74,7 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             query::QueryService::new(backend.views.clone())
                 .with_read_wait_max(config.read_wait_max),
         ),
-        events: backend.events.clone(),
+        history: Arc::new(query::History::new(backend.events.clone())),
         feed: Arc::new(query::ChangeFeed::new(
             backend.events.clone(),
             backend.views.clone(),

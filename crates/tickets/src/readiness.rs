@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use api::Readiness;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 
 use crate::Backend;
 
@@ -17,7 +17,7 @@ use crate::Backend;
 const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
-struct Readiness {
+struct ReadinessCheck {
     backend: Backend,
     max_lag: Duration,
 }
@@ -26,10 +26,10 @@ struct Readiness {
 pub fn router(backend: Backend, max_lag: Duration) -> Router {
     Router::new()
         .route("/readyz", get(readyz))
-        .with_state(Readiness { backend, max_lag })
+        .with_state(ReadinessCheck { backend, max_lag })
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> Response {
+async fn readyz(State(readiness): State<ReadinessCheck>) -> Response {
     let backend = &readiness.backend;
     let max_lag_seconds = readiness.max_lag.as_secs_f64();
     let checked = tokio::time::timeout(
@@ -48,13 +48,19 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let body = json!({
-                "ready": ready,
-                "max_lag_seconds": max_lag_seconds,
-                "head": report.head,
-                "now": report.now,
-                "projections": report.projections,
-            });
+            let body = Readiness {
+                ready,
+                max_lag_seconds: Some(max_lag_seconds),
+                head: Some(report.head),
+                now: Some(report.now),
+                projections: report
+                    .projections
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()
+                    .ok(),
+                error: None,
+            };
             (status, axum::Json(body)).into_response()
         }
         Ok(Err(error)) => {
@@ -69,9 +75,9 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 }
 
 fn unready(reason: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({"ready": false, "error": reason})),
-    )
-        .into_response()
+    let body = Readiness {
+        error: Some(reason.to_owned()),
+        ..Readiness::default()
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }

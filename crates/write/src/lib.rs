@@ -1,6 +1,7 @@
 //! The write side: turns commands into appended events.
 //!
-//! This crate owns command handling and nothing else: load a ticket's stream,
+//! This crate owns command handling and nothing else (reads, the past states
+//! of a ticket included, are the query side's): load a ticket's stream,
 //! decode and fold it, let [`domain::decide`] apply the rules, and append the
 //! resulting events in one atomic call guarded by the version the decision was
 //! made on. It never updates read models: the projector does that from the store.
@@ -128,15 +129,6 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
-/// A past point of one ticket's stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AsOf {
-    /// After the event with this version (1 is the opening).
-    Version(u64),
-    /// After the last event that occurred at or before this time.
-    Time(DateTime<Utc>),
-}
-
 /// Handles ticket commands against an event store.
 #[derive(Debug, Clone)]
 pub struct CommandService {
@@ -204,28 +196,6 @@ impl CommandService {
             expected_version,
         )
         .await
-    }
-
-    /// The ticket as it was at a past point of its own stream, folded on the
-    /// write side from the events up to that point. [`WriteError::NotFound`]
-    /// when the ticket did not exist then (or does not exist at all).
-    pub async fn ticket_as_of(
-        &self,
-        ticket_id: Uuid,
-        as_of: AsOf,
-    ) -> Result<TicketDetail, WriteError> {
-        let recorded = self.store.read_stream(ticket_id).await?;
-        let upto: Vec<RecordedEvent> = recorded
-            .into_iter()
-            .take_while(|event| match as_of {
-                AsOf::Version(version) => event.version <= version,
-                AsOf::Time(time) => event.occurred_at <= time,
-            })
-            .collect();
-        if upto.is_empty() {
-            return Err(WriteError::NotFound);
-        }
-        detail(ticket_id, &upto)
     }
 
     async fn execute(

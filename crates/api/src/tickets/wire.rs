@@ -4,11 +4,14 @@
 use chrono::{DateTime, Utc};
 use domain::Status;
 use eventstore::{Payload, RecordedEvent};
-use query::Page;
-use readmodel::{Note, TicketDetail, TicketListRow};
+use query::{AsOf, ListParams, MAX_LIMIT, Page};
+use readmodel::{ListSort, ListSortField, Note, TicketDetail, TicketListRow};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::params;
 
 /// A ticket status on the wire: one of `open`, `triaged`, `closed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -22,10 +25,10 @@ pub(crate) enum StatusWire {
 
 /// The one wording for a status that is not one of the three, in bodies and
 /// query strings alike.
-pub(super) const STATUS_RULE: &str = "must be one of open, triaged, closed";
+const STATUS_RULE: &str = "must be one of open, triaged, closed";
 
 impl StatusWire {
-    pub(super) fn parse(text: &str) -> Option<Self> {
+    fn parse(text: &str) -> Option<Self> {
         match text {
             "open" => Some(StatusWire::Open),
             "triaged" => Some(StatusWire::Triaged),
@@ -277,34 +280,42 @@ impl From<Vec<RecordedEvent>> for EventsResponse {
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[schema(as = ListSort)]
-#[allow(dead_code)]
 pub(crate) enum SortWire {
     CreatedAt,
     UpdatedAt,
+}
+
+impl From<SortWire> for ListSortField {
+    fn from(sort: SortWire) -> Self {
+        match sort {
+            SortWire::CreatedAt => ListSortField::CreatedAt,
+            SortWire::UpdatedAt => ListSortField::UpdatedAt,
+        }
+    }
 }
 
 /// The order of `GET /tickets`.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(as = ListOrder)]
-#[allow(dead_code)]
 pub(crate) enum OrderWire {
     Asc,
     Desc,
 }
 
-/// The query of `GET /tickets`, for the OpenAPI document. The handler reads
-/// the pairs itself (`list_params`): an empty value counts as absent, unknown
-/// or repeated parameters are refused with a 422 naming them.
+/// The query of `GET /tickets`, read by `params::Query` (unknown, repeated
+/// and empty parameters are refused).
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub(crate) struct ListQuery {
     /// Only tickets with this status.
     status: Option<StatusWire>,
     /// Only tickets assigned to this agent.
+    #[param(min_length = 1)]
     agent: Option<String>,
     /// Only tickets of this customer.
+    #[param(min_length = 1)]
     customer: Option<String>,
     /// The sort key; `created_at` when absent.
     #[param(inline)]
@@ -314,26 +325,110 @@ pub(crate) struct ListQuery {
     order: Option<OrderWire>,
     /// Rows per page, 1 to 200; 50 when absent.
     #[param(minimum = 1, maximum = 200)]
+    #[serde(default, deserialize_with = "limit")]
     limit: Option<u32>,
     /// A `next_cursor` from a previous page (with the same filters and sort).
+    #[param(min_length = 1)]
     cursor: Option<String>,
     /// Wait until the list has applied this store position (an `X-Event-Position`).
     #[param(minimum = 0)]
-    min_position: Option<u64>,
+    #[serde(default, deserialize_with = "params::min_position")]
+    pub(super) min_position: Option<u64>,
 }
 
-/// The query of `GET /tickets/{id}`, for the OpenAPI document: at most one of
-/// the three (a 422 otherwise).
+fn limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    params::parsed(
+        deserializer,
+        format!("must be a whole number between 1 and {MAX_LIMIT}"),
+        |text| params::whole_number(text).and_then(|limit| u32::try_from(limit).ok()),
+    )
+}
+
+impl From<&ListQuery> for ListParams {
+    fn from(query: &ListQuery) -> Self {
+        let defaults = ListSort::default();
+        ListParams {
+            status: query.status.map(Into::into),
+            agent: query.agent.clone(),
+            customer: query.customer.clone(),
+            sort: ListSort {
+                field: query.sort.map_or(defaults.field, Into::into),
+                descending: query.order.map_or(defaults.descending, |order| {
+                    matches!(order, OrderWire::Desc)
+                }),
+            },
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        }
+    }
+}
+
+/// The query of `GET /tickets/{id}`: at most one of the three (a 422
+/// otherwise), read by `params::Query`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub(crate) struct ShowQuery {
     /// Wait until the detail view has applied this store position.
     #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "params::min_position")]
     min_position: Option<u64>,
     /// The ticket as it was after this version, from the event store.
     #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "as_of_version")]
     as_of_version: Option<u64>,
     /// The ticket as it was at this time (RFC 3339), from the event store.
+    #[serde(default, deserialize_with = "as_of")]
     as_of: Option<DateTime<Utc>>,
+}
+
+fn as_of_version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    params::parsed(deserializer, "must be a whole number from 1", |text| {
+        params::whole_number(text).filter(|version| *version >= 1)
+    })
+}
+
+fn as_of<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    params::parsed(
+        deserializer,
+        "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
+        |text| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|time| time.with_timezone(&Utc))
+        },
+    )
+}
+
+/// What `GET /tickets/{id}` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ShowAt {
+    /// The detail view, once it has applied this position (if given).
+    Now { min_position: Option<u64> },
+    /// The ticket as it was then, from its events.
+    Then(AsOf),
+}
+
+impl ShowQuery {
+    /// What to read; more than one of the three is a 422 naming the last.
+    pub(super) fn at(self) -> Result<ShowAt, ApiError> {
+        let given = [
+            ("min_position", self.min_position.is_some()),
+            ("as_of_version", self.as_of_version.is_some()),
+            ("as_of", self.as_of.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().filter(|(_, given)| *given).nth(1) {
+            return Err(ApiError::validation(
+                *name,
+                "give at most one of min_position, as_of_version and as_of",
+            ));
+        }
+        Ok(match (self.as_of_version, self.as_of) {
+            (Some(version), _) => ShowAt::Then(AsOf::Version(version)),
+            (None, Some(time)) => ShowAt::Then(AsOf::Time(time)),
+            (None, None) => ShowAt::Now {
+                min_position: self.min_position,
+            },
+        })
+    }
 }

@@ -268,5 +268,5 @@ async fn as_of_version_and_as_of_show_the_ticket_as_it_was() {
     .assert_problem(422, "validation", Some("as_of"));
     get_now(&app, &format!("/tickets/{id}?colour=red"))
         .await
-        .assert_problem(422, "validation", Some("colour"));
+        .assert_problem(400, "invalid-parameter", Some("colour"));
 }

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use eventstore::{EventStore, Position};
 use projector::{Projector, ProjectorConfig};
-use query::{ChangeFeed, QueryService};
+use query::{ChangeFeed, History, QueryService};
 use serde_json::Value;
 use store_sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,7 @@ impl App {
         let state = api::AppState {
             commands: Arc::new(CommandService::new(events.clone())),
             queries: Arc::new(QueryService::new(store.clone()).with_read_wait_max(read_wait_max)),
-            events: events.clone(),
+            history: Arc::new(History::new(events.clone())),
             feed: Arc::new(
                 ChangeFeed::new(events, store.clone())
                     .with_poll(std::time::Duration::from_millis(5)),

@@ -5,4 +5,5 @@ mod consistency;
 mod contract;
 mod errors;
 mod harness;
+mod query_params;
 mod stream;

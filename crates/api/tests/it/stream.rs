@@ -227,7 +227,7 @@ async fn bad_positions_and_parameters_are_problems() {
         .assert_problem(422, "validation", Some("after"));
     app.send(Method::GET, "/tickets/stream?since=1", None, Body::empty())
         .await
-        .assert_problem(422, "validation", Some("since"));
+        .assert_problem(400, "invalid-parameter", Some("since"));
     app.send(
         Method::GET,
         "/tickets/stream?after=1&after=2",
@@ -235,7 +235,7 @@ async fn bad_positions_and_parameters_are_problems() {
         Body::empty(),
     )
     .await
-    .assert_problem(422, "validation", Some("after"));
+    .assert_problem(400, "invalid-parameter", Some("after"));
     app.send(Method::POST, "/tickets/stream", None, Body::empty())
         .await
         .assert_problem(405, "method-not-allowed", None);

@@ -2,6 +2,7 @@
 //! and the projector.
 
 mod feed;
+mod history;
 
 use std::sync::Arc;
 

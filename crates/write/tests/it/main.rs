@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{ChangeTicket, DomainError, Event, OpenTicket, Status};
@@ -445,45 +444,6 @@ async fn an_expected_version_the_ticket_moved_on_from_appends_nothing() {
     );
     assert_eq!(fx.head().await, head, "nothing appended");
     assert_eq!(fx.stream(id).await.len(), 2);
-}
-
-#[tokio::test]
-async fn as_of_folds_the_stream_up_to_that_point() {
-    let fx = Fixture::new();
-    let id = fx.open().await;
-    fx.change(id, Some(Status::Triaged), None, None)
-        .await
-        .expect("triage");
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    fx.change(id, Some(Status::Closed), None, None)
-        .await
-        .expect("close");
-    let stream = fx.stream(id).await;
-
-    let first = fx
-        .service
-        .ticket_as_of(id, write::AsOf::Version(1))
-        .await
-        .expect("version 1");
-    assert_eq!((first.version, first.status), (1, Status::Open));
-    let second = fx
-        .service
-        .ticket_as_of(id, write::AsOf::Time(stream[1].occurred_at))
-        .await
-        .expect("at the triage");
-    assert_eq!((second.version, second.status), (2, Status::Triaged));
-    let latest = fx
-        .service
-        .ticket_as_of(id, write::AsOf::Version(99))
-        .await
-        .expect("past the end");
-    assert_eq!(latest.version, 3);
-
-    let before = stream[0].occurred_at - chrono::Duration::seconds(1);
-    let result = fx.service.ticket_as_of(id, write::AsOf::Time(before)).await;
-    assert!(matches!(result, Err(WriteError::NotFound)), "{result:?}");
-    let result = fx.service.ticket_as_of(id, write::AsOf::Version(0)).await;
-    assert!(matches!(result, Err(WriteError::NotFound)), "{result:?}");
 }
 
 fn keyed(key: &str, digest: &str) -> CommandContext {
