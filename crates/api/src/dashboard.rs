@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::freshness_headers;
+use crate::extract::wait_for;
 use crate::params::{self, Query};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -56,32 +56,16 @@ pub(crate) struct DashboardQuery {
     tag = "dashboard",
     params(DashboardQuery),
     responses(
-        (status = 200, description = "Counts per status", body = DashboardResponse,
-            headers(
-                ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
-                ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
-            )),
+        (status = 200, description = "Counts per status", body = DashboardResponse),
         (status = 400, description = "An unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Query(query): Query<DashboardQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let freshness = match query.min_position {
-        Some(position) => Some(
-            state
-                .queries
-                .wait_for(Projection::Dashboard, position)
-                .await?,
-        ),
-        None => None,
-    };
+    let headers = wait_for(&state.queries, Projection::Dashboard, query.min_position).await?;
     let counts = state.queries.dashboard().await?;
-    Ok((
-        freshness_headers(freshness),
-        Json(DashboardResponse::from(counts)),
-    ))
+    Ok((headers, Json(DashboardResponse::from(counts))))
 }

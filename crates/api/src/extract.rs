@@ -5,6 +5,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use query::QueryService;
+use readmodel::Projection;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -326,20 +328,28 @@ pub(crate) const EVENT_POSITION: &str = "x-event-position";
 pub(crate) const READ_POSITION: &str = "x-read-position";
 pub(crate) const READ_STALE: &str = "x-read-stale";
 
-/// The headers of a read that asked for `min_position`: where the projection
-/// was, and, when it had not got there in time, how far behind it was.
-pub(crate) fn freshness_headers(freshness: Option<query::Freshness>) -> HeaderMap {
+/// Waits, when a read asked for `min_position`, until `projection` has
+/// applied it (or the query side's bound passes), and says how far it got in
+/// the read's headers: where the projection was and, when it had not got
+/// there in time, how far behind it was. No headers without `min_position`.
+pub(crate) async fn wait_for(
+    queries: &QueryService,
+    projection: Projection,
+    min_position: Option<u64>,
+) -> Result<HeaderMap, ApiError> {
     let mut headers = HeaderMap::new();
-    if let Some(freshness) = freshness {
-        headers.insert(READ_POSITION, freshness.checkpoint.into());
-        if freshness.is_stale() {
-            let value = format!("behind={}", freshness.behind);
-            if let Ok(value) = value.parse() {
-                headers.insert(READ_STALE, value);
-            }
+    let Some(position) = min_position else {
+        return Ok(headers);
+    };
+    let freshness = queries.wait_for(projection, position).await?;
+    headers.insert(READ_POSITION, freshness.checkpoint.into());
+    if freshness.is_stale() {
+        let value = format!("behind={}", freshness.behind);
+        if let Ok(value) = value.parse() {
+            headers.insert(READ_STALE, value);
         }
     }
-    headers
+    Ok(headers)
 }
 
 #[cfg(test)]

@@ -7,7 +7,12 @@
 //! `X-Request-Id`, `X-Correlation-Id` and `X-Actor` request headers, the
 //! `X-Request-Id` response header, the `400` for a bad `X-Actor`, the `408`
 //! timeout and the `500`) is added to every operation by [`Middleware`], so
-//! it cannot be forgotten on a new route. `/readyz` and `/metrics` are served by
+//! it cannot be forgotten on a new route. Likewise [`Conventions`] adds what
+//! follows from an operation's shape: a write (an operation with a body) takes
+//! `Idempotency-Key` and answers `ETag`, `X-Event-Position`,
+//! `Idempotent-Replayed`, 413 and 415 (the `Json` and `IdempotencyKey`
+//! extractors, the `written` answer); a read with `min_position` answers
+//! `X-Read-Position` and `X-Read-Stale`; a resource route may answer 503. `/readyz` and `/metrics` are served by
 //! the composition root (`tickets`); their operations are documented here, and
 //! the black-box test `openapi` checks the served document against the real
 //! router in both directions.
@@ -83,7 +88,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
     ),
     components(schemas(Problem, Readiness)),
     // In this order: the composition root's operations get the middleware's too.
-    modifiers(&CompositionRoot, &Middleware),
+    modifiers(&CompositionRoot, &Conventions, &Middleware),
     tags(
         (name = "tickets", description = "Open, change, read and list tickets"),
         (name = "dashboard", description = "Counts per status"),
@@ -140,6 +145,134 @@ impl Modify for CompositionRoot {
         paths.add_path_operation("/readyz", vec![HttpMethod::Get], readyz);
         paths.add_path_operation("/metrics", vec![HttpMethod::Get], metrics);
     }
+}
+
+/// Adds what follows from an operation's shape (see the module docs).
+struct Conventions;
+
+/// The tags of the routes that read or write a store.
+const RESOURCE_TAGS: [&str; 2] = ["tickets", "dashboard"];
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                add_conventions(operation);
+            }
+        }
+    }
+}
+
+fn add_conventions(operation: &mut Operation) {
+    let is_write = operation.request_body.is_some();
+    let waits = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == "min_position"));
+    let on_a_store = operation
+        .tags
+        .iter()
+        .flatten()
+        .any(|tag| RESOURCE_TAGS.contains(&tag.as_str()));
+    let mut problems = Vec::new();
+    let mut success_headers = Vec::new();
+    if is_write {
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(header_parameter(
+                "Idempotency-Key",
+                "A key for safe retries (1 to 255 visible ASCII characters, e.g. a UUID): a \
+                 retry with the same key and body gets the first answer and appends nothing",
+                string_schema(Some(1), Some(255)),
+            ));
+        problems.push(("413", "Body too large"));
+        problems.push(("415", "The body is not `application/json`"));
+        success_headers.extend([
+            (
+                "ETag",
+                "The ticket's version as a strong entity tag, e.g. `\"1\"`",
+                string_schema(None, None),
+            ),
+            (
+                "X-Event-Position",
+                "Store position of the write's last event (of the ticket's last event when \
+                 nothing was appended)",
+                position_schema(),
+            ),
+            (
+                "Idempotent-Replayed",
+                "`true` when this answers a retry: the first request's answer, nothing appended",
+                string_schema(None, None),
+            ),
+        ]);
+    }
+    if waits {
+        success_headers.extend([
+            (
+                "X-Read-Position",
+                "With `min_position`: the position the read model had applied",
+                position_schema(),
+            ),
+            (
+                "X-Read-Stale",
+                "With `min_position`, when the wait bound passed first: `behind=K`",
+                string_schema(None, None),
+            ),
+        ]);
+    }
+    if on_a_store {
+        problems.push(("503", "The store is unavailable; retry"));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, description) in problems {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(problem_response(description)));
+    }
+    for (status, response) in responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            for (name, description, schema) in &success_headers {
+                let mut header = Header::new(schema.clone());
+                header.description = Some((*description).to_owned());
+                response
+                    .headers
+                    .entry((*name).to_owned())
+                    .or_insert(RefOr::T(header));
+            }
+        }
+    }
+}
+
+/// A store position: a whole number.
+fn position_schema() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .build(),
+    )
+}
+
+fn header_parameter(
+    name: &str,
+    description: &str,
+    schema: Schema,
+) -> RefOr<utoipa::openapi::path::Parameter> {
+    RefOr::T(
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build(),
+    )
 }
 
 /// Adds what the middleware gives every route to every operation.
@@ -203,15 +336,7 @@ fn add_middleware(operation: &mut Operation) {
     ];
     let parameters = operation.parameters.get_or_insert_with(Vec::new);
     for (name, description, schema) in headers {
-        parameters.push(RefOr::T(
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(description))
-                .schema(Some(schema))
-                .build(),
-        ));
+        parameters.push(header_parameter(name, description, schema));
     }
     let responses = &mut operation.responses.responses;
     for (status, description) in [
@@ -259,4 +384,91 @@ fn body_response(
             ContentBuilder::new().schema(Some(schema)).build(),
         )
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::to_value(super::openapi()).expect("the document serialises")
+    }
+
+    fn names(list: &Value) -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn writes_get_the_write_conventions() {
+        let doc = document();
+        for (method, path, success) in [
+            ("post", "/tickets", "201"),
+            ("patch", "/tickets/{id}", "200"),
+        ] {
+            let operation = &doc["paths"][path][method];
+            assert!(names(&operation["parameters"]).contains(&"Idempotency-Key".to_owned()));
+            for status in ["413", "415", "503"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+            for header in [
+                "ETag",
+                "X-Event-Position",
+                "Idempotent-Replayed",
+                "X-Request-Id",
+            ] {
+                assert!(
+                    operation["responses"][success]["headers"][header].is_object(),
+                    "{method} {path} {header}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reads_that_wait_say_how_fresh_they_are() {
+        let doc = document();
+        for path in ["/tickets", "/tickets/{id}", "/dashboard"] {
+            let operation = &doc["paths"][path]["get"];
+            assert!(names(&operation["parameters"]).contains(&"min_position".to_owned()));
+            for header in ["X-Read-Position", "X-Read-Stale"] {
+                assert!(
+                    operation["responses"]["200"]["headers"][header].is_object(),
+                    "{path}"
+                );
+            }
+            assert!(operation["responses"]["503"].is_object(), "{path}");
+            assert!(
+                operation["parameters"]
+                    .as_array()
+                    .is_some_and(|all| { !all.iter().any(|p| p["name"] == "Idempotency-Key") })
+            );
+        }
+    }
+
+    #[test]
+    fn operations_routes_keep_their_own_answers() {
+        let doc = document();
+        for path in ["/healthz", "/openapi.json", "/metrics"] {
+            assert!(
+                doc["paths"][path]["get"]["responses"]["503"].is_null(),
+                "{path}"
+            );
+        }
+        let readyz = &doc["paths"]["/readyz"]["get"]["responses"];
+        for status in ["200", "503"] {
+            assert_eq!(
+                readyz[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Readiness"
+            );
+        }
+        assert!(doc["components"]["schemas"]["Problem"]["properties"]["type"].is_object());
+        assert!(doc["components"]["schemas"]["Health"].is_object());
+    }
 }

@@ -114,7 +114,6 @@ fn after<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::E
             body = ChangeMessage, content_type = "text/event-stream"),
         (status = 400, description = "A malformed `Last-Event-ID`, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn stream(

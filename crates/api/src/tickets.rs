@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     Context, EVENT_POSITION, IDEMPOTENT_REPLAYED, IdempotencyKey, IfMatch, Json, TicketId, etag,
-    freshness_headers,
+    wait_for,
 };
 use crate::params::Query;
 pub(crate) use wire::StatusWire;
@@ -43,24 +43,13 @@ pub(crate) fn routes() -> Router<AppState> {
     post,
     path = "/tickets",
     tag = "tickets",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "A key for safe retries (1 to 255 visible ASCII characters, e.g. a UUID): a retry with the same key and body gets the first answer and appends nothing"),
-    ),
     request_body(content = OpenRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Opened: the ticket detail (version 1)", body = TicketResponse,
-            headers(
-                ("Location" = String, description = "`/tickets/{id}` of the new ticket"),
-                ("ETag" = String, description = "The ticket's version as a strong entity tag, e.g. `\"1\"`"),
-                ("X-Event-Position" = u64, description = "Store position of the write's last event"),
-                ("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the first request's answer, nothing appended"),
-            )),
+            headers(("Location" = String, description = "`/tickets/{id}` of the new ticket"))),
         (status = 400, description = "Malformed JSON, a bad `Idempotency-Key` or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule, is missing, unknown or mistyped; or the `Idempotency-Key` was used for a different request", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A write race lost after retries", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn open(
@@ -89,24 +78,15 @@ pub(crate) async fn open(
     params(
         ("id" = uuid::Uuid, Path, description = "The ticket id"),
         ("If-Match" = Option<String>, Header, description = "`*` or the strong entity tag of the version the change was made against, e.g. `\"3\"`; else 412"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A key for safe retries (1 to 255 visible ASCII characters, e.g. a UUID): a retry with the same key and body gets the first answer and appends nothing"),
     ),
     request_body(content = ChangeRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The ticket detail after the change", body = TicketResponse,
-            headers(
-                ("ETag" = String, description = "The ticket's version as a strong entity tag"),
-                ("X-Event-Position" = u64, description = "Store position of the write's last event (of the ticket's last event when nothing was appended)"),
-                ("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the first request's answer, nothing appended"),
-            )),
+        (status = 200, description = "The ticket detail after the change", body = TicketResponse),
         (status = 400, description = "Malformed JSON or id, malformed `If-Match` or `Idempotency-Key`, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A closed ticket's status change, or a write race lost after retries", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names a version the ticket is no longer at", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule, is unknown or mistyped; or the `Idempotency-Key` was used for a different request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn change(
@@ -163,15 +143,10 @@ fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoRes
     params(("id" = uuid::Uuid, Path, description = "The ticket id"), ShowQuery),
     responses(
         (status = 200, description = "The ticket detail", body = TicketResponse,
-            headers(
-                ("ETag" = String, description = "The ticket's version as a strong entity tag"),
-                ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
-                ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
-            )),
+            headers(("ETag" = String, description = "The ticket's version as a strong entity tag"))),
         (status = 400, description = "Malformed id, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No ticket with this id (or not yet at that version or time)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter breaks its rule, or more than one of min_position, as_of_version, as_of is given", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn show(
@@ -186,12 +161,9 @@ pub(crate) async fn show(
         }
         ShowAt::Now { min_position } => min_position,
     };
-    let freshness = match min_position {
-        Some(position) => Some(state.queries.wait_for(Projection::Detail, position).await?),
-        None => None,
-    };
+    let headers = wait_for(&state.queries, Projection::Detail, min_position).await?;
     let ticket = state.queries.ticket(id).await?;
-    Ok(ticket_response(ticket, freshness_headers(freshness)))
+    Ok(ticket_response(ticket, headers))
 }
 
 /// Lists tickets, filtered, sorted and paged with a keyset cursor.
@@ -201,29 +173,18 @@ pub(crate) async fn show(
     tag = "tickets",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of list rows", body = PageResponse,
-            headers(
-                ("X-Read-Position" = u64, description = "With `min_position`: the position the read model had applied"),
-                ("X-Read-Stale" = String, description = "With `min_position`, when the wait bound passed first: `behind=K`"),
-            )),
+        (status = 200, description = "A page of list rows", body = PageResponse),
         (status = 400, description = "An undecodable cursor, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let freshness = match query.min_position {
-        Some(position) => Some(state.queries.wait_for(Projection::List, position).await?),
-        None => None,
-    };
+    let headers = wait_for(&state.queries, Projection::List, query.min_position).await?;
     let page = state.queries.list(ListParams::from(&query)).await?;
-    Ok((
-        freshness_headers(freshness),
-        JsonResponse(PageResponse::from(page)),
-    ))
+    Ok((headers, JsonResponse(PageResponse::from(page))))
 }
 
 /// The ticket's history, from the event store, in version order.
@@ -236,7 +197,6 @@ pub(crate) async fn list(
         (status = 200, description = "The ticket's events", body = EventsResponse),
         (status = 400, description = "Malformed id, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn events(
