@@ -1,10 +1,9 @@
 //! `status`: what ops (and `/readyz`) see of each projection: how far it is,
 //! how far behind, who applies it and in what state, and its rebuilds and
-//! dead letters.
+//! dead letters. It is data ([`StatusReport`]); the binaries present it (a
+//! table or JSON for ops, a readiness answer, gauges).
 
-use std::fmt::Write as _;
-
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use eventstore::{EventStore, Position};
 use readmodel::{LeaseStatus, Projection, ProjectionStatus, SlotState, ViewStore};
 use serde::Serialize;
@@ -200,93 +199,6 @@ pub fn live_state(lease: Option<&LeaseStatus>, now: DateTime<Utc>) -> &'static s
         Some(lease) if lease.expires_at > now => lease.state.name(),
         _ => "stopped",
     }
-}
-
-impl StatusReport {
-    /// A table for people: one line per projection, then any errors.
-    pub fn table(&self) -> String {
-        let header = [
-            "PROJECTION",
-            "CHECKPOINT",
-            "HEAD",
-            "LAG",
-            "LAG(s)",
-            "STATE",
-            "HOLDER",
-            "HEARTBEAT",
-            "DEAD",
-            "SHADOW",
-            "VERSION",
-        ];
-        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
-        for p in &self.projections {
-            let heartbeat = p.last_heartbeat.map_or_else(
-                || "-".to_owned(),
-                |at| format!("{:.1}s ago", age(self.now, at)),
-            );
-            let shadow = match (&p.shadow.rebuild, p.shadow.building) {
-                (Some(rebuild), _) => format!(
-                    "{} @{} by {}",
-                    rebuild.state, p.shadow.checkpoint, rebuild.holder
-                ),
-                (None, true) => format!("building @{} (paused)", p.shadow.checkpoint),
-                (None, false) => p.shadow.state.clone(),
-            };
-            rows.push(vec![
-                p.projection.name().to_owned(),
-                p.checkpoint.to_string(),
-                p.head.to_string(),
-                p.lag_events.to_string(),
-                format!("{:.1}", p.lag_seconds),
-                p.state.clone(),
-                p.holder.clone().unwrap_or_else(|| "-".to_owned()),
-                heartbeat,
-                p.dead_letters_pending.to_string(),
-                shadow,
-                format!("{}/{}", p.version.stored, p.version.code),
-            ]);
-        }
-        let widths: Vec<usize> = (0..header.len())
-            .map(|col| {
-                rows.iter()
-                    .map(|row| row[col].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for row in &rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        }
-        for p in &self.projections {
-            if let Some(error) = &p.last_error {
-                let _ = writeln!(out, "{}: last error: {error}", p.projection);
-            }
-            if p.version.stored < p.version.code {
-                let _ = writeln!(
-                    out,
-                    "{}: stored version {} is older than this build's {}: the daemon rebuilds it at start-up",
-                    p.projection, p.version.stored, p.version.code
-                );
-            }
-        }
-        let _ = write!(
-            out,
-            "head {} at {} (database clock)",
-            self.head,
-            self.now.to_rfc3339_opts(SecondsFormat::Millis, true)
-        );
-        out
-    }
-}
-
-fn age(now: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
-    (now - at).num_milliseconds().max(0) as f64 / 1000.0
 }
 
 #[cfg(test)]

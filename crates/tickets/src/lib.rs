@@ -4,7 +4,8 @@
 //! crate: it parses the store URL, opens the backend it names, wires the write
 //! side, query side, projector and HTTP router together (plus `/readyz` and `/metrics`), runs
 //! the projector's operations commands ([`ops`]), and owns process concerns
-//! (logging, shutdown signals, progress output). No business rule lives here.
+//! (logging, shutdown signals, progress output, text tables ([`table`])). No
+//! business rule lives here.
 
 pub mod backend;
 pub mod cli;
@@ -13,6 +14,7 @@ mod progress;
 pub mod prometheus;
 mod readiness;
 pub mod store_url;
+pub mod table;
 pub mod telemetry;
 
 use std::net::SocketAddr;

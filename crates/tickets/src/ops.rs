@@ -1,16 +1,19 @@
 //! The operations commands of `ticket-projector`: status, verify, rebuild and
 //! dead letters. Each opens the store, calls the `projector` library and
-//! prints for people (or, with `--json`, for machines) on stdout.
+//! prints for people (tables through [`crate::table`]) or, with `--json`, for
+//! machines, on stdout.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::SecondsFormat;
-use projector::{RebuildError, RebuildOptions, VerifyOptions};
+use chrono::{DateTime, SecondsFormat, Utc};
+use projector::{RebuildError, RebuildOptions, StatusReport, VerifyOptions};
 use readmodel::{DeadLetter, DeadLetterState, Projection, Target};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::table::Table;
 use crate::{Backend, StoreUrl};
 
 async fn open(store: &StoreUrl) -> anyhow::Result<Backend> {
@@ -28,9 +31,80 @@ pub async fn status(store: &StoreUrl, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", report.table());
+        println!("{}", status_table(&report));
     }
     Ok(())
+}
+
+/// The status for people: one line per projection, then any errors and
+/// outdated versions, then the head.
+fn status_table(report: &StatusReport) -> String {
+    let mut table = Table::new(&[
+        "PROJECTION",
+        "CHECKPOINT",
+        "HEAD",
+        "LAG",
+        "LAG(s)",
+        "STATE",
+        "HOLDER",
+        "HEARTBEAT",
+        "DEAD",
+        "SHADOW",
+        "VERSION",
+    ]);
+    for p in &report.projections {
+        let heartbeat = p.last_heartbeat.map_or_else(
+            || "-".to_owned(),
+            |at| format!("{:.1}s ago", age(report.now, at)),
+        );
+        let shadow = match (&p.shadow.rebuild, p.shadow.building) {
+            (Some(rebuild), _) => format!(
+                "{} @{} by {}",
+                rebuild.state, p.shadow.checkpoint, rebuild.holder
+            ),
+            (None, true) => format!("building @{} (paused)", p.shadow.checkpoint),
+            (None, false) => p.shadow.state.clone(),
+        };
+        table.row([
+            p.projection.name().to_owned(),
+            p.checkpoint.to_string(),
+            p.head.to_string(),
+            p.lag_events.to_string(),
+            format!("{:.1}", p.lag_seconds),
+            p.state.clone(),
+            p.holder.clone().unwrap_or_else(|| "-".to_owned()),
+            heartbeat,
+            p.dead_letters_pending.to_string(),
+            shadow,
+            format!("{}/{}", p.version.stored, p.version.code),
+        ]);
+    }
+    let mut out = table.render();
+    out.push('\n');
+    for p in &report.projections {
+        if let Some(error) = &p.last_error {
+            let _ = writeln!(out, "{}: last error: {error}", p.projection);
+        }
+        if p.version.stored < p.version.code {
+            let _ = writeln!(
+                out,
+                "{}: stored version {} is older than this build's {}: the daemon rebuilds it at start-up",
+                p.projection, p.version.stored, p.version.code
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "head {} at {} (database clock)",
+        report.head,
+        report.now.to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    out
+}
+
+/// Seconds from `at` to `now`, never negative.
+fn age(now: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
+    (now - at).num_milliseconds().max(0) as f64 / 1000.0
 }
 
 /// `verify [--projection …]`: fails when any projection differs.
@@ -157,21 +231,18 @@ fn letters_table(letters: &[DeadLetter]) -> String {
     if letters.is_empty() {
         return "no dead letters".to_owned();
     }
-    let mut rows = vec![
-        [
-            "PROJECTION",
-            "POSITION",
-            "TICKET",
-            "VERSION",
-            "TYPE",
-            "STATE",
-            "RECORDED",
-            "REASON",
-        ]
-        .map(str::to_owned),
-    ];
+    let mut table = Table::new(&[
+        "PROJECTION",
+        "POSITION",
+        "TICKET",
+        "VERSION",
+        "TYPE",
+        "STATE",
+        "RECORDED",
+        "REASON",
+    ]);
     for letter in letters {
-        rows.push([
+        table.row([
             letter.projection.name().to_owned(),
             letter.position.to_string(),
             letter.ticket_id.to_string(),
@@ -184,26 +255,7 @@ fn letters_table(letters: &[DeadLetter]) -> String {
             letter.reason.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|col| {
-            rows.iter()
-                .map(|row| row[col].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    rows.iter()
-        .map(|row| {
-            row.iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_owned()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    table.render()
 }
 
 /// `dead-letters retry|skip <projection> <position>`.
@@ -239,4 +291,100 @@ pub async fn set_dead_letter(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use projector::{ProjectionReport, RebuildActivity, ShadowReport, VersionReport};
+
+    use super::*;
+
+    fn at(millis: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_700_000_000_000 + millis)
+            .single()
+            .expect("time")
+    }
+
+    fn report() -> StatusReport {
+        let running = ProjectionReport {
+            projection: Projection::Detail,
+            checkpoint: 1200,
+            head: 1234,
+            lag_events: 34,
+            lag_seconds: 0.25,
+            state: "running".into(),
+            holder: Some("host:42:0badcafe".into()),
+            last_heartbeat: Some(at(-1500)),
+            lease_expires_at: Some(at(8500)),
+            last_error: Some("database is locked".into()),
+            shadow: ShadowReport {
+                state: "building".into(),
+                building: true,
+                checkpoint: 900,
+                version: 3,
+                rebuild: Some(RebuildActivity {
+                    holder: "other:7:00000001".into(),
+                    state: "rebuilding".into(),
+                    last_heartbeat: at(-200),
+                    last_error: None,
+                }),
+            },
+            dead_letters_pending: 0,
+            version: VersionReport { stored: 3, code: 3 },
+        };
+        let stopped = ProjectionReport {
+            projection: Projection::Dashboard,
+            checkpoint: 7,
+            head: 1234,
+            lag_events: 1227,
+            lag_seconds: 12.0,
+            state: "stopped".into(),
+            holder: None,
+            last_heartbeat: None,
+            lease_expires_at: None,
+            last_error: None,
+            shadow: ShadowReport {
+                state: "building".into(),
+                building: true,
+                checkpoint: 5,
+                version: 2,
+                rebuild: None,
+            },
+            dead_letters_pending: 2,
+            version: VersionReport { stored: 1, code: 2 },
+        };
+        let retired = ProjectionReport {
+            projection: Projection::List,
+            shadow: ShadowReport {
+                state: "retired".into(),
+                building: false,
+                checkpoint: 0,
+                version: 0,
+                rebuild: None,
+            },
+            ..stopped.clone()
+        };
+        StatusReport {
+            head: 1234,
+            now: at(0),
+            projections: vec![running, retired, stopped],
+        }
+    }
+
+    /// What the table printed before it moved here from the library.
+    const STATUS_TABLE: &str = "\
+PROJECTION  CHECKPOINT  HEAD  LAG   LAG(s)  STATE    HOLDER            HEARTBEAT  DEAD  SHADOW                               VERSION
+detail      1200        1234  34    0.2     running  host:42:0badcafe  1.5s ago   0     rebuilding @900 by other:7:00000001  3/3
+list        7           1234  1227  12.0    stopped  -                 -          2     retired                              1/2
+dashboard   7           1234  1227  12.0    stopped  -                 -          2     building @5 (paused)                 1/2
+detail: last error: database is locked
+list: stored version 1 is older than this build's 2: the daemon rebuilds it at start-up
+dashboard: stored version 1 is older than this build's 2: the daemon rebuilds it at start-up
+head 1234 at 2023-11-14T22:13:20.000Z (database clock)";
+
+    #[test]
+    fn the_status_table_is_aligned_with_errors_and_outdated_versions_after_it() {
+        assert_eq!(status_table(&report()), STATUS_TABLE);
+    }
 }
