@@ -178,9 +178,7 @@ impl BulkPass<'_> {
             // One commit per read: the shadow's secondary indexes are set
             // aside during the pass (see `rebuild`), so a commit only appends
             // rows at the end of the primary key, and bigger commits gain
-            // nothing (measured on the list slot at 990,000 events: five
-            // reads per commit, 12.0 s; one, 9.6 to 10.7 s, holding 20,000
-            // fewer events in memory).
+            // nothing but memory held.
             let (events, last) = match receiver.recv().await {
                 Some(Chunk::Tickets(events)) => (events, false),
                 Some(Chunk::End) => (Vec::new(), true),

@@ -42,7 +42,7 @@ pub struct RebuildOptions {
     /// A limit also turns the by-ticket pass off: it paces the global-order
     /// replay only.
     pub max_rate: Option<u32>,
-    /// Start a fresh rebuild with the by-ticket pass ([`crate::bulk`]), which
+    /// Start a fresh rebuild with the by-ticket pass (the `bulk` module), which
     /// writes every row once; off, every event is replayed in global order.
     pub by_ticket: bool,
     pub verify: VerifyOptions,
@@ -51,8 +51,9 @@ pub struct RebuildOptions {
 impl Default for RebuildOptions {
     fn default() -> Self {
         Self {
-            // Ten times the live runner's: measured on the list slot (nine
-            // indexes), 500 → 5,000 halved a rebuild's time.
+            // Ten times the live runner's: nobody waits on a rebuild's
+            // single events, and fewer, bigger commits write each index page
+            // of the shadow fewer times.
             batch_size: 5000,
             lease_ttl: Duration::from_secs(10),
             holder: crate::holder_name(),
@@ -462,8 +463,8 @@ impl Rebuild<'_> {
     /// The two overlap safely: verify reads the shadow's rows by id and the
     /// history, never a secondary index, and building indexes changes no
     /// row nor the checkpoint. Each is one core's work (the build on the
-    /// writer, verify on readers): measured on the list at 3.3 M events,
-    /// 9.0 s of indexing then 6.9 s of verifying, one after the other.
+    /// writer, verify on readers), so together they take about as long as
+    /// the longer of the two rather than their sum.
     async fn verify(&self, indexes_aside: bool) -> Result<VerifyReport, RebuildError> {
         let projection = self.projection();
         let verifying = verify(
