@@ -2,7 +2,8 @@
 //! per projection (each under its own lease, or a standby while another
 //! process holds it) and, when configured, rebuilds the projections whose
 //! live slot an older projection version built; `catch_up` applies what is
-//! there once, for tests and tools.
+//! there once, under fixed leases (the other crates' tests drive the read
+//! side with it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
