@@ -4,6 +4,7 @@
 //! MongoDB's own (`mongo`): the URI's database, migrations, the unique index,
 //! concurrent writers, the change stream and its fallback, bad documents.
 
+mod bulk;
 mod contract;
 mod faults;
 mod mongo;
