@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hyper::Method;
-use readmodel::{Projection, Target, ViewStore};
+use readmodel::{Projection, Target, ViewReader};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -227,7 +227,8 @@ impl Pending {
     }
 }
 
-async fn visible(views: &Arc<dyn ViewStore>) -> anyhow::Result<u64> {
+/// The lowest live checkpoint: every view shows the events up to it.
+async fn visible(views: &dyn ViewReader) -> anyhow::Result<u64> {
     let mut lowest = u64::MAX;
     for projection in Projection::ALL {
         lowest = lowest.min(views.checkpoint(projection, Target::Live).await?);
@@ -246,7 +247,7 @@ pub async fn open_loop(
 ) -> anyhow::Result<OpenLoop> {
     let ticketd = Ticketd::start(binaries, &store.to_string(), log, &[])?;
     ticketd.wait_ready().await?;
-    let views = tickets::Backend::open(store).await?.views;
+    let views: Arc<dyn ViewReader> = tickets::Backend::open(store).await?.views;
     let pending = Arc::new(Mutex::new(Pending::default()));
     let stop_watching = Arc::new(tokio::sync::Notify::new());
     let watcher = {
@@ -254,7 +255,7 @@ pub async fn open_loop(
         let stop = stop_watching.clone();
         tokio::spawn(async move {
             loop {
-                let checkpoint = visible(&views).await?;
+                let checkpoint = visible(&*views).await?;
                 let now = Instant::now();
                 pending
                     .lock()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use domain::Event;
 use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent};
-use readmodel::{Fence, Projection, Target, ViewStore, fold_batch};
+use readmodel::{Fence, LeaseStore, Projection, ProjectionWriter, Target, ViewReader, fold_batch};
 use uuid::Uuid;
 
 /// A fixed instant with nanoseconds, so that precision loss shows.
@@ -138,7 +138,11 @@ pub const CATCH_UP_TTL: Duration = Duration::from_secs(120);
 
 /// Takes (or re-takes, with the same token) the slot's lease as
 /// [`CATCH_UP_HOLDER`], failing the case if another holder has it.
-pub async fn fence(views: &dyn ViewStore, projection: Projection, target: Target) -> Fence {
+pub async fn fence(
+    views: &(impl LeaseStore + ?Sized),
+    projection: Projection,
+    target: Target,
+) -> Fence {
     views
         .acquire_lease(projection, target, CATCH_UP_HOLDER, CATCH_UP_TTL)
         .await
@@ -159,7 +163,7 @@ pub async fn fence(views: &dyn ViewStore, projection: Projection, target: Target
 /// checkpoint, the same for every projection.
 pub async fn catch_up(
     events: &dyn EventStore,
-    views: &dyn ViewStore,
+    views: &(impl ViewReader + ProjectionWriter + LeaseStore + ?Sized),
     batch_size: usize,
 ) -> Position {
     let mut reached = Vec::new();
@@ -178,7 +182,7 @@ pub async fn catch_up(
 /// position `up_to`, into the slot in batches. Returns its checkpoint.
 pub async fn fold_into(
     events: &dyn EventStore,
-    views: &dyn ViewStore,
+    views: &(impl ViewReader + ProjectionWriter + ?Sized),
     fence: &Fence,
     batch_size: usize,
     up_to: Position,

@@ -18,8 +18,10 @@
 //! runtime, so the calling crate needs `tokio` with the `macros` and
 //! `rt-multi-thread` features.
 //!
-//! Nothing here knows a backend: cases see only the two traits, and build their
-//! events and view changes with the real domain events, envelope and fold.
+//! Nothing here knows a backend: cases see only the contracts, and build their
+//! events and view changes with the real domain events, envelope and fold. A
+//! case takes the whole view store ([`ViewStore`], every role), as it checks a
+//! backend; the helpers it calls take the one role they use.
 //! The cases pin `docs/projection-store-semantics.md`: `events` (the event
 //! store), `views` (slots' rows, checkpoints, scans, the query side) and
 //! `operations` (leases, heartbeats, rebuild and swap, dead letters). Lease

@@ -11,8 +11,9 @@ use chrono::SubsecRound;
 use domain::Event;
 use eventstore::{EventStore, Position};
 use readmodel::{
-    Dashboard, DeadLetter, DeadLetterState, Fence, Projection, Rows, RunState, SlotState,
-    SlotStatus, Target, TicketListRow, ViewChanges, ViewError, ViewStore, fold_batch,
+    Dashboard, DeadLetter, DeadLetterState, Fence, LeaseStore, Projection, ProjectionWriter, Rows,
+    RunState, SlotState, SlotStatus, Target, TicketListRow, ViewChanges, ViewError, ViewReader,
+    ViewStore, fold_batch,
 };
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ const PAST_SHORT: Duration = Duration::from_millis(1_100);
 const LONG: Duration = Duration::from_secs(60);
 
 async fn acquire(
-    views: &dyn ViewStore,
+    views: &dyn LeaseStore,
     projection: Projection,
     target: Target,
     holder: &str,
@@ -62,7 +63,7 @@ fn assert_lease_lost(result: Result<(), ViewError>, fence: &Fence, what: &str) {
 /// loaded rows.
 async fn next_batch(
     events: &dyn EventStore,
-    views: &dyn ViewStore,
+    views: &dyn ProjectionWriter,
     projection: Projection,
     target: Target,
     from: Position,
@@ -76,7 +77,7 @@ async fn next_batch(
     outcome.changes
 }
 
-async fn end_of(views: &dyn ViewStore, projection: Projection) -> Position {
+async fn end_of(views: &dyn ViewReader, projection: Projection) -> Position {
     checkpoint(views, projection, Target::Live).await
 }
 
@@ -421,7 +422,7 @@ enum Served {
     Dashboard(Dashboard),
 }
 
-async fn served(views: &dyn ViewStore, projection: Projection, ids: &[Uuid]) -> Served {
+async fn served(views: &dyn ViewReader, projection: Projection, ids: &[Uuid]) -> Served {
     match projection {
         Projection::Detail => {
             let mut details = Vec::new();

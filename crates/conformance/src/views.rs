@@ -11,9 +11,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use domain::{Event, Status};
 use eventstore::{EventStore, Position, RecordedEvent};
 use readmodel::{
-    Dashboard, DashboardDelta, Fence, ListQuery, ListSort, Note, Projection, Rows, SlotState,
-    SlotStatus, Target, TicketDetail, TicketListRow, TicketStatusRow, ViewChanges, ViewError,
-    ViewStore, fold_batch,
+    Dashboard, DashboardDelta, Fence, ListQuery, ListSort, Note, Projection, ProjectionWriter,
+    Rows, SlotAdmin, SlotState, SlotStatus, Target, TicketDetail, TicketListRow, TicketStatusRow,
+    ViewChanges, ViewError, ViewReader, ViewStore, fold_batch,
 };
 use uuid::Uuid;
 
@@ -22,16 +22,16 @@ use crate::fixtures::{
     read_stream,
 };
 
-pub(crate) async fn ticket(views: &dyn ViewStore, id: Uuid) -> Option<TicketDetail> {
+pub(crate) async fn ticket(views: &dyn ViewReader, id: Uuid) -> Option<TicketDetail> {
     views.ticket(id).await.expect("ticket")
 }
 
-pub(crate) async fn dashboard(views: &dyn ViewStore) -> Dashboard {
+pub(crate) async fn dashboard(views: &dyn ViewReader) -> Dashboard {
     views.dashboard().await.expect("dashboard")
 }
 
 pub(crate) async fn checkpoint(
-    views: &dyn ViewStore,
+    views: &dyn ViewReader,
     projection: Projection,
     target: Target,
 ) -> Position {
@@ -41,13 +41,13 @@ pub(crate) async fn checkpoint(
         .expect("checkpoint")
 }
 
-pub(crate) async fn counts(views: &dyn ViewStore, target: Target) -> Dashboard {
+pub(crate) async fn counts(views: &dyn SlotAdmin, target: Target) -> Dashboard {
     views.counts(target).await.expect("counts")
 }
 
 /// Every row of a slot, by id (the cases keep far fewer than the limit).
 pub(crate) async fn all_rows(
-    views: &dyn ViewStore,
+    views: &dyn SlotAdmin,
     projection: Projection,
     target: Target,
 ) -> Rows {
@@ -64,7 +64,7 @@ pub(crate) async fn all_rows(
 }
 
 pub(crate) async fn load(
-    views: &dyn ViewStore,
+    views: &dyn ProjectionWriter,
     projection: Projection,
     target: Target,
     ids: &[Uuid],
@@ -120,12 +120,12 @@ fn query(status: Option<Status>, after: Option<&TicketListRow>, limit: usize) ->
     }
 }
 
-async fn list(views: &dyn ViewStore, query: &ListQuery) -> Vec<TicketListRow> {
+async fn list(views: &dyn ViewReader, query: &ListQuery) -> Vec<TicketListRow> {
     views.list(query).await.expect("list")
 }
 
 /// Every row of the list, first page only (the cases keep fewer than 1000).
-pub(crate) async fn list_all(views: &dyn ViewStore, status: Option<Status>) -> Vec<TicketListRow> {
+pub(crate) async fn list_all(views: &dyn ViewReader, status: Option<Status>) -> Vec<TicketListRow> {
     list(views, &query(status, None, 1_000)).await
 }
 
@@ -170,7 +170,7 @@ fn changes(projection: Projection, from: Position, to: Position, rows: Rows) -> 
     }
 }
 
-pub(crate) async fn commit(views: &dyn ViewStore, fence: &Fence, changes: ViewChanges) {
+pub(crate) async fn commit(views: &dyn ProjectionWriter, fence: &Fence, changes: ViewChanges) {
     let (projection, from, to) = (changes.projection, changes.from, changes.to);
     views.commit(fence, changes).await.unwrap_or_else(|e| {
         panic!(
@@ -1128,7 +1128,7 @@ fn filtered(rows: &[TicketListRow], query: &ListQuery) -> Vec<Uuid> {
 /// Pages through the list with `template`'s filters and sort, `page_size` at
 /// a time, calling `between` after each page.
 async fn page_all(
-    views: &dyn ViewStore,
+    views: &dyn ViewReader,
     template: &ListQuery,
     page_size: usize,
     mut between: impl AsyncFnMut(&[TicketListRow]),

@@ -38,8 +38,9 @@ use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::{ClientSession, Collection};
 use readmodel::{
-    Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, Projection, ProjectionStatus, Rows,
-    RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError, ViewStore,
+    Dashboard, DeadLetter, DeadLetterState, DeadLetterStore, Fence, LeaseStore, ListQuery,
+    Projection, ProjectionStatus, ProjectionWriter, Rows, RunState, SlotAdmin, Target,
+    TicketDetail, TicketListRow, ViewChanges, ViewError, ViewReader,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -62,12 +63,6 @@ type Result<T, E = DbError<ViewError>> = std::result::Result<T, E>;
 
 fn corrupt(what: String) -> DbError<ViewError> {
     DbError::Corrupt(what)
-}
-
-/// A caller's request that breaks the contract (a fence for another
-/// projection, rows of the wrong kind): refused before anything is read.
-fn misuse(what: String) -> DbError<ViewError> {
-    DbError::Refused(ViewError::Corrupt(what))
 }
 
 /// The queues of slot writes, one per (projection, target).
@@ -347,30 +342,7 @@ impl MongoStore {
     }
 
     async fn commit_in(&self, fence: &Fence, changes: &ViewChanges) -> Result<()> {
-        let projection = changes.projection;
-        if fence.projection != projection {
-            return Err(misuse(format!(
-                "a {} fence cannot commit changes to {projection}",
-                fence.projection
-            )));
-        }
-        if changes.rows.projection() != projection {
-            return Err(misuse(format!(
-                "changes to {projection} carry {} rows",
-                changes.rows.projection()
-            )));
-        }
-        if projection != Projection::Dashboard && !changes.dashboard.is_zero() {
-            return Err(misuse(format!(
-                "changes to {projection} carry a dashboard delta"
-            )));
-        }
-        if changes.to < changes.from {
-            return Err(misuse(format!(
-                "changes to {projection} move the checkpoint back from {} to {}",
-                changes.from, changes.to
-            )));
-        }
+        changes.check_fits(fence).map_err(DbError::Refused)?;
         let documents = codec::row_documents(&changes.rows).map_err(corrupt)?;
         self.write_slot(
             fence,
@@ -394,17 +366,6 @@ async fn bounded<T>(
         Ok(value) => Ok(value),
         Err(DbError::Refused(error)) => Err(error),
         Err(other) => Err(other.into()),
-    }
-}
-
-/// Refuses a rebuild's write made with a fence that is not the shadow's.
-fn shadow_only(fence: &Fence, what: &str) -> Result<()> {
-    match fence.target {
-        Target::Shadow => Ok(()),
-        Target::Live => Err(misuse(format!(
-            "{what} of {} needs the shadow slot's fence, not the live one's",
-            fence.projection
-        ))),
     }
 }
 
@@ -480,7 +441,58 @@ async fn write_attempt(
 }
 
 #[async_trait]
-impl ViewStore for MongoStore {
+impl ViewReader for MongoStore {
+    async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
+        bounded("a ticket's detail", async {
+            let slot = slots::live(&self.inner.slots, Projection::Detail).await?;
+            let collection = rows_of(&self.inner, Projection::Detail, slot);
+            let document = collection
+                .find_one(doc! { "_id": codec::id(id) })
+                .await
+                .map_err(DbError::<ViewError>::from)?;
+            document
+                .as_ref()
+                .map(|document| codec::read_detail(collection.name(), document))
+                .transpose()
+                .map_err(ViewError::Corrupt)
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
+        bounded("the ticket list", async {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let slot = slots::live(&self.inner.slots, Projection::List).await?;
+            let collection = rows_of(&self.inner, Projection::List, slot);
+            let documents = find_all(
+                &collection,
+                rows::list_filter(query),
+                rows::list_order(query.sort),
+                Some(codec::clamp(query.limit as u64)),
+                None,
+            )
+            .await
+            .map_err(DbError::<ViewError>::from)?;
+            documents
+                .iter()
+                .map(|document| {
+                    codec::read_list_row(collection.name(), document).map_err(ViewError::Corrupt)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn dashboard(&self) -> Result<Dashboard, ViewError> {
+        bounded("the dashboard", async {
+            let slot = slots::live(&self.inner.slots, Projection::Dashboard).await?;
+            Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
+        })
+        .await
+    }
+
     async fn checkpoint(
         &self,
         projection: Projection,
@@ -492,7 +504,10 @@ impl ViewStore for MongoStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ProjectionWriter for MongoStore {
     async fn load_rows(
         &self,
         projection: Projection,
@@ -522,8 +537,49 @@ impl ViewStore for MongoStore {
         .await
     }
 
+    async fn skipped_positions(
+        &self,
+        projection: Projection,
+        after: Position,
+        up_to: Position,
+    ) -> Result<HashSet<Position>, ViewError> {
+        bounded("the skipped dead letters", async {
+            Ok(dead_letters::skipped(&self.inner.dead_letters, projection, after, up_to).await?)
+        })
+        .await
+    }
+
     async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
         Ok(self.commit_in(fence, &changes).await?)
+    }
+}
+
+#[async_trait]
+impl SlotAdmin for MongoStore {
+    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
+        bounded("a projection's status", async {
+            let inner = &self.inner;
+            let read = slots::read(&inner.slots, projection, None).await?;
+            let live_lease = leases::status(&inner.leases, projection, Target::Live).await?;
+            let shadow_lease = leases::status(&inner.leases, projection, Target::Shadow).await?;
+            let dead_letters_pending =
+                dead_letters::pending(&inner.dead_letters, projection).await?;
+            let now = inner
+                .clock
+                .now(&inner.db)
+                .await
+                .map_err(DbError::<ViewError>::from)?;
+            Ok(ProjectionStatus {
+                projection,
+                live: read.live.1,
+                shadow: read.shadow.1,
+                live_lease,
+                shadow_lease,
+                dead_letters_pending,
+                now,
+            })
+        })
+        .await
     }
 
     async fn scan_rows(
@@ -569,15 +625,18 @@ impl ViewStore for MongoStore {
     }
 
     async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
-        shadow_only(fence, "resetting")?;
+        fence.require_shadow("a reset")?;
         Ok(self.reset_in(fence).await?)
     }
 
     async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
-        shadow_only(fence, "swapping")?;
+        fence.require_shadow("a swap")?;
         Ok(self.write_slot(fence, Write::Swap).await?)
     }
+}
 
+#[async_trait]
+impl LeaseStore for MongoStore {
     async fn acquire_lease(
         &self,
         projection: Projection,
@@ -621,33 +680,10 @@ impl ViewStore for MongoStore {
         .await?;
         Ok(())
     }
+}
 
-    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
-        bounded("a projection's status", async {
-            let inner = &self.inner;
-            let read = slots::read(&inner.slots, projection, None).await?;
-            let live_lease = leases::status(&inner.leases, projection, Target::Live).await?;
-            let shadow_lease = leases::status(&inner.leases, projection, Target::Shadow).await?;
-            let dead_letters_pending =
-                dead_letters::pending(&inner.dead_letters, projection).await?;
-            let now = inner
-                .clock
-                .now(&inner.db)
-                .await
-                .map_err(DbError::<ViewError>::from)?;
-            Ok(ProjectionStatus {
-                projection,
-                live: read.live.1,
-                shadow: read.shadow.1,
-                live_lease,
-                shadow_lease,
-                dead_letters_pending,
-                now,
-            })
-        })
-        .await
-    }
-
+#[async_trait]
+impl DeadLetterStore for MongoStore {
     async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), ViewError> {
         bounded("a dead letter write", async {
             Ok(dead_letters::put(&self.inner.dead_letters, letter).await?)
@@ -676,69 +712,6 @@ impl ViewStore for MongoStore {
                 dead_letters::set_state(&self.inner.dead_letters, projection, position, state)
                     .await?,
             )
-        })
-        .await
-    }
-
-    async fn skipped_positions(
-        &self,
-        projection: Projection,
-        after: Position,
-        up_to: Position,
-    ) -> Result<HashSet<Position>, ViewError> {
-        bounded("the skipped dead letters", async {
-            Ok(dead_letters::skipped(&self.inner.dead_letters, projection, after, up_to).await?)
-        })
-        .await
-    }
-
-    async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
-        bounded("a ticket's detail", async {
-            let slot = slots::live(&self.inner.slots, Projection::Detail).await?;
-            let collection = rows_of(&self.inner, Projection::Detail, slot);
-            let document = collection
-                .find_one(doc! { "_id": codec::id(id) })
-                .await
-                .map_err(DbError::<ViewError>::from)?;
-            Ok(document
-                .as_ref()
-                .map(|document| codec::read_detail(collection.name(), document))
-                .transpose()
-                .map_err(ViewError::Corrupt)?)
-        })
-        .await
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
-        bounded("the ticket list", async {
-            if query.limit == 0 {
-                return Ok(Vec::new());
-            }
-            let slot = slots::live(&self.inner.slots, Projection::List).await?;
-            let collection = rows_of(&self.inner, Projection::List, slot);
-            let documents = find_all(
-                &collection,
-                rows::list_filter(query),
-                rows::list_order(query.sort),
-                Some(codec::clamp(query.limit as u64)),
-                None,
-            )
-            .await
-            .map_err(DbError::<ViewError>::from)?;
-            documents
-                .iter()
-                .map(|document| {
-                    codec::read_list_row(collection.name(), document).map_err(ViewError::Corrupt)
-                })
-                .collect()
-        })
-        .await
-    }
-
-    async fn dashboard(&self) -> Result<Dashboard, ViewError> {
-        bounded("the dashboard", async {
-            let slot = slots::live(&self.inner.slots, Projection::Dashboard).await?;
-            Ok(rows::read_counts(&counts_of(&self.inner, slot)).await?)
         })
         .await
     }

@@ -8,7 +8,7 @@
 use eventstore::Position;
 use mongodb::bson::{Document, doc};
 use mongodb::{ClientSession, Collection};
-use readmodel::{Fence, Projection, SlotState, SlotStatus, Target, ViewError};
+use readmodel::{Fence, Projection, SlotState, Slots, Target, ViewError};
 
 use super::{Result, SLOTS, corrupt, find_all};
 use crate::codec::{self, Fields};
@@ -35,22 +35,6 @@ pub(crate) fn lease_id(projection: Projection, target: Target) -> String {
     format!("{projection}/{}", target.name())
 }
 
-/// A projection's two slots as stored: exactly one live, the other the shadow.
-#[derive(Debug, Clone)]
-pub(crate) struct Slots {
-    pub(crate) live: (Slot, SlotStatus),
-    pub(crate) shadow: (Slot, SlotStatus),
-}
-
-impl Slots {
-    pub(crate) fn get(&self, target: Target) -> &(Slot, SlotStatus) {
-        match target {
-            Target::Live => &self.live,
-            Target::Shadow => &self.shadow,
-        }
-    }
-}
-
 /// Reads both slots of `projection`. A writer reads them inside the
 /// transaction that acts on the answer, so a concurrent swap cannot slip in
 /// between (it would write the same slot documents: a write conflict).
@@ -67,32 +51,16 @@ pub(crate) async fn read(
         session,
     )
     .await?;
-    let bad = |what: &str| corrupt(format!("{SLOTS} of {projection}: {what}"));
-    let mut live = None;
-    let mut others = Vec::new();
+    let mut stored = Vec::new();
     for document in &documents {
         let fields = Fields::new(SLOTS, document);
         let name = fields.str("slot").map_err(corrupt)?;
         let slot = Slot::from_name(name)
             .ok_or_else(|| corrupt(fields.corrupt(format!("slot `{name}`"))))?;
         let status = codec::read_slot_status(&fields).map_err(corrupt)?;
-        if status.state == SlotState::Live && live.is_none() {
-            live = Some((slot, status));
-        } else {
-            others.push((slot, status));
-        }
+        stored.push((slot, status));
     }
-    match (live, others.as_slice()) {
-        (Some(live), [shadow]) if shadow.1.state != SlotState::Live && shadow.0 != live.0 => {
-            Ok(Slots {
-                live,
-                shadow: shadow.clone(),
-            })
-        }
-        _ => Err(bad(
-            "expected slots a and b, exactly one of them live (was migration 0003 applied?)",
-        )),
-    }
+    Slots::from_stored(projection, stored).map_err(corrupt)
 }
 
 /// The live slot of `projection`: the query side's one look-up per call.
@@ -240,13 +208,7 @@ pub(crate) async fn swap(
     slots: &Slots,
     session: &mut ClientSession,
 ) -> Result<()> {
-    let (shadow, status) = &slots.shadow;
-    if status.state != SlotState::Building {
-        return Err(DbError::Refused(ViewError::Corrupt(format!(
-            "cannot swap {projection}: its shadow slot is {}, not building",
-            status.state.name()
-        ))));
-    }
+    slots.check_swap(projection).map_err(DbError::Refused)?;
     update_slot(
         slots_collection,
         projection,
@@ -259,7 +221,7 @@ pub(crate) async fn swap(
     update_slot(
         slots_collection,
         projection,
-        *shadow,
+        slots.shadow.0,
         doc! { "state": SlotState::Building.name() },
         doc! { "state": SlotState::Live.name() },
         session,

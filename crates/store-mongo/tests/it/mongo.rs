@@ -14,7 +14,7 @@ use eventstore::{EventStore, NewEvent, Position, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use readmodel::{Projection, Target, ViewError, ViewStore};
+use readmodel::{LeaseStore, Projection, SlotAdmin, Target, ViewError, ViewReader};
 use store_mongo::testing::{self, ServerKind};
 use store_mongo::{ClockSource, MongoStore, migrations};
 use tokio::task::JoinSet;

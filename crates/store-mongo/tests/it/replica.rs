@@ -13,7 +13,8 @@ use mongodb::bson::Document;
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 use readmodel::{
-    DashboardDelta, Projection, Rows, SlotState, Target, TicketStatusRow, ViewChanges, ViewStore,
+    DashboardDelta, DeadLetterStore, LeaseStore, Projection, ProjectionWriter, Rows, SlotAdmin,
+    SlotState, Target, TicketStatusRow, ViewChanges, ViewReader,
 };
 use store_mongo::MongoStore;
 use store_mongo::testing::{self, TestDatabase};
@@ -168,9 +169,15 @@ async fn a_shadow_slot_is_emptied_in_bounded_transactions() {
                 closed: 0,
             },
         };
-        store.commit(&fence, changes).await.expect("fill the shadow");
+        store
+            .commit(&fence, changes)
+            .await
+            .expect("fill the shadow");
     }
-    assert_eq!(store.counts(Target::Shadow).await.expect("counts").open, 2_500);
+    assert_eq!(
+        store.counts(Target::Shadow).await.expect("counts").open,
+        2_500
+    );
 
     sent.take();
     store.reset_shadow(&fence).await.expect("reset");

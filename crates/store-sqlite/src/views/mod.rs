@@ -39,9 +39,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use eventstore::Position;
 use readmodel::{
-    BatchInputs, Dashboard, DeadLetter, DeadLetterState, Fence, ListQuery, Projection,
-    ProjectionStatus, Rows, RunState, Target, TicketDetail, TicketListRow, ViewChanges, ViewError,
-    ViewStore,
+    BatchInputs, Dashboard, DeadLetter, DeadLetterState, DeadLetterStore, Fence, LeaseStore,
+    ListQuery, Projection, ProjectionStatus, ProjectionWriter, Rows, RunState, SlotAdmin, Target,
+    TicketDetail, TicketListRow, ViewChanges, ViewError, ViewReader,
 };
 use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
@@ -100,24 +100,8 @@ fn writing_derived<T>(
     Ok(value)
 }
 
-fn refused(what: String) -> DbError<ViewError> {
-    DbError::Refused(ViewError::Corrupt(what))
-}
-
 fn commit(connection: &Connection, fence: &Fence, changes: &ViewChanges) -> Result<()> {
     let projection = fence.projection;
-    if changes.projection != projection || changes.rows.projection() != projection {
-        return Err(refused(format!(
-            "a commit to {projection} carries {} changes with {} rows",
-            changes.projection,
-            changes.rows.projection()
-        )));
-    }
-    if projection != Projection::Dashboard && !changes.dashboard.is_zero() {
-        return Err(refused(format!(
-            "a commit to {projection} carries a dashboard delta"
-        )));
-    }
     slots::check_fence(connection, fence)?;
     let (slot, status) = slots::resolve(connection, projection, fence.target)?;
     if status.checkpoint != changes.from {
@@ -134,7 +118,7 @@ fn commit(connection: &Connection, fence: &Fence, changes: &ViewChanges) -> Resu
 }
 
 fn reset_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
-    slots::require_shadow(fence, "a reset")?;
+    fence.require_shadow("a reset").map_err(DbError::Refused)?;
     slots::check_fence(connection, fence)?;
     let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
     rows::clear(connection, fence.projection, slot)?;
@@ -144,7 +128,7 @@ fn reset_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
 }
 
 fn swap_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
-    slots::require_shadow(fence, "a swap")?;
+    fence.require_shadow("a swap").map_err(DbError::Refused)?;
     slots::check_fence(connection, fence)?;
     let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
     indexes::build(connection, slots::rows_table(fence.projection, slot))?;
@@ -154,7 +138,9 @@ fn swap_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
 /// The rows table of the shadow slot `fence` holds, for setting its indexes
 /// aside or building them again.
 fn fenced_shadow_table(connection: &Connection, fence: &Fence) -> Result<&'static str> {
-    slots::require_shadow(fence, "setting indexes aside or building them")?;
+    fence
+        .require_shadow("setting indexes aside or building them")
+        .map_err(DbError::Refused)?;
     slots::check_fence(connection, fence)?;
     let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
     Ok(slots::rows_table(fence.projection, slot))
@@ -179,7 +165,41 @@ fn live(connection: &Connection, projection: Projection) -> Result<slots::Slot> 
 }
 
 #[async_trait]
-impl ViewStore for SqliteStore {
+impl ViewReader for SqliteStore {
+    async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    rows::ticket(tx, live(tx, Projection::Detail)?, id)
+                })
+            })
+            .await?)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = query.clone();
+        Ok(self
+            .read(move |connection| {
+                reading(connection, |tx| {
+                    rows::list(tx, live(tx, Projection::List)?, &query)
+                })
+            })
+            .await?)
+    }
+
+    async fn dashboard(&self) -> Result<Dashboard, ViewError> {
+        Ok(self
+            .read(|connection| {
+                reading(connection, |tx| {
+                    rows::counts(tx, live(tx, Projection::Dashboard)?)
+                })
+            })
+            .await?)
+    }
+
     async fn checkpoint(
         &self,
         projection: Projection,
@@ -191,7 +211,10 @@ impl ViewStore for SqliteStore {
             })
             .await?)
     }
+}
 
+#[async_trait]
+impl ProjectionWriter for SqliteStore {
     async fn load_rows(
         &self,
         projection: Projection,
@@ -209,6 +232,20 @@ impl ViewStore for SqliteStore {
                     rows::load_rows(tx, projection, slot, &ids)
                 })
             })
+            .await?)
+    }
+
+    async fn skipped_positions(
+        &self,
+        projection: Projection,
+        after: Position,
+        up_to: Position,
+    ) -> Result<HashSet<Position>, ViewError> {
+        if up_to <= after {
+            return Ok(HashSet::new());
+        }
+        Ok(self
+            .read(move |connection| dead_letters::skipped(connection, projection, after, up_to))
             .await?)
     }
 
@@ -239,11 +276,21 @@ impl ViewStore for SqliteStore {
     }
 
     async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
+        changes.check_fits(fence)?;
         let fence = fence.clone();
         Ok(self
             .write(move |connection, _| {
                 writing_derived(connection, |tx| commit(tx, &fence, &changes))
             })
+            .await?)
+    }
+}
+
+#[async_trait]
+impl SlotAdmin for SqliteStore {
+    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
+        Ok(self
+            .read(move |connection| reading(connection, |tx| status(tx, projection)))
             .await?)
     }
 
@@ -313,7 +360,10 @@ impl ViewStore for SqliteStore {
             .write(move |connection, _| writing(connection, |tx| swap_shadow(tx, &fence)))
             .await?)
     }
+}
 
+#[async_trait]
+impl LeaseStore for SqliteStore {
     async fn acquire_lease(
         &self,
         projection: Projection,
@@ -355,13 +405,10 @@ impl ViewStore for SqliteStore {
             .write(move |connection, _| writing(connection, |tx| leases::release(tx, &fence)))
             .await?)
     }
+}
 
-    async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError> {
-        Ok(self
-            .read(move |connection| reading(connection, |tx| status(tx, projection)))
-            .await?)
-    }
-
+#[async_trait]
+impl DeadLetterStore for SqliteStore {
     async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<(), ViewError> {
         let letter = letter.clone();
         Ok(self
@@ -388,54 +435,6 @@ impl ViewStore for SqliteStore {
             .write(move |connection, _| {
                 writing(connection, |tx| {
                     dead_letters::set_state(tx, projection, position, state)
-                })
-            })
-            .await?)
-    }
-
-    async fn skipped_positions(
-        &self,
-        projection: Projection,
-        after: Position,
-        up_to: Position,
-    ) -> Result<HashSet<Position>, ViewError> {
-        if up_to <= after {
-            return Ok(HashSet::new());
-        }
-        Ok(self
-            .read(move |connection| dead_letters::skipped(connection, projection, after, up_to))
-            .await?)
-    }
-
-    async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError> {
-        Ok(self
-            .read(move |connection| {
-                reading(connection, |tx| {
-                    rows::ticket(tx, live(tx, Projection::Detail)?, id)
-                })
-            })
-            .await?)
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let query = query.clone();
-        Ok(self
-            .read(move |connection| {
-                reading(connection, |tx| {
-                    rows::list(tx, live(tx, Projection::List)?, &query)
-                })
-            })
-            .await?)
-    }
-
-    async fn dashboard(&self) -> Result<Dashboard, ViewError> {
-        Ok(self
-            .read(|connection| {
-                reading(connection, |tx| {
-                    rows::counts(tx, live(tx, Projection::Dashboard)?)
                 })
             })
             .await?)
@@ -625,8 +624,9 @@ mod durability_tests {
         let during = writing_derived(&mut connection, |tx| Ok(synchronous(tx))).expect("commits");
         assert_eq!(during, 1, "NORMAL inside");
         assert_eq!(synchronous(&connection), 2, "FULL after a commit");
-        let failed: Result<()> =
-            writing_derived(&mut connection, |_| Err(refused("on purpose".into())));
+        let failed: Result<()> = writing_derived(&mut connection, |_| {
+            Err(DbError::Refused(ViewError::Corrupt("on purpose".into())))
+        });
         assert!(failed.is_err());
         assert_eq!(synchronous(&connection), 2, "FULL after a failure");
     }

@@ -5,7 +5,7 @@
 //! name from the closed set below, never spelled from input.
 
 use eventstore::Position;
-use readmodel::{Fence, Projection, SlotState, SlotStatus, Target, ViewError};
+use readmodel::{Fence, Projection, SlotState, SlotStatus, Slots, Target, ViewError};
 use rusqlite::Connection;
 
 use super::{Result, sql_int};
@@ -24,22 +24,6 @@ pub(crate) fn counts_table(slot: Slot) -> &'static str {
     slot.counts_name()
 }
 
-/// A projection's two slots as stored: exactly one live, the other the shadow.
-#[derive(Debug, Clone)]
-pub(crate) struct Slots {
-    pub(crate) live: (Slot, SlotStatus),
-    pub(crate) shadow: (Slot, SlotStatus),
-}
-
-impl Slots {
-    pub(crate) fn get(&self, target: Target) -> &(Slot, SlotStatus) {
-        match target {
-            Target::Live => &self.live,
-            Target::Shadow => &self.shadow,
-        }
-    }
-}
-
 /// Reads both slots of `projection`. Call it inside the transaction that acts
 /// on the answer, so a concurrent swap cannot slip in between.
 pub(crate) fn slots(connection: &Connection, projection: Projection) -> Result<Slots> {
@@ -56,8 +40,7 @@ pub(crate) fn slots(connection: &Connection, projection: Projection) -> Result<S
             row.get::<_, i64>(3)?,
         ))
     })?;
-    let mut live = None;
-    let mut others = Vec::new();
+    let mut stored = Vec::new();
     for row in rows {
         let (slot, state, checkpoint, version) = row?;
         let slot = Slot::from_name(&slot).ok_or_else(|| corrupt(format!("slot `{slot}`")))?;
@@ -70,23 +53,9 @@ pub(crate) fn slots(connection: &Connection, projection: Projection) -> Result<S
             version,
             state,
         };
-        if state == SlotState::Live && live.is_none() {
-            live = Some((slot, status));
-        } else {
-            others.push((slot, status));
-        }
+        stored.push((slot, status));
     }
-    match (live, others.as_slice()) {
-        (Some(live), [shadow]) if shadow.1.state != SlotState::Live && shadow.0 != live.0 => {
-            Ok(Slots {
-                live,
-                shadow: shadow.clone(),
-            })
-        }
-        _ => Err(corrupt(
-            "expected slots a and b, exactly one of them live".into(),
-        )),
-    }
+    Slots::from_stored(projection, stored).map_err(DbError::Corrupt)
 }
 
 /// The slot `target` names now, with its status.
@@ -160,17 +129,6 @@ fn set_state(
     Ok(())
 }
 
-/// A reset or swap is a rebuild's, made with the shadow slot's lease.
-pub(crate) fn require_shadow(fence: &Fence, what: &str) -> Result<()> {
-    match fence.target {
-        Target::Shadow => Ok(()),
-        Target::Live => Err(DbError::Refused(ViewError::Corrupt(format!(
-            "{what} of {} needs the shadow slot's lease, not the live one's",
-            fence.projection
-        )))),
-    }
-}
-
 /// Marks the (already emptied) shadow slot as being built at the projection's
 /// current version, from position 0.
 pub(crate) fn restart_shadow(
@@ -195,15 +153,9 @@ pub(crate) fn restart_shadow(
 /// slot is retired first: the schema allows one live slot per projection.
 pub(crate) fn swap(connection: &Connection, projection: Projection) -> Result<()> {
     let slots = slots(connection, projection)?;
-    let (shadow, status) = &slots.shadow;
-    if status.state != SlotState::Building {
-        return Err(DbError::Refused(ViewError::Corrupt(format!(
-            "cannot swap {projection}: its shadow slot is {}, not building",
-            status.state.name()
-        ))));
-    }
+    slots.check_swap(projection).map_err(DbError::Refused)?;
     set_state(connection, projection, slots.live.0, SlotState::Retired)?;
-    set_state(connection, projection, *shadow, SlotState::Live)?;
+    set_state(connection, projection, slots.shadow.0, SlotState::Live)?;
     // The live slot changed under its lease holder, which may have loaded rows
     // from the old slot for a commit whose checkpoint the new slot happens to
     // share: a new token makes that commit fail (LeaseLost), and the holder

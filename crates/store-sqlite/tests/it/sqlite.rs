@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use domain::Event;
 use eventstore::{EventStore, NewEvent, RecordedEvent, StoreError};
 use readmodel::{
-    DashboardDelta, ListQuery, ListSort, Projection, Rows, Target, ViewChanges, ViewError,
-    ViewStore,
+    DashboardDelta, LeaseStore, ListQuery, ListSort, Projection, ProjectionWriter, Rows, SlotAdmin,
+    Target, ViewChanges, ViewError, ViewReader,
 };
 use store_sqlite::{OpenError, SqliteStore};
 use tempfile::TempDir;
