@@ -1,7 +1,12 @@
 //! What both backends' migration runners share, and nothing that touches a
-//! database: a migration file embedded in the build, its checksum, the record
-//! of an applied migration, and the check that a `migrations/<backend>/`
-//! folder and a build's list of migrations agree.
+//! database: each backend's migration files, compiled in ([`SQLITE`],
+//! [`MONGODB`]), a file's checksum, the record of an applied migration, and
+//! the check that a `migrations/<backend>/` folder and a list agree.
+//!
+//! The lists are derived from the folders at build time (`build.rs`): a new
+//! file in `migrations/<backend>/` is in the next build, and a file that is not
+//! a well-named migration (`NNNN_<name>.<extension>`, numbered 1, 2, 3 … with
+//! no gap) fails the build, naming it.
 //!
 //! How a migration is applied and recorded is each backend's own business
 //! (`store-sqlite` and `store-mongo` own their `migrate` modules).
@@ -10,7 +15,11 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-/// One migration file, embedded with `include_str!`.
+mod folder;
+
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// One migration file, compiled in by the build script with `include_str!`.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// 1, 2, 3 … with no gaps; the order they are applied in.
@@ -48,41 +57,31 @@ pub struct AppliedMigration {
 }
 
 /// Checks that the files with `extension` in `folder` are exactly the listed
-/// migrations, in order, numbered 1, 2, 3 … and named after their versions, so
-/// a new file cannot be forgotten in the list (or the list point at nothing).
-/// For each backend's tests.
+/// migrations, in order, with the same texts, numbered 1, 2, 3 … and named
+/// after their versions (see [`SQLITE`] for how the files are named).
 pub fn check_folder(folder: &Path, extension: &str, listed: &[Migration]) -> Result<(), String> {
-    let entries =
-        std::fs::read_dir(folder).map_err(|e| format!("reading {}: {e}", folder.display()))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", folder.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(&format!(".{extension}")) {
-            files.push(stem.to_owned());
-        }
-    }
-    files.sort();
-    let names: Vec<&str> = listed.iter().map(|m| m.name).collect();
-    if files != names {
+    let files = folder::read(folder, extension)?;
+    let in_folder: Vec<(u32, &str)> = files
+        .iter()
+        .map(|file| (file.version, file.name.as_str()))
+        .collect();
+    let in_list: Vec<(u32, &str)> = listed.iter().map(|m| (m.version, m.name)).collect();
+    if in_folder != in_list {
         return Err(format!(
-            "{} holds {files:?} but the build lists {names:?}",
+            "{} holds {in_folder:?} but the build lists {in_list:?}",
             folder.display()
         ));
     }
-    for (index, migration) in listed.iter().enumerate() {
-        let expected = u32::try_from(index + 1).map_err(|e| e.to_string())?;
-        if migration.version != expected {
+    for migration in listed {
+        let path = folder.join(format!("{}.{extension}", migration.name));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if checksum(&text) != migration.checksum() {
             return Err(format!(
-                "{} has version {}, expected {expected}: versions are 1, 2, 3 …",
-                migration.name, migration.version
+                "{} differs from the build's text of {}",
+                path.display(),
+                migration.name
             ));
-        }
-        if !migration
-            .name
-            .starts_with(&format!("{:04}_", migration.version))
-        {
-            return Err(format!("{} is not named after its version", migration.name));
         }
     }
     Ok(())
@@ -125,6 +124,71 @@ mod tests {
         );
         let misnumbered = Migration { version: 3, ..b };
         assert!(check_folder(&dir, "sql", &[a, misnumbered]).is_err());
+        let edited = Migration { text: "z", ..b };
+        assert!(
+            check_folder(&dir, "sql", &[a, edited])
+                .unwrap_err()
+                .contains("differs")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A folder of `files` (name, text) made for one test.
+    fn folder_of(test: &str, files: &[&str]) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("migration-files-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in files {
+            std::fs::write(dir.join(file), "x").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_misnamed_or_misnumbered_file_is_refused_by_name() {
+        for (test, files, named) in [
+            ("gap", &["0001_a.sql", "0003_c.sql"][..], "0003_c"),
+            ("repeat", &["0001_a.sql", "0001_b.sql"][..], "0001_b"),
+            ("from_zero", &["0000_a.sql"][..], "0000_a"),
+            (
+                "three_digits",
+                &["0001_a.sql", "002_b.sql"][..],
+                "002_b.sql",
+            ),
+            ("no_name", &["0001_.sql"][..], "0001_.sql"),
+            ("dash", &["0001-a.sql"][..], "0001-a.sql"),
+            ("capitals", &["0001_A.sql"][..], "0001_A.sql"),
+            (
+                "other_extension",
+                &["0001_a.sql", "0002_b.json"][..],
+                "0002_b.json",
+            ),
+            (
+                "backup",
+                &["0001_a.sql", "0001_a.sql.orig"][..],
+                "0001_a.sql.orig",
+            ),
+        ] {
+            let dir = folder_of(test, files);
+            let error = folder::read(&dir, "sql").expect_err(test);
+            assert!(error.contains(named), "{test}: {error}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let dir = folder_of("good", &["0002_b.sql", "0001_a.sql", "README.md"]);
+        let names: Vec<String> = folder::read(&dir, "sql")
+            .unwrap()
+            .into_iter()
+            .map(|file| file.name)
+            .collect();
+        assert_eq!(names, ["0001_a", "0002_b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_compiled_lists_are_the_folders() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        check_folder(&root.join("sqlite"), "sql", SQLITE).unwrap();
+        check_folder(&root.join("mongodb"), "json", MONGODB).unwrap();
+        assert!(!SQLITE.is_empty() && !MONGODB.is_empty());
     }
 }

@@ -38,40 +38,9 @@ use crate::error::{OpenError, code, is_duplicate_key, server_code};
 pub use migration_files::AppliedMigration;
 use migration_files::Migration;
 
-/// In version order. A new file in `migrations/mongodb/` is added here too (a
-/// test checks the two agree).
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_events",
-        text: include_str!("../../../migrations/mongodb/0001_events.json"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_views",
-        text: include_str!("../../../migrations/mongodb/0002_views.json"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_projection_slots",
-        text: include_str!("../../../migrations/mongodb/0003_projection_slots.json"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_list_filters_and_sorts",
-        text: include_str!("../../../migrations/mongodb/0004_list_filters_and_sorts.json"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_idempotency_keys",
-        text: include_str!("../../../migrations/mongodb/0005_idempotency_keys.json"),
-    },
-    Migration {
-        version: 6,
-        name: "0006_events_counter",
-        text: include_str!("../../../migrations/mongodb/0006_events_counter.json"),
-    },
-];
+/// In version order: every file in `migrations/mongodb/`, listed at build time
+/// (see `migration_files`), so a new file there is all a new migration takes.
+const MIGRATIONS: &[Migration] = migration_files::MONGODB;
 
 /// The commands a migration may use: each is safe to run twice (see the
 /// module docs; `update` only as an upsert with `$setOnInsert`).

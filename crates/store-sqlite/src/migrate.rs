@@ -15,40 +15,9 @@ use crate::text;
 pub use migration_files::AppliedMigration;
 use migration_files::Migration;
 
-/// In version order. A new file in `migrations/sqlite/` is added here too (a test
-/// checks the two agree).
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_events",
-        text: include_str!("../../../migrations/sqlite/0001_events.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_views",
-        text: include_str!("../../../migrations/sqlite/0002_views.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_projection_slots",
-        text: include_str!("../../../migrations/sqlite/0003_projection_slots.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_list_filters_and_sorts",
-        text: include_str!("../../../migrations/sqlite/0004_list_filters_and_sorts.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_idempotency_keys",
-        text: include_str!("../../../migrations/sqlite/0005_idempotency_keys.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "0006_deferred_indexes",
-        text: include_str!("../../../migrations/sqlite/0006_deferred_indexes.sql"),
-    },
-];
+/// In version order: every file in `migrations/sqlite/`, listed at build time
+/// (see `migration_files`), so a new file there is all a new migration takes.
+const MIGRATIONS: &[Migration] = migration_files::SQLITE;
 
 /// The migrations this build knows, as (version, name), in order.
 pub fn migrations() -> impl Iterator<Item = (u32, &'static str)> {
