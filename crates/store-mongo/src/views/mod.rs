@@ -1,5 +1,7 @@
 //! The view store: each projection's two slots, their leases, the dead
-//! letters, and the query side's reads of the live slots.
+//! letters, and the query side's reads of the live slots, behind each of
+//! `readmodel`'s view-store roles (the slot bookkeeping, `readmodel::Slots`,
+//! is shared with the SQLite backend).
 //!
 //! Every write to a slot (`commit`, `reset_shadow`, `swap_shadow`) is one
 //! transaction that, in order: checks the fence against the stored lease on

@@ -1,7 +1,8 @@
 //! The view store: every projection in two slots (`slots`), their rows
 //! (`rows`), the leases that fence their writers (`leases`) and the dead
-//! letters (`dead_letters`). The semantics are those of
-//! `docs/projection-store-semantics.md`, shared with the MongoDB backend.
+//! letters (`dead_letters`), behind each of `readmodel`'s view-store roles.
+//! The semantics are those of `docs/projection-store-semantics.md`, shared
+//! with the MongoDB backend, as is the slot bookkeeping (`readmodel::Slots`).
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction that first checks the
 //! writer's fence and then resolves the slot it writes: holding the write lock
