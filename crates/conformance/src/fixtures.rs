@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use domain::Event;
 use eventstore::{EventStore, Metadata, NewEvent, Position, RecordedEvent};
-use readmodel::{Fence, LeaseStore, Projection, ProjectionWriter, Target, ViewReader, fold_batch};
+use readmodel::{Fence, LeaseStore, Projection, ProjectionWriter, Target, fold_batch};
 use uuid::Uuid;
 
 /// A fixed instant with nanoseconds, so that precision loss shows.
@@ -163,7 +163,7 @@ pub async fn fence(
 /// checkpoint, the same for every projection.
 pub async fn catch_up(
     events: &dyn EventStore,
-    views: &(impl ViewReader + ProjectionWriter + LeaseStore + ?Sized),
+    views: &(impl ProjectionWriter + LeaseStore + ?Sized),
     batch_size: usize,
 ) -> Position {
     let mut reached = Vec::new();
@@ -182,7 +182,7 @@ pub async fn catch_up(
 /// position `up_to`, into the slot in batches. Returns its checkpoint.
 pub async fn fold_into(
     events: &dyn EventStore,
-    views: &(impl ViewReader + ProjectionWriter + ?Sized),
+    views: &(impl ProjectionWriter + ?Sized),
     fence: &Fence,
     batch_size: usize,
     up_to: Position,

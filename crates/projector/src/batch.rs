@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use eventstore::{EventStore, Position};
-use readmodel::{BatchInputs, FailedEvent, Fence, ViewError, ViewStore, fold_batch};
+use readmodel::{BatchInputs, FailedEvent, Fence, ProjectionWriter, ViewError, fold_batch};
 use uuid::Uuid;
 
 use crate::ProjectorError;
@@ -43,7 +43,7 @@ pub(crate) struct KnownCheckpoint(Option<Position>);
 /// slot). A failed event is returned, not committed.
 pub(crate) async fn apply_batch(
     events: &dyn EventStore,
-    views: &dyn ViewStore,
+    views: &dyn ProjectionWriter,
     fence: &Fence,
     batch_size: usize,
     known: &mut KnownCheckpoint,
@@ -58,7 +58,7 @@ pub(crate) async fn apply_batch(
 
 async fn apply(
     events: &dyn EventStore,
-    views: &dyn ViewStore,
+    views: &dyn ProjectionWriter,
     fence: &Fence,
     batch_size: usize,
     known: Option<Position>,
@@ -114,7 +114,7 @@ mod tests {
 
     use domain::Event;
     use eventstore::NewEvent;
-    use readmodel::{Projection, Target};
+    use readmodel::{LeaseStore, Projection, Target};
     use store_sqlite::SqliteStore;
 
     use super::*;

@@ -32,7 +32,7 @@
 use std::collections::HashSet;
 
 use eventstore::{EventStore, Position, RecordedEvent, StoreError};
-use readmodel::{Fence, Projection, ViewChanges, ViewError, ViewStore, fold_batch};
+use readmodel::{Fence, Projection, ProjectionWriter, ViewChanges, ViewError, fold_batch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -54,7 +54,7 @@ pub(crate) enum Pass {
 /// What the pass needs from the rebuild around it.
 pub(crate) struct BulkPass<'a> {
     pub events: &'a dyn EventStore,
-    pub views: &'a dyn ViewStore,
+    pub views: &'a dyn ProjectionWriter,
     pub fence: &'a Fence,
     /// Events read per round trip to the event store.
     pub read_size: usize,

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use readmodel::{Fence, RunState, ViewError, ViewStore};
+use readmodel::{Fence, LeaseStore, RunState, ViewError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ struct Report {
 #[derive(Debug)]
 pub(crate) struct Held {
     pub fence: Fence,
-    views: Arc<dyn ViewStore>,
+    views: Arc<dyn LeaseStore>,
     report: Arc<Mutex<Report>>,
     beat_now: Arc<Notify>,
     lost: CancellationToken,
@@ -48,7 +48,7 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    pub fn start(views: Arc<dyn ViewStore>, fence: Fence, ttl: Duration, state: RunState) -> Self {
+    pub fn start(views: Arc<dyn LeaseStore>, fence: Fence, ttl: Duration, state: RunState) -> Self {
         let report = Arc::new(Mutex::new(Report {
             state,
             last_error: None,
@@ -118,7 +118,7 @@ impl Held {
 }
 
 async fn heartbeat(
-    views: Arc<dyn ViewStore>,
+    views: Arc<dyn LeaseStore>,
     fence: Fence,
     ttl: Duration,
     report: Arc<Mutex<Report>>,

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use eventstore::{EventStore, Position};
-use readmodel::{LeaseStatus, Projection, ProjectionStatus, SlotState, ViewStore};
+use readmodel::{LeaseStatus, Projection, ProjectionStatus, SlotAdmin, SlotState};
 use serde::Serialize;
 
 use crate::ProjectorError;
@@ -82,7 +82,7 @@ impl ProjectionReport {
 /// Reads every projection's status and the head.
 pub async fn status(
     events: &dyn EventStore,
-    views: &dyn ViewStore,
+    views: &dyn SlotAdmin,
 ) -> Result<StatusReport, ProjectorError> {
     let mut statuses = Vec::with_capacity(Projection::ALL.len());
     for projection in Projection::ALL {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use domain::{Event, Status, Ticket, TicketState, evolve};
 use eventstore::{EventStore, Position, RecordedEvent, StoreError};
-use readmodel::{Projection, Target, ViewError, ViewStore};
+use readmodel::{Projection, Target, ViewError, ViewReader};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -63,7 +63,7 @@ pub enum FeedError {
 #[derive(Debug)]
 pub struct ChangeFeed {
     events: Arc<dyn EventStore>,
-    views: Arc<dyn ViewStore>,
+    views: Arc<dyn ViewReader>,
     poll: Duration,
     batch: usize,
     /// The last checkpoint read and when: subscriptions waiting together
@@ -72,7 +72,7 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    pub fn new(events: Arc<dyn EventStore>, views: Arc<dyn ViewStore>) -> Self {
+    pub fn new(events: Arc<dyn EventStore>, views: Arc<dyn ViewReader>) -> Self {
         Self {
             events,
             views,

@@ -4,7 +4,7 @@
 //! - [`QueryService`]: the read requests served from the read models (ticket
 //!   detail, the paged ticket list, the dashboard) and their validation:
 //!   page-size bounds and the opaque list cursor. Every answer comes straight
-//!   from a [`ViewStore`].
+//!   from a [`ViewReader`].
 //! - [`History`]: a ticket's raw events and the ticket as it was at a past
 //!   version or time, read from the event log (the read models keep only the
 //!   present).
@@ -34,7 +34,7 @@ use domain::Status;
 use eventstore::Position;
 use readmodel::{
     Dashboard, ListQuery, ListSort, Projection, Target, TicketDetail, TicketListRow, ViewError,
-    ViewStore,
+    ViewReader,
 };
 use uuid::Uuid;
 
@@ -118,12 +118,12 @@ pub enum QueryError {
 /// Reads the read models.
 #[derive(Debug, Clone)]
 pub struct QueryService {
-    views: Arc<dyn ViewStore>,
+    views: Arc<dyn ViewReader>,
     read_wait_max: Duration,
 }
 
 impl QueryService {
-    pub fn new(views: Arc<dyn ViewStore>) -> Self {
+    pub fn new(views: Arc<dyn ViewReader>) -> Self {
         Self {
             views,
             read_wait_max: DEFAULT_READ_WAIT_MAX,

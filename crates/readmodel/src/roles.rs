@@ -4,8 +4,8 @@
 //! | role | what it owns | used by |
 //! | --- | --- | --- |
 //! | [`ViewReader`] | the live views and how far each slot has got | `query` (pages, the change feed), `bench` |
-//! | [`ProjectionWriter`] | a batch's rows in, its changes and checkpoint out | the projector's runners (live, bulk load) |
-//! | [`SlotAdmin`] | whole slots: status, scans, a rebuild's reset and swap | the projector's rebuild, verify and status |
+//! | [`ProjectionWriter`] | a batch's rows in, its changes and checkpoint out (and, as a [`ViewReader`], the checkpoint it starts from) | the projector's runners (live, bulk load) |
+//! | [`SlotAdmin`] | whole slots: status, scans, a rebuild's reset and swap (and, as a [`ViewReader`], their checkpoints) | the projector's rebuild, verify and status |
 //! | [`LeaseStore`] | the leases that fence every slot writer | every projector runner |
 //! | [`DeadLetterStore`] | the dead-letter records | the projector's dead-letter policy, ops commands |
 //!
@@ -59,7 +59,7 @@ pub trait ViewReader: Send + Sync + Debug {
 /// A projector's batch cycle on a slot whose lease it holds: read what the
 /// fold needs, then commit what it changed together with the checkpoint.
 #[async_trait]
-pub trait ProjectionWriter: Send + Sync + Debug {
+pub trait ProjectionWriter: ViewReader {
     /// The slot's stored rows of the given tickets (missing ones are absent),
     /// as `Rows` of the projection's kind.
     async fn load_rows(
@@ -115,7 +115,7 @@ pub trait ProjectionWriter: Send + Sync + Debug {
 /// the shadow slot (reset, bulk load with its indexes set aside, verify) and
 /// swaps it in; `verify` streams a slot; `status` reports on both slots.
 #[async_trait]
-pub trait SlotAdmin: Send + Sync + Debug {
+pub trait SlotAdmin: ViewReader {
     /// Slots, leases and dead-letter count of one projection.
     async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError>;
 

@@ -2,7 +2,7 @@
 //! rows, both read while the checkpoint stands still.
 
 use eventstore::Position;
-use readmodel::{Dashboard, DashboardDelta, Projection, Target, ViewError, ViewStore};
+use readmodel::{Dashboard, DashboardDelta, Projection, SlotAdmin, Target, ViewError};
 
 use super::VerifyOptions;
 use super::report::{Difference, DifferenceKind};
@@ -12,7 +12,7 @@ use crate::ProjectorError;
 /// Compares the counts with the sum of the status rows, both read while the
 /// checkpoint stood still. `None`: it never stood still long enough.
 pub(super) async fn check_counts(
-    views: &dyn ViewStore,
+    views: &dyn SlotAdmin,
     target: Target,
     start: Position,
     merged: Dashboard,
@@ -47,7 +47,7 @@ fn counts_difference(stored: Dashboard, from_rows: Dashboard) -> Option<Differen
 }
 
 async fn sum_status_rows(
-    views: &dyn ViewStore,
+    views: &dyn SlotAdmin,
     target: Target,
     page_size: usize,
 ) -> Result<Dashboard, ViewError> {

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use eventstore::{EventStore, Position};
-use readmodel::{DashboardDelta, Projection, Target, ViewStore};
+use readmodel::{DashboardDelta, Projection, SlotAdmin, Target};
 use uuid::Uuid;
 
 use super::VerifyOptions;
@@ -21,7 +21,7 @@ use crate::ProjectorError;
 /// What one check of a slot against the history works from.
 pub(super) struct Check<'a> {
     pub(super) events: &'a dyn EventStore,
-    pub(super) views: &'a dyn ViewStore,
+    pub(super) views: &'a dyn SlotAdmin,
     pub(super) projection: Projection,
     pub(super) target: Target,
     pub(super) options: &'a VerifyOptions,

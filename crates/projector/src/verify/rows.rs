@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use readmodel::{
-    Projection, Rows, Target, TicketDetail, TicketListRow, TicketStatusRow, ViewError, ViewStore,
+    Projection, Rows, SlotAdmin, Target, TicketDetail, TicketListRow, TicketStatusRow, ViewError,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -46,7 +46,7 @@ impl Row {
 
 /// A slot's rows in id order.
 pub(super) struct RowCursor<'a> {
-    views: &'a dyn ViewStore,
+    views: &'a dyn SlotAdmin,
     projection: Projection,
     target: Target,
     page: VecDeque<Row>,
@@ -57,7 +57,7 @@ pub(super) struct RowCursor<'a> {
 
 impl<'a> RowCursor<'a> {
     pub(super) fn new(
-        views: &'a dyn ViewStore,
+        views: &'a dyn SlotAdmin,
         projection: Projection,
         target: Target,
         page_size: usize,

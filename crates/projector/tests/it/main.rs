@@ -13,7 +13,10 @@ use projector::{
     DeadLetterPolicy, Progress, Projector, ProjectorConfig, ProjectorError, RebuildOptions,
     RebuildOutcome, VerifyOptions, VerifyReport, rebuild, verify,
 };
-use readmodel::{DeadLetterState, Projection, RunState, Target, ViewStore};
+use readmodel::{
+    DeadLetterState, DeadLetterStore, LeaseStore, Projection, RunState, SlotAdmin, Target,
+    ViewReader, ViewStore,
+};
 use store_sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use domain::{ChangeTicket, DomainError, Event, OpenTicket, Status};
 use eventstore::{EventStore, Forwarding, NewEvent, Position, RecordedEvent, StoreError};
 use projector::{Projector, ProjectorConfig};
-use readmodel::ViewStore;
+use readmodel::ViewReader;
 use store_sqlite::SqliteStore;
 use uuid::Uuid;
 use write::{CommandContext, CommandService, Idempotency, WriteError};
