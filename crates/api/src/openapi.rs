@@ -136,7 +136,7 @@ impl Modify for CompositionRoot {
             .response(
                 "200",
                 body_response(
-                    "The metrics (see the README for the list)",
+                    "The metrics (docs/operations.md lists them)",
                     "text/plain; version=0.0.4; charset=utf-8",
                     RefOr::T(string_schema(None, None)),
                 ),

@@ -63,16 +63,13 @@ fn count(commands: &[(String, String)], name: &str, collection: &str) -> usize {
 
 /// A migrated database and a store on it whose commands are logged; `None`:
 /// skipped (see `store_mongo::testing`).
-async fn observed(label: &str) -> Option<(MongoStore, Commands)> {
-    let uri = testing::database_uri(label)?;
-    MongoStore::connect(&uri)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {uri}: {e}"));
+async fn observed(label: &str) -> Option<(MongoStore, Commands, testing::TestDatabase)> {
+    let (_, database) = testing::store(label).await?;
     let commands = Commands::default();
-    let store = MongoStore::open_observed(&uri, commands.observer())
+    let store = MongoStore::open_observed(database.uri(), commands.observer())
         .await
-        .unwrap_or_else(|e| panic!("open {uri}: {e}"));
-    Some((store, commands))
+        .unwrap_or_else(|e| panic!("open {}: {e}", database.uri()));
+    Some((store, commands, database))
 }
 
 async fn lease(store: &MongoStore, projection: Projection) -> Fence {
@@ -176,7 +173,7 @@ async fn a_5000_row_commit_on_any_server() {
 }
 
 async fn big_commit(label: &str, n: usize) {
-    let Some((store, commands)) = observed(label).await else {
+    let Some((store, commands, _database)) = observed(label).await else {
         return;
     };
     let fence = lease(&store, Projection::Dashboard).await;
@@ -275,7 +272,7 @@ async fn big_commit(label: &str, n: usize) {
 /// the checkpoint.
 #[tokio::test]
 async fn a_count_going_below_zero_is_refused_and_writes_nothing() {
-    let Some((store, _)) = observed("bulk counts guard").await else {
+    let Some((store, _, _database)) = observed("bulk counts guard").await else {
         return;
     };
     let fence = lease(&store, Projection::Dashboard).await;
@@ -344,7 +341,7 @@ fn detail(id: Uuid, message: String, version: u64) -> TicketDetail {
 /// fit, and every row arrives.
 #[tokio::test]
 async fn rows_past_16_mib_split_into_a_few_commands() {
-    let Some((store, commands)) = observed("bulk split").await else {
+    let Some((store, commands, _database)) = observed("bulk split").await else {
         return;
     };
     let fence = lease(&store, Projection::Detail).await;

@@ -1,7 +1,7 @@
 //! `GET /openapi.json` against the real router: every operation the document
 //! describes is answered by a route (with a status the document lists), every
 //! method it does not describe on those paths is a 405, and the routes the
-//! README documents are all in it, with their headers and problems.
+//! API reference (docs/api.md) documents are all in it, with their headers and problems.
 
 use serde_json::{Value, json};
 
@@ -10,7 +10,7 @@ use crate::harness::{PATIENCE, Ticketd, Workspace};
 /// Methods probed on every path; HEAD and OPTIONS are left to axum.
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-/// The routes the README documents (method, path template).
+/// The routes docs/api.md documents (method, path template).
 const DOCUMENTED_ROUTES: [(&str, &str); 11] = [
     ("post", "/tickets"),
     ("get", "/tickets"),
@@ -153,7 +153,7 @@ fn the_served_document_and_the_router_agree() {
         }
     }
 
-    // And the routes the README documents are all in it.
+    // And the routes docs/api.md documents are all in it.
     for (method, template) in DOCUMENTED_ROUTES {
         assert!(
             operations.iter().any(|(m, t)| m == method && t == template),
