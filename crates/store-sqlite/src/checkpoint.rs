@@ -5,8 +5,8 @@
 //! past 1,000 pages, on the writer connection: that commit copies every page
 //! the log holds into the database file and syncs the file before it
 //! returns, while the writer (and with it every append and view commit
-//! queued behind it) waits. Measured under write load, that was about 6% of
-//! `ticketd`'s CPU and 10% of a bulk import's, all on the one writer.
+//! queued behind it) waits: under write load a share of the CPU that all
+//! lands on the one writer (bench/HISTORY.md has the figures).
 //!
 //! Here the writer's WAL hook, called after each commit, looks how much of
 //! the log is not yet copied (a `NOOP` checkpoint: it reads the log's index
@@ -53,7 +53,7 @@ pub(crate) struct Thresholds {
 impl Thresholds {
     /// The background thread copies in steps of SQLite's default
     /// auto-checkpoint (smaller steps copy the pages that every commit
-    /// touches more often: measured, more CPU per command for nothing). The
+    /// touches more often, which costs CPU per command for nothing). The
     /// writer's backstop is 16,000 pages (64 MiB at 4 KiB), well above one
     /// bulk-import transaction (about 6,000 pages), so that the background
     /// thread copies a few of those while the writer goes on, and the writer

@@ -88,15 +88,14 @@ impl Connections {
             .map_err(OpenError::sqlite(path, "setting foreign_keys=ON"))?;
         // The writer's page cache (default 2 MiB) is where the list slot's
         // indexes live during projection: too small, and every batch reads
-        // pages back from the OS and spills dirty ones mid-transaction
-        // (measured: a list rebuild spent most of its time in pread/pwrite).
+        // pages back from the OS and spills dirty ones mid-transaction, and
+        // a list rebuild then spends most of its time in pread/pwrite.
         // Pages are allocated only as used, so an idle server stays small.
         writer
             .pragma_update(None, "cache_size", WRITER_CACHE_KIB.to_string())
             .map_err(OpenError::sqlite(path, "setting cache_size"))?;
         // A sort too big for memory (building the indexes a rebuild set
-        // aside) may use a helper thread: measured, 8 indexes on a 300,000-row
-        // list slot in 2.7 s rather than 3.9 s.
+        // aside) may use a helper thread, so the build uses the second core.
         writer
             .pragma_update(None, "threads", 2)
             .map_err(OpenError::sqlite(path, "setting threads"))?;
@@ -167,8 +166,8 @@ pub(crate) fn open_existing(path: &Path) -> Result<Connection, rusqlite::Error> 
 /// clearing the bindings (which rusqlite's statement cache does whenever a
 /// statement goes back to it) expires the statement, so that its next use
 /// compiles it again: a hidden parse and plan per query. The append's version
-/// check was one, compiled afresh on every append (about 5% of `ticketd`'s
-/// CPU under write load). Our statements are point lookups and index range
+/// check was one, compiled afresh on every append, a visible share of
+/// `ticketd`'s CPU under write load. Our statements are point lookups and index range
 /// scans whose plans never depend on the value looked up, so nothing is given
 /// up.
 fn keep_plans(connection: &Connection) -> Result<(), rusqlite::Error> {

@@ -351,9 +351,8 @@ impl SqliteStore {
     /// position ranges on two connections at once.
     ///
     /// Decoding rows is most of a history read's cost, and one connection
-    /// decodes on one core; a replay had one core reading and the other
-    /// mostly idle (measured: 0.75 M events/s read one batch at a time,
-    /// 1.17 M/s two at once). Positions are gap-free, and every position
+    /// decodes on one core, and a replay then leaves the other core mostly
+    /// idle (bench/HISTORY.md has the figures). Positions are gap-free, and every position
     /// up to the published head is committed, so the second half starts
     /// exactly where the first one ends. Should the first half not end
     /// there (a gap, which this store never writes), the rest is read
