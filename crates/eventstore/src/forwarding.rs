@@ -16,7 +16,9 @@ use uuid::Uuid;
 use crate::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
 
 /// An [`EventStore`] that forwards every call it does not override to
-/// [`Forwarding::inner`]. The methods mirror [`EventStore`]'s.
+/// [`Forwarding::inner`]. The methods mirror [`EventStore`]'s public ones;
+/// what `EventStore` answers itself (an empty append, a read of limit 0)
+/// never reaches them.
 #[async_trait]
 pub trait Forwarding: Send + Sync + std::fmt::Debug {
     /// The wrapped store.
@@ -72,7 +74,7 @@ pub trait Forwarding: Send + Sync + std::fmt::Debug {
 
 #[async_trait]
 impl<T: Forwarding> EventStore for T {
-    async fn append(
+    async fn append_nonempty(
         &self,
         ticket_id: Uuid,
         expected_version: u64,
@@ -89,7 +91,7 @@ impl<T: Forwarding> EventStore for T {
         Forwarding::read_idempotent(self, key).await
     }
 
-    async fn read_all(
+    async fn read_all_nonempty(
         &self,
         after: Position,
         limit: usize,
@@ -97,7 +99,7 @@ impl<T: Forwarding> EventStore for T {
         Forwarding::read_all(self, after, limit).await
     }
 
-    async fn read_by_ticket(
+    async fn read_by_ticket_nonempty(
         &self,
         after: Option<(Uuid, u64)>,
         limit: usize,

@@ -11,11 +11,13 @@ mod codec;
 mod envelope;
 mod forwarding;
 mod payload;
+mod wait;
 
 pub use codec::DecodeError;
 pub use envelope::{Metadata, NewEvent, RecordedEvent};
 pub use forwarding::Forwarding;
 pub use payload::Payload;
+pub use wait::wait_for_head;
 
 use std::time::Duration;
 
@@ -68,7 +70,25 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// append whose key is already recorded fails with
     /// [`StoreError::IdempotencyKeyTaken`] and appends nothing, whichever
     /// process or instance recorded it.
+    ///
+    /// Provided: answers an empty `events` here and hands the rest to
+    /// [`EventStore::append_nonempty`], which a backend implements.
     async fn append(
+        &self,
+        ticket_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.append_nonempty(ticket_id, expected_version, events)
+            .await
+    }
+
+    /// [`EventStore::append`] of at least one event: what a backend implements.
+    /// Callers use `append`.
+    async fn append_nonempty(
         &self,
         ticket_id: Uuid,
         expected_version: u64,
@@ -83,7 +103,22 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError>;
 
     /// Up to `limit` events with a position above `after`, in position order.
+    /// Provided: a `limit` of 0 reads nothing; any other goes to
+    /// [`EventStore::read_all_nonempty`].
     async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_all_nonempty(after, limit).await
+    }
+
+    /// [`EventStore::read_all`] with a `limit` of at least 1: what a backend
+    /// implements. Callers use `read_all`.
+    async fn read_all_nonempty(
         &self,
         after: Position,
         limit: usize,
@@ -93,7 +128,22 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// `after` in that order: streams the whole store one ticket after another
     /// (what `verify` folds with bounded memory). Ticket ids order as their
     /// hyphenated lowercase text does, which is the order of their bytes.
+    /// Provided: a `limit` of 0 reads nothing; any other goes to
+    /// [`EventStore::read_by_ticket_nonempty`].
     async fn read_by_ticket(
+        &self,
+        after: Option<(Uuid, u64)>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_by_ticket_nonempty(after, limit).await
+    }
+
+    /// [`EventStore::read_by_ticket`] with a `limit` of at least 1: what a
+    /// backend implements. Callers use `read_by_ticket`.
+    async fn read_by_ticket_nonempty(
         &self,
         after: Option<(Uuid, u64)>,
         limit: usize,

@@ -40,8 +40,18 @@ pub trait ViewReader: Send + Sync + Debug {
     /// The live detail of one ticket, `None` when the view has no such ticket.
     async fn ticket(&self, id: Uuid) -> Result<Option<TicketDetail>, ViewError>;
 
-    /// Up to `query.limit` live list rows in sort order.
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError>;
+    /// Up to `query.limit` live list rows in sort order. Provided: a limit of
+    /// 0 reads nothing; any other goes to [`ViewReader::list_nonempty`].
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.list_nonempty(query).await
+    }
+
+    /// [`ViewReader::list`] with a limit of at least 1: what a backend
+    /// implements. Callers use `list`.
+    async fn list_nonempty(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError>;
 
     /// The live dashboard counts.
     async fn dashboard(&self) -> Result<Dashboard, ViewError>;
@@ -61,8 +71,23 @@ pub trait ViewReader: Send + Sync + Debug {
 #[async_trait]
 pub trait ProjectionWriter: ViewReader {
     /// The slot's stored rows of the given tickets (missing ones are absent),
-    /// as `Rows` of the projection's kind.
+    /// as `Rows` of the projection's kind. Provided: no ids read nothing; any
+    /// goes to [`ProjectionWriter::load_rows_nonempty`].
     async fn load_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        ids: &[Uuid],
+    ) -> Result<Rows, ViewError> {
+        if ids.is_empty() {
+            return Ok(Rows::empty(projection));
+        }
+        self.load_rows_nonempty(projection, target, ids).await
+    }
+
+    /// [`ProjectionWriter::load_rows`] of at least one id: what a backend
+    /// implements. Callers use `load_rows`.
+    async fn load_rows_nonempty(
         &self,
         projection: Projection,
         target: Target,
@@ -71,8 +96,25 @@ pub trait ProjectionWriter: ViewReader {
 
     /// Positions in (`after`, `up_to`] whose dead letters are skipped: the
     /// fold steps over them. (The dead letters themselves are
-    /// [`DeadLetterStore`]'s.)
+    /// [`DeadLetterStore`]'s.) Provided: an empty range reads nothing; any
+    /// other goes to [`ProjectionWriter::skipped_positions_nonempty`].
     async fn skipped_positions(
+        &self,
+        projection: Projection,
+        after: Position,
+        up_to: Position,
+    ) -> Result<HashSet<Position>, ViewError> {
+        if up_to <= after {
+            return Ok(HashSet::new());
+        }
+        self.skipped_positions_nonempty(projection, after, up_to)
+            .await
+    }
+
+    /// [`ProjectionWriter::skipped_positions`] of a range that is not empty
+    /// (`after < up_to`): what a backend implements. Callers use
+    /// `skipped_positions`.
+    async fn skipped_positions_nonempty(
         &self,
         projection: Projection,
         after: Position,
@@ -120,8 +162,25 @@ pub trait SlotAdmin: ViewReader {
     async fn status(&self, projection: Projection) -> Result<ProjectionStatus, ViewError>;
 
     /// Up to `limit` of the slot's rows with ids above `after`, by id
-    /// ascending: `verify` streams a slot with it.
+    /// ascending: `verify` streams a slot with it. Provided: a `limit` of 0
+    /// reads nothing; any other goes to [`SlotAdmin::scan_rows_nonempty`].
     async fn scan_rows(
+        &self,
+        projection: Projection,
+        target: Target,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Rows, ViewError> {
+        if limit == 0 {
+            return Ok(Rows::empty(projection));
+        }
+        self.scan_rows_nonempty(projection, target, after, limit)
+            .await
+    }
+
+    /// [`SlotAdmin::scan_rows`] with a `limit` of at least 1: what a backend
+    /// implements. Callers use `scan_rows`.
+    async fn scan_rows_nonempty(
         &self,
         projection: Projection,
         target: Target,

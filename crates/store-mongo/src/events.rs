@@ -465,15 +465,12 @@ async fn append_attempt(
 
 #[async_trait]
 impl EventStore for MongoStore {
-    async fn append(
+    async fn append_nonempty(
         &self,
         ticket_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
         let recorded = self.append_in(ticket_id, expected_version, &events).await?;
         self.inner.wakeups.notify();
         Ok(recorded)
@@ -501,14 +498,11 @@ impl EventStore for MongoStore {
         Ok(found.pop())
     }
 
-    async fn read_all(
+    async fn read_all_nonempty(
         &self,
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let read = read(
             &self.inner.events,
             doc! { event::POSITION: { "$gt": codec::clamp(after) } },
@@ -518,14 +512,11 @@ impl EventStore for MongoStore {
         Ok(bounds::read("events by position", read).await?)
     }
 
-    async fn read_by_ticket(
+    async fn read_by_ticket_nonempty(
         &self,
         after: Option<(Uuid, u64)>,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let find = self
             .inner
             .events

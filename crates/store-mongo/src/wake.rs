@@ -1,5 +1,6 @@
 //! Waiting for new events: the in-process signal that appends and the change
-//! stream raise, and the wait loop that falls back to polling by position.
+//! stream raise, and this backend's intervals for `eventstore::wait_for_head`,
+//! which falls back to polling by position.
 //!
 //! The signal only ever says "look again"; the answer is always a read of the
 //! head position. A waiter subscribes before it reads, so a signal raised
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use eventstore::Position;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// How often a waiter reads the head when no change stream is live.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -59,42 +59,24 @@ impl Wakeups {
 
     /// Waits until `head` answers more than `after` (true) or `max_wait`
     /// passes (false). `head` is read at once, on every signal, and at least
-    /// every poll interval.
+    /// every [`LIVE_RECHECK`] or [`POLL_INTERVAL`] (as the stream is live or not).
     pub(crate) async fn wait<E, Read>(
         &self,
         after: Position,
         max_wait: Duration,
-        mut head: impl FnMut() -> Read,
+        head: impl FnMut() -> Read,
     ) -> Result<bool, E>
     where
         Read: Future<Output = Result<Position, E>>,
     {
-        let deadline = Instant::now() + max_wait;
-        let mut signal = self.signal.subscribe();
-        loop {
-            signal.borrow_and_update();
-            if head().await? > after {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            let interval = if self.is_live() {
+        let interval = || {
+            if self.is_live() {
                 LIVE_RECHECK
             } else {
                 POLL_INTERVAL
-            };
-            let nap = interval.min(deadline - now);
-            tokio::select! {
-                // The sender lives in `self`, so `changed` cannot fail while we
-                // borrow it; were it to, the sleep still bounds the wait.
-                changed = signal.changed() => if changed.is_err() {
-                    tokio::time::sleep(nap).await;
-                },
-                () = tokio::time::sleep(nap) => {}
             }
-        }
+        };
+        eventstore::wait_for_head(self.signal.subscribe(), after, max_wait, interval, head).await
     }
 }
 
@@ -104,6 +86,7 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
+    use tokio::time::Instant;
 
     #[tokio::test]
     async fn answers_at_once_when_behind_and_times_out_when_not() {

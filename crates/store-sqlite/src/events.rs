@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use eventstore::{EventStore, Metadata, NewEvent, Payload, Position, RecordedEvent, StoreError};
 use rusqlite::{Connection, Row};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::SqliteStore;
@@ -393,15 +392,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(
+    async fn append_nonempty(
         &self,
         ticket_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
         self.shared
             .committer
             .append(ticket_id, expected_version, events)
@@ -421,14 +417,11 @@ impl EventStore for SqliteStore {
             .await?)
     }
 
-    async fn read_all(
+    async fn read_all_nonempty(
         &self,
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let known_head = *self.shared.head.borrow();
         if limit >= SPLIT_READ_MIN && known_head.saturating_sub(after) >= limit as u64 {
             return self.read_all_split(after, limit).await;
@@ -438,14 +431,11 @@ impl EventStore for SqliteStore {
             .await?)
     }
 
-    async fn read_by_ticket(
+    async fn read_by_ticket_nonempty(
         &self,
         after: Option<(Uuid, u64)>,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         Ok(self
             .read(move |connection| read_by_ticket(connection, after, limit))
             .await?)
@@ -460,29 +450,18 @@ impl EventStore for SqliteStore {
         after: Position,
         max_wait: Duration,
     ) -> Result<bool, StoreError> {
-        // `None`: a wait too long to represent, which never times out.
-        let deadline = Instant::now().checked_add(max_wait);
         // Subscribed before the first look at the table, so an in-process append
-        // that commits in between still marks the receiver as changed.
-        let mut known = self.shared.head.subscribe();
-        loop {
-            if *known.borrow_and_update() > after || self.stored_head().await? > after {
-                return Ok(true);
+        // that commits in between still marks the receiver as changed. The
+        // in-process head answers without a read when it is already past.
+        let known = self.shared.head.subscribe();
+        let head = || async {
+            let published = *self.shared.head.borrow();
+            if published > after {
+                return Ok(published);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|deadline| now >= deadline) {
-                return Ok(false);
-            }
-            let nap = deadline.map_or(POLL_INTERVAL, |deadline| POLL_INTERVAL.min(deadline - now));
-            tokio::select! {
-                // The sender lives as long as `self`, so `changed` cannot fail
-                // here; were it to, the poll below still bounds the wait.
-                changed = known.changed() => if changed.is_err() {
-                    tokio::time::sleep(nap).await;
-                },
-                () = tokio::time::sleep(nap) => {}
-            }
-        }
+            self.stored_head().await
+        };
+        Ok(eventstore::wait_for_head(known, after, max_wait, || POLL_INTERVAL, head).await?)
     }
 }
 

@@ -461,11 +461,8 @@ impl ViewReader for MongoStore {
         .await
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
+    async fn list_nonempty(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
         bounded("the ticket list", async {
-            if query.limit == 0 {
-                return Ok(Vec::new());
-            }
             let slot = slots::live(&self.inner.slots, Projection::List).await?;
             let collection = rows_of(&self.inner, Projection::List, slot);
             let documents = find_all(
@@ -510,16 +507,13 @@ impl ViewReader for MongoStore {
 
 #[async_trait]
 impl ProjectionWriter for MongoStore {
-    async fn load_rows(
+    async fn load_rows_nonempty(
         &self,
         projection: Projection,
         target: Target,
         ids: &[Uuid],
     ) -> Result<Rows, ViewError> {
         bounded("view rows by id", async {
-            if ids.is_empty() {
-                return Ok(Rows::empty(projection));
-            }
             let (slot, _) = *slots::read(&self.inner.slots, projection, None)
                 .await?
                 .get(target);
@@ -539,7 +533,7 @@ impl ProjectionWriter for MongoStore {
         .await
     }
 
-    async fn skipped_positions(
+    async fn skipped_positions_nonempty(
         &self,
         projection: Projection,
         after: Position,
@@ -584,7 +578,7 @@ impl SlotAdmin for MongoStore {
         .await
     }
 
-    async fn scan_rows(
+    async fn scan_rows_nonempty(
         &self,
         projection: Projection,
         target: Target,
@@ -592,9 +586,6 @@ impl SlotAdmin for MongoStore {
         limit: usize,
     ) -> Result<Rows, ViewError> {
         bounded("view rows by id range", async {
-            if limit == 0 {
-                return Ok(Rows::empty(projection));
-            }
             let (slot, _) = *slots::read(&self.inner.slots, projection, None)
                 .await?
                 .get(target);

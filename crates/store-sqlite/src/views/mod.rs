@@ -177,10 +177,7 @@ impl ViewReader for SqliteStore {
             .await?)
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
+    async fn list_nonempty(&self, query: &ListQuery) -> Result<Vec<TicketListRow>, ViewError> {
         let query = query.clone();
         Ok(self
             .read(move |connection| {
@@ -216,15 +213,12 @@ impl ViewReader for SqliteStore {
 
 #[async_trait]
 impl ProjectionWriter for SqliteStore {
-    async fn load_rows(
+    async fn load_rows_nonempty(
         &self,
         projection: Projection,
         target: Target,
         ids: &[Uuid],
     ) -> Result<Rows, ViewError> {
-        if ids.is_empty() {
-            return Ok(Rows::empty(projection));
-        }
         let ids = ids.to_vec();
         Ok(self
             .read(move |connection| {
@@ -236,15 +230,12 @@ impl ProjectionWriter for SqliteStore {
             .await?)
     }
 
-    async fn skipped_positions(
+    async fn skipped_positions_nonempty(
         &self,
         projection: Projection,
         after: Position,
         up_to: Position,
     ) -> Result<HashSet<Position>, ViewError> {
-        if up_to <= after {
-            return Ok(HashSet::new());
-        }
         Ok(self
             .read(move |connection| dead_letters::skipped(connection, projection, after, up_to))
             .await?)
@@ -295,16 +286,13 @@ impl SlotAdmin for SqliteStore {
             .await?)
     }
 
-    async fn scan_rows(
+    async fn scan_rows_nonempty(
         &self,
         projection: Projection,
         target: Target,
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Rows, ViewError> {
-        if limit == 0 {
-            return Ok(Rows::empty(projection));
-        }
         Ok(self
             .read(move |connection| {
                 reading(connection, |tx| {
