@@ -57,6 +57,26 @@ impl StoreError {
     }
 }
 
+/// The failures a backend reports alike under either contract, events
+/// ([`StoreError`]) or views (readmodel's `ViewError`): so a backend maps its
+/// own database errors once, generically, for both.
+pub trait ContractError {
+    /// The database could not be reached or failed; the operation may be retried.
+    fn unavailable_boxed(error: Box<dyn std::error::Error + Send + Sync>) -> Self;
+    /// Stored data breaks an invariant; retrying will not help.
+    fn corrupt(what: String) -> Self;
+}
+
+impl ContractError for StoreError {
+    fn unavailable_boxed(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        StoreError::Unavailable(error)
+    }
+
+    fn corrupt(what: String) -> Self {
+        StoreError::Corrupt(what)
+    }
+}
+
 /// An append-only store of ticket events.
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug {

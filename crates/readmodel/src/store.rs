@@ -35,6 +35,16 @@ pub enum ViewError {
     Corrupt(String),
 }
 
+impl eventstore::ContractError for ViewError {
+    fn unavailable_boxed(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        ViewError::Unavailable(error)
+    }
+
+    fn corrupt(what: String) -> Self {
+        ViewError::Corrupt(what)
+    }
+}
+
 impl ViewError {
     pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         ViewError::Unavailable(Box::new(error))

@@ -3,7 +3,7 @@
 //! and [`ViewError`], and the helpers that read a server error's code and
 //! labels whatever shape the driver gave it.
 
-use eventstore::StoreError;
+use eventstore::{ContractError, StoreError};
 use mongodb::error::{
     ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
 };
@@ -202,31 +202,28 @@ fn is_corruption(error: &mongodb::error::Error) -> bool {
     }
 }
 
-impl From<DbError<StoreError>> for StoreError {
-    fn from(error: DbError<StoreError>) -> Self {
-        match error {
-            DbError::Mongo(e) if is_corruption(&e) => StoreError::Corrupt(e.to_string()),
-            DbError::Mongo(e) => StoreError::unavailable(e),
-            DbError::Retry(what) | DbError::Unavailable(what) => {
-                StoreError::Unavailable(what.into())
-            }
-            DbError::Corrupt(what) => StoreError::Corrupt(what),
+impl<E: ContractError> DbError<E> {
+    /// The one mapping to the contract's error, events' or views'.
+    fn into_contract(self) -> E {
+        match self {
+            DbError::Mongo(e) if is_corruption(&e) => E::corrupt(e.to_string()),
+            DbError::Mongo(e) => E::unavailable_boxed(Box::new(e)),
+            DbError::Retry(what) | DbError::Unavailable(what) => E::unavailable_boxed(what.into()),
+            DbError::Corrupt(what) => E::corrupt(what),
             DbError::Refused(e) => e,
         }
     }
 }
 
+impl From<DbError<StoreError>> for StoreError {
+    fn from(error: DbError<StoreError>) -> Self {
+        error.into_contract()
+    }
+}
+
 impl From<DbError<ViewError>> for ViewError {
     fn from(error: DbError<ViewError>) -> Self {
-        match error {
-            DbError::Mongo(e) if is_corruption(&e) => ViewError::Corrupt(e.to_string()),
-            DbError::Mongo(e) => ViewError::unavailable(e),
-            DbError::Retry(what) | DbError::Unavailable(what) => {
-                ViewError::Unavailable(what.into())
-            }
-            DbError::Corrupt(what) => ViewError::Corrupt(what),
-            DbError::Refused(e) => e,
-        }
+        error.into_contract()
     }
 }
 

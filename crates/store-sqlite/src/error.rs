@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use eventstore::StoreError;
+use eventstore::{ContractError, StoreError};
 use readmodel::ViewError;
 use rusqlite::ErrorCode;
 
@@ -109,26 +109,27 @@ fn is_corruption(error: &rusqlite::Error) -> bool {
     }
 }
 
-impl From<DbError<StoreError>> for StoreError {
-    fn from(error: DbError<StoreError>) -> Self {
-        match error {
-            DbError::Sqlite(e) if is_corruption(&e) => StoreError::Corrupt(e.to_string()),
-            DbError::Sqlite(e) => StoreError::unavailable(e),
-            DbError::Corrupt(what) => StoreError::Corrupt(what),
-            DbError::Task(e) => StoreError::unavailable(e),
+impl<E: ContractError> DbError<E> {
+    /// The one mapping to the contract's error, events' or views'.
+    fn into_contract(self) -> E {
+        match self {
+            DbError::Sqlite(e) if is_corruption(&e) => E::corrupt(e.to_string()),
+            DbError::Sqlite(e) => E::unavailable_boxed(Box::new(e)),
+            DbError::Corrupt(what) => E::corrupt(what),
+            DbError::Task(e) => E::unavailable_boxed(Box::new(e)),
             DbError::Refused(e) => e,
         }
     }
 }
 
+impl From<DbError<StoreError>> for StoreError {
+    fn from(error: DbError<StoreError>) -> Self {
+        error.into_contract()
+    }
+}
+
 impl From<DbError<ViewError>> for ViewError {
     fn from(error: DbError<ViewError>) -> Self {
-        match error {
-            DbError::Sqlite(e) if is_corruption(&e) => ViewError::Corrupt(e.to_string()),
-            DbError::Sqlite(e) => ViewError::unavailable(e),
-            DbError::Corrupt(what) => ViewError::Corrupt(what),
-            DbError::Task(e) => ViewError::unavailable(e),
-            DbError::Refused(e) => e,
-        }
+        error.into_contract()
     }
 }
