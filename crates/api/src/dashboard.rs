@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::wait_for;
 use crate::params::{self, Query};
 
@@ -57,8 +57,8 @@ pub(crate) struct DashboardQuery {
     params(DashboardQuery),
     responses(
         (status = 200, description = "Counts per status", body = DashboardResponse),
-        (status = 400, description = "An unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An unknown, repeated or empty query parameter, or a bad `X-Actor`"),
+        (status = 422, description = "A query parameter breaks its rule"),
     )
 )]
 pub(crate) async fn show(

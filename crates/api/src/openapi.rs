@@ -235,7 +235,15 @@ fn add_conventions(operation: &mut Operation) {
             .or_insert_with(|| RefOr::T(problem_response(description)));
     }
     for (status, response) in responses.iter_mut() {
-        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if !status.starts_with('2') && response.content.is_empty() {
+            // A route lists its error answers by status and description; what
+            // they carry is this one definition.
+            *response = problem_response(&response.description);
+        }
+        if status.starts_with('2') {
             for (name, description, schema) in &success_headers {
                 let mut header = Header::new(schema.clone());
                 header.description = Some((*description).to_owned());

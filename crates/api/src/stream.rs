@@ -36,7 +36,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::params::{self, Query, whole_number};
 use crate::tickets::StatusWire;
 
@@ -112,8 +112,8 @@ fn after<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::E
     responses(
         (status = 200, description = "A never-ending `text/event-stream`: an id-only record with the start position, then one message per event applied to the list view, in position order (`id:` the event's position, `event: ticket`, `data:` a TicketChange), and a comment every 15 s. It ends when the server shuts down or a store fails; reconnect with `Last-Event-ID`",
             body = ChangeMessage, content_type = "text/event-stream"),
-        (status = 400, description = "A malformed `Last-Event-ID`, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed `Last-Event-ID`, an unknown, repeated or empty query parameter, or a bad `X-Actor`"),
+        (status = 422, description = "A query parameter breaks its rule"),
     )
 )]
 pub(crate) async fn stream(

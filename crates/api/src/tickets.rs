@@ -19,7 +19,7 @@ use readmodel::{Projection, TicketDetail};
 use write::WriteOutcome;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{
     Context, EVENT_POSITION, IDEMPOTENT_REPLAYED, IdempotencyKey, IfMatch, Json, TicketId, etag,
     wait_for,
@@ -47,9 +47,9 @@ pub(crate) fn routes() -> Router<AppState> {
     responses(
         (status = 201, description = "Opened: the ticket detail (version 1)", body = TicketResponse,
             headers(("Location" = String, description = "`/tickets/{id}` of the new ticket"))),
-        (status = 400, description = "Malformed JSON, a bad `Idempotency-Key` or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule, is missing, unknown or mistyped; or the `Idempotency-Key` was used for a different request", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A write race lost after retries", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, a bad `Idempotency-Key` or a bad `X-Actor`"),
+        (status = 422, description = "A field breaks a rule, is missing, unknown or mistyped; or the `Idempotency-Key` was used for a different request"),
+        (status = 409, description = "A write race lost after retries"),
     )
 )]
 pub(crate) async fn open(
@@ -82,11 +82,11 @@ pub(crate) async fn open(
     request_body(content = ChangeRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The ticket detail after the change", body = TicketResponse),
-        (status = 400, description = "Malformed JSON or id, malformed `If-Match` or `Idempotency-Key`, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A closed ticket's status change, or a write race lost after retries", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` names a version the ticket is no longer at", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule, is unknown or mistyped; or the `Idempotency-Key` was used for a different request", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or id, malformed `If-Match` or `Idempotency-Key`, or a bad `X-Actor`"),
+        (status = 404, description = "No ticket with this id"),
+        (status = 409, description = "A closed ticket's status change, or a write race lost after retries"),
+        (status = 412, description = "`If-Match` names a version the ticket is no longer at"),
+        (status = 422, description = "A field breaks a rule, is unknown or mistyped; or the `Idempotency-Key` was used for a different request"),
     )
 )]
 pub(crate) async fn change(
@@ -144,9 +144,9 @@ fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoRes
     responses(
         (status = 200, description = "The ticket detail", body = TicketResponse,
             headers(("ETag" = String, description = "The ticket's version as a strong entity tag"))),
-        (status = 400, description = "Malformed id, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No ticket with this id (or not yet at that version or time)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter breaks its rule, or more than one of min_position, as_of_version, as_of is given", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed id, an unknown, repeated or empty query parameter, or a bad `X-Actor`"),
+        (status = 404, description = "No ticket with this id (or not yet at that version or time)"),
+        (status = 422, description = "A query parameter breaks its rule, or more than one of min_position, as_of_version, as_of is given"),
     )
 )]
 pub(crate) async fn show(
@@ -174,8 +174,8 @@ pub(crate) async fn show(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of list rows", body = PageResponse),
-        (status = 400, description = "An undecodable cursor, an unknown, repeated or empty query parameter, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter breaks its rule", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An undecodable cursor, an unknown, repeated or empty query parameter, or a bad `X-Actor`"),
+        (status = 422, description = "A query parameter breaks its rule"),
     )
 )]
 pub(crate) async fn list(
@@ -195,8 +195,8 @@ pub(crate) async fn list(
     params(("id" = uuid::Uuid, Path, description = "The ticket id")),
     responses(
         (status = 200, description = "The ticket's events", body = EventsResponse),
-        (status = 400, description = "Malformed id, or a bad `X-Actor`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No ticket with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed id, or a bad `X-Actor`"),
+        (status = 404, description = "No ticket with this id"),
     )
 )]
 pub(crate) async fn events(
