@@ -371,12 +371,7 @@ async fn bounded<T>(
     what: &str,
     future: impl std::future::Future<Output = Result<T, ViewError>>,
 ) -> Result<T, ViewError> {
-    let outcome = bounds::read(what, async { future.await.map_err(DbError::Refused) }).await;
-    match outcome {
-        Ok(value) => Ok(value),
-        Err(DbError::Refused(error)) => Err(error),
-        Err(other) => Err(other.into()),
-    }
+    bounds::read::<_, ViewError>(what, async { Ok(future.await) }).await?
 }
 
 /// One attempt of a slot write, inside the transaction of `session`.
