@@ -258,13 +258,6 @@ fn unavailable(why: &str) {
     );
 }
 
-/// The URI of a fresh database on the shared server, or `None` (the test is
-/// skipped, see [`shared`]). Nothing drops this database: a test that can
-/// hold a guard uses [`database`] instead.
-pub fn database_uri(label: &str) -> Option<String> {
-    shared().map(|server| server.uri_for(&unique_database(label)))
-}
-
 /// A fresh database on the shared server, dropped when the returned guard is,
 /// or `None` (the test is skipped, see [`shared`]).
 pub fn database(label: &str) -> Option<TestDatabase> {

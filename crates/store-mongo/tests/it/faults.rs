@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use domain::Event;
-use eventstore::{EventStore, NewEvent, RecordedEvent, StoreError};
+use eventstore::{EventStore, RecordedEvent, StoreError};
 use store_mongo::fault_proxy::{self, FaultProxy};
 use store_mongo::testing::{self, ServerKind, TestDatabase};
 use store_mongo::{MongoStore, OPERATION_DEADLINE};
@@ -19,19 +18,7 @@ use uuid::Uuid;
 /// one retry, for each of the store's commit calls, and the reruns.
 const ALL: u64 = 1_000;
 
-fn opened(customer: &str) -> NewEvent {
-    NewEvent::from(&Event::TicketOpened {
-        customer: customer.to_owned(),
-        subject: format!("{customer}: printer on fire"),
-        message: "It is on fire.".to_owned(),
-    })
-}
-
-fn note(text: &str) -> NewEvent {
-    NewEvent::from(&Event::NoteAdded {
-        text: text.to_owned(),
-    })
-}
+use crate::fixtures::{note, opened};
 
 /// A fresh database, a proxy in front of its server, a store connected
 /// through the proxy, and one connected directly (to check what is stored);

@@ -7,5 +7,6 @@
 mod bulk;
 mod contract;
 mod faults;
+mod fixtures;
 mod mongo;
 mod replica;

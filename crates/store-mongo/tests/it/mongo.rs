@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use domain::Event;
 use eventstore::{EventStore, NewEvent, Position, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
@@ -21,19 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-fn opened(customer: &str) -> NewEvent {
-    NewEvent::from(&Event::TicketOpened {
-        customer: customer.to_owned(),
-        subject: format!("{customer}: printer on fire"),
-        message: "It is on fire.".to_owned(),
-    })
-}
-
-fn note(text: &str) -> NewEvent {
-    NewEvent::from(&Event::NoteAdded {
-        text: text.to_owned(),
-    })
-}
+use crate::fixtures::{note, opened};
 
 /// A fresh database's URI, a store connected to it, and the guard that drops
 /// the database when the test ends; `None`: skipped.

@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::{Event, Status};
-use eventstore::{EventStore, NewEvent};
+use domain::Status;
+use eventstore::EventStore;
 use mongodb::bson::Document;
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
@@ -65,15 +65,7 @@ async fn reads_outside_transactions_ask_for_majority_committed_data() {
     };
     let ticket = Uuid::now_v7();
     store
-        .append(
-            ticket,
-            0,
-            vec![NewEvent::from(&Event::TicketOpened {
-                customer: "acme".into(),
-                subject: "s".into(),
-                message: "m".into(),
-            })],
-        )
+        .append(ticket, 0, vec![crate::fixtures::opened("acme")])
         .await
         .expect("append");
     sent.take();
