@@ -11,6 +11,7 @@
 //! lives here ([`project`], [`fold_batch`]); the `projector` crate moves
 //! batches between the event store and a view store.
 
+mod checkpoint_watch;
 mod preview;
 mod project;
 mod projection;
@@ -20,6 +21,7 @@ mod status;
 mod store;
 mod views;
 
+pub use checkpoint_watch::{CHECKPOINT_RECHECK, CheckpointWatch, Unprompted};
 pub use preview::{PREVIEW_CHARS, preview};
 pub use project::{FailedEvent, FoldOutcome, ProjectionError, ViewChanges, fold_batch, project};
 pub use projection::{Fence, Projection, RunState, Slot, Target, UnknownProjection};

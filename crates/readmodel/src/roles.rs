@@ -3,7 +3,7 @@
 //!
 //! | role | what it owns | used by |
 //! | --- | --- | --- |
-//! | [`ViewReader`] | the live views and how far each slot has got | `query` (pages, the change feed), `bench` |
+//! | [`ViewReader`] | the live views, how far each slot has got, and a prompt when a live checkpoint moves | `query` (pages, waits for a position, the change feed), `bench` |
 //! | [`ProjectionWriter`] | a batch's rows in, its changes and checkpoint out (and, as a [`ViewReader`], the checkpoint it starts from) | the projector's runners (live, bulk load) |
 //! | [`SlotAdmin`] | whole slots: status, scans, a rebuild's reset and swap (and, as a [`ViewReader`], their checkpoints) | the projector's rebuild, verify and status |
 //! | [`LeaseStore`] | the leases that fence every slot writer | every projector runner |
@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use eventstore::Position;
 use uuid::Uuid;
 
+use crate::checkpoint_watch::{CheckpointWatch, Unprompted};
 use crate::project::ViewChanges;
 use crate::projection::{Fence, Projection, RunState, Target};
 use crate::status::{DeadLetter, DeadLetterState, ProjectionStatus};
@@ -64,6 +65,21 @@ pub trait ViewReader: Send + Sync + Debug {
         projection: Projection,
         target: Target,
     ) -> Result<Position, ViewError>;
+
+    /// A watch that returns when the live checkpoint of `projection` may have
+    /// moved, so that a reader waiting for it (a read with a minimum
+    /// position) reads it again only then, or after the watch's
+    /// [`CheckpointWatch::recheck`]. Make it before the first read it guards.
+    /// A backend prompts at once for every live commit and swap made through
+    /// this store (any clone), after its transaction commits; what other
+    /// processes commit it prompts for if it can follow the database's
+    /// changes, else the recheck finds it. A wrapper around a store must
+    /// forward this. Provided: no prompts, a recheck every
+    /// [`CHECKPOINT_RECHECK`](crate::CHECKPOINT_RECHECK).
+    fn watch_live_checkpoint(&self, projection: Projection) -> Box<dyn CheckpointWatch> {
+        let _ = projection;
+        Box::new(Unprompted)
+    }
 }
 
 /// A projector's batch cycle on a slot whose lease it holds: read what the
