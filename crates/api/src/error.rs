@@ -49,6 +49,11 @@ pub enum ApiError {
     },
     /// 412: `If-Match` named a version the ticket is not at; nothing was written.
     PreconditionFailed { detail: String },
+    /// 429: the client holds as many change streams as it may.
+    TooManyStreams { detail: String },
+    /// 503: the server is at its bound of requests in flight (or open change
+    /// streams); refused at once, so the client may retry after `Retry-After`.
+    Overloaded { detail: String },
     /// 503: a store is unreachable or busy; the request may be retried.
     Unavailable(Cause),
     /// 500: anything else; a bug or corrupt data.
@@ -90,7 +95,10 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +122,8 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => {
                 ("/problems/precondition-failed", "Precondition failed")
             }
+            ApiError::TooManyStreams { .. } => ("/problems/too-many-streams", "Too many streams"),
+            ApiError::Overloaded { .. } => ("/problems/overloaded", "Server overloaded"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
         }
@@ -152,7 +162,9 @@ impl IntoResponse for ApiError {
             ApiError::MalformedJson { detail }
             | ApiError::UnsupportedMediaType { detail }
             | ApiError::NotFound { detail }
-            | ApiError::PreconditionFailed { detail } => (detail.as_str(), None),
+            | ApiError::PreconditionFailed { detail }
+            | ApiError::TooManyStreams { detail }
+            | ApiError::Overloaded { detail } => (detail.as_str(), None),
             ApiError::Conflict { field, detail } => (detail.as_str(), field.as_deref()),
             ApiError::PayloadTooLarge => ("the request body is too large", None),
             ApiError::MethodNotAllowed => ("the resource does not support this method", None),
@@ -181,7 +193,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

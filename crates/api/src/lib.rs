@@ -69,7 +69,7 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, limits: HttpLimits, extra: Router) -> Router {
     let app = Router::new()
         .merge(tickets::routes())
-        .merge(stream::routes())
+        .merge(stream::routes(limits))
         .merge(dashboard::routes())
         .with_state(state)
         .route("/healthz", axum::routing::get(middleware::healthz))

@@ -1,5 +1,6 @@
 //! What every request goes through before its handler: request ids, the
-//! actor header, the body size limit, the request timeout, the one log
+//! actor header, the body size limit, the request timeout, the bound on
+//! requests in flight (503 at once past it), the one log
 //! line per request and the request metrics (`http_requests_total`,
 //! `http_request_duration_seconds`, labelled by method, route template and
 //! status).
@@ -9,6 +10,7 @@
 //! setting `X-Correlation-Id` on the request to the id the events must carry,
 //! which the `Context` extractor already reads.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,6 +19,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self as axum_middleware, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 use utoipa::ToSchema;
@@ -48,6 +51,16 @@ pub struct HttpLimits {
     /// It bounds the time until the response head: a streamed response body
     /// (`GET /tickets/stream`) is not cut by it.
     pub request_timeout: Duration,
+    /// Requests being handled at once (until their response head; a change
+    /// stream's body does not count). One more answers 503 with
+    /// `Retry-After` at once, rather than queueing until it times out.
+    pub max_in_flight: usize,
+    /// Change streams (`GET /tickets/stream`) open at once; one more answers
+    /// 503 with `Retry-After`.
+    pub max_streams: usize,
+    /// Change streams one client (its principal, else its address) may hold
+    /// open at once; one more answers 429 with `Retry-After`.
+    pub max_streams_per_client: usize,
 }
 
 impl Default for HttpLimits {
@@ -55,6 +68,9 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_in_flight: 256,
+            max_streams: 256,
+            max_streams_per_client: 8,
         }
     }
 }
@@ -75,6 +91,9 @@ pub struct Actor(pub String);
 pub(crate) fn apply(router: Router, limits: HttpLimits) -> Router {
     // The last layer added runs first: the request id and log line wrap
     // everything, so even a timeout or a refused actor answer carries the id.
+    // Shedding comes before the timeout: a refused request answers at once
+    // and never waits.
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     router
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum_middleware::from_fn(actor))
@@ -82,7 +101,29 @@ pub(crate) fn apply(router: Router, limits: HttpLimits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(axum_middleware::from_fn_with_state(in_flight, shed))
         .layer(axum_middleware::from_fn(request_id))
+}
+
+/// Answers 503 at once when [`HttpLimits::max_in_flight`] requests are
+/// being handled. `/healthz` is never refused: a liveness probe failing under
+/// load would have a healthy, busy server restarted.
+async fn shed(
+    axum::extract::State(in_flight): axum::extract::State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = in_flight.try_acquire() else {
+        metrics::counter!("http_requests_shed_total").increment(1);
+        return ApiError::Overloaded {
+            detail: "the server is handling as many requests as it may; retry after the Retry-After delay".to_owned(),
+        }
+        .into_response();
+    };
+    next.run(request).await
 }
 
 /// `GET /healthz`'s body.

@@ -226,7 +226,11 @@ fn add_conventions(operation: &mut Operation) {
         ]);
     }
     if on_a_store {
-        problems.push(("503", "The store is unavailable; retry"));
+        problems.push((
+            "503",
+            "The store is unavailable, or the server is at its bound of requests in flight \
+             (`/problems/overloaded`); retry after `Retry-After`",
+        ));
     }
     let responses = &mut operation.responses.responses;
     for (status, description) in problems {

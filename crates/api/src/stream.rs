@@ -18,12 +18,22 @@
 //! to start. For the same reason the request log line and
 //! `http_request_duration_seconds` record the time to the head, not the
 //! stream's life; `ticket_streams_open` counts the streams being served.
+//!
+//! Streams are bounded: at most `HttpLimits::max_streams` open in all (503
+//! past it) and `max_streams_per_client` per client (429 past it), a client
+//! being its authenticated principal when there is one, else its address.
+//! A stream resuming from far back is paced by the feed (see
+//! `query::ChangeFeed`), so a client replaying a long history cannot take the
+//! store's read capacity from everyone else.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -37,6 +47,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::middleware::HttpLimits;
 use crate::params::{self, Query, whole_number};
 use crate::tickets::StatusWire;
 
@@ -51,8 +62,79 @@ const CHANGE_EVENT: &str = "ticket";
 /// The gauge of streams being served.
 const OPEN_STREAMS: &str = "ticket_streams_open";
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/tickets/stream", get(stream))
+pub(crate) fn routes(limits: HttpLimits) -> Router<AppState> {
+    Router::new()
+        .route("/tickets/stream", get(stream))
+        .layer(Extension(Arc::new(StreamSlots::new(limits))))
+}
+
+/// Who holds how many of the open streams.
+#[derive(Debug)]
+pub(crate) struct StreamSlots {
+    max: usize,
+    max_per_client: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+impl StreamSlots {
+    fn new(limits: HttpLimits) -> Self {
+        Self {
+            max: limits.max_streams.max(1),
+            max_per_client: limits.max_streams_per_client.max(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One stream's place for `client`, or why there is none.
+    fn take(self: &Arc<Self>, client: String) -> Result<StreamSlot, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = open.values().sum();
+        if total >= self.max {
+            return Err(ApiError::Overloaded {
+                detail: format!(
+                    "the server serves as many change streams as it may ({}); retry after the Retry-After delay",
+                    self.max
+                ),
+            });
+        }
+        let held = open.entry(client.clone()).or_default();
+        if *held >= self.max_per_client {
+            return Err(ApiError::TooManyStreams {
+                detail: format!(
+                    "this client already holds {} change streams, the most it may; close one, or retry after the Retry-After delay",
+                    self.max_per_client
+                ),
+            });
+        }
+        *held += 1;
+        Ok(StreamSlot {
+            slots: Arc::clone(self),
+            client,
+        })
+    }
+}
+
+/// A stream's place in [`StreamSlots`], given back when the stream ends.
+#[derive(Debug)]
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    client: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = open.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// One change message's `data:`: a ticket's list row after one event.
@@ -114,10 +196,14 @@ fn after<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::E
             body = ChangeMessage, content_type = "text/event-stream"),
         (status = 400, description = "A malformed `Last-Event-ID`, an unknown, repeated or empty query parameter, or a bad `X-Actor`"),
         (status = 422, description = "A query parameter breaks its rule"),
+        (status = 429, description = "This client holds as many open streams as it may (`/problems/too-many-streams`); retry after `Retry-After`"),
+        (status = 503, description = "The server serves as many streams as it may, or is at its bound of requests in flight (`/problems/overloaded`), or the store is unavailable; retry after `Retry-After`"),
     )
 )]
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    Extension(slots): Extension<Arc<StreamSlots>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -127,7 +213,12 @@ pub(crate) async fn stream(
         Some(position) => position,
         None => state.feed.checkpoint().await?,
     };
-    let opened = OpenStream::new(state.feed.subscribe(start));
+    let client = peer.map_or_else(
+        || "unknown".to_owned(),
+        |Extension(ConnectInfo(peer))| peer.ip().to_string(),
+    );
+    let slot = slots.take(client)?;
+    let opened = OpenStream::new(state.feed.subscribe(start), slot);
     let opening = Event::default().id(start.to_string()).retry(RETRY);
     let changes = futures::stream::unfold(opened, next_message);
     let messages = futures::stream::once(async move { Ok(opening) })
@@ -140,15 +231,17 @@ pub(crate) async fn stream(
 struct OpenStream {
     subscription: Subscription,
     started: Position,
+    _slot: StreamSlot,
 }
 
 impl OpenStream {
-    fn new(subscription: Subscription) -> Self {
+    fn new(subscription: Subscription, slot: StreamSlot) -> Self {
         metrics::gauge!(OPEN_STREAMS).increment(1.0);
         let started = subscription.position();
         Self {
             subscription,
             started,
+            _slot: slot,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod ops;
 mod progress;
 pub mod prometheus;
 mod readiness;
+pub mod server;
 pub mod store_url;
 pub mod table;
 pub mod telemetry;
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub read_wait_max: Duration,
     /// Body size limit and request timeout of the HTTP API.
     pub http: api::HttpLimits,
+    /// How many connections are served at once, and how long one may take
+    /// to send a request head or stay idle.
+    pub connections: server::ConnectionLimits,
     /// After a shutdown signal, how long in-flight requests (and open
     /// change streams whose clients stopped reading) may take before their
     /// connections are closed anyway.
@@ -97,23 +101,14 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     // (useful with `--listen 127.0.0.1:0`). Logs go to stderr.
     println!("listening on http://{local}");
 
-    let server_shutdown = shutdown.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .into_future();
-    // Graceful shutdown waits for every connection; one that never finishes
-    // (a client that stopped reading) must not keep the process up forever.
-    let grace = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(config.shutdown_grace).await;
-    };
-    tokio::select! {
-        served = server => served.context("serving HTTP")?,
-        () = grace => tracing::warn!(
-            grace = ?config.shutdown_grace,
-            "requests still in flight after the shutdown grace period; closing their connections"
-        ),
-    }
+    server::serve(
+        listener,
+        app,
+        config.connections,
+        shutdown.clone(),
+        config.shutdown_grace,
+    )
+    .await;
 
     if let Some(task) = projector_task {
         shutdown.cancel();

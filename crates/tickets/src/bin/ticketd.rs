@@ -8,6 +8,7 @@ use api::HttpLimits;
 use clap::{Parser, Subcommand};
 use projector::{DeadLetterPolicy, ProjectorConfig};
 use tickets::cli::{parse_duration, parse_duration_or_zero};
+use tickets::server::ConnectionLimits;
 use tickets::telemetry::LogFormat;
 use tickets::{ServerConfig, StoreUrl, store_url::DEFAULT_STORE};
 
@@ -86,6 +87,30 @@ struct Args {
     /// answers 408.
     #[arg(long, env = "TICKETS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     request_timeout: Duration,
+
+    /// Requests handled at once (until their response head); one more
+    /// answers 503 with Retry-After at once.
+    #[arg(long, env = "TICKETS_MAX_IN_FLIGHT", default_value_t = HttpLimits::default().max_in_flight)]
+    max_in_flight: usize,
+
+    /// Change streams (`GET /tickets/stream`) open at once; one more answers
+    /// 503 with Retry-After.
+    #[arg(long, env = "TICKETS_MAX_STREAMS", default_value_t = HttpLimits::default().max_streams)]
+    max_streams: usize,
+
+    /// Change streams one client (its principal, else its IP address) may
+    /// hold open; one more answers 429 with Retry-After.
+    #[arg(long, env = "TICKETS_MAX_STREAMS_PER_CLIENT", default_value_t = HttpLimits::default().max_streams_per_client)]
+    max_streams_per_client: usize,
+
+    /// Connections served at once; more wait in the accept backlog.
+    #[arg(long, env = "TICKETS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+
+    /// How long a connection may take to send a request head, or stay idle
+    /// between requests (keep-alive), before it is closed (e.g. 10s).
+    #[arg(long, env = "TICKETS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +146,13 @@ async fn main() -> anyhow::Result<()> {
         http: HttpLimits {
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
+            max_in_flight: args.max_in_flight,
+            max_streams: args.max_streams,
+            max_streams_per_client: args.max_streams_per_client,
+        },
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_read_timeout,
         },
     };
     let shutdown = tickets::shutdown_on_signals();

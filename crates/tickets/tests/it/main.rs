@@ -7,6 +7,7 @@ mod contract;
 mod errors;
 mod harness;
 mod idempotency;
+mod limits;
 mod listing;
 mod metrics;
 mod mongo_outage;
