@@ -31,6 +31,9 @@ use uuid::Uuid;
 pub const DEFAULT_FEED_POLL: Duration = Duration::from_millis(25);
 /// Most events a subscription reads from the store at once.
 pub const DEFAULT_FEED_BATCH: usize = 200;
+/// How many events a second one subscription reads while it catches up
+/// from far back (more than one batch behind the checkpoint).
+pub const DEFAULT_REPLAY_RATE: u32 = 5_000;
 /// Tickets whose last status a subscription remembers.
 const STATUS_CACHE_CAPACITY: usize = 4096;
 
@@ -66,6 +69,8 @@ pub struct ChangeFeed {
     views: Arc<dyn ViewReader>,
     poll: Duration,
     batch: usize,
+    /// Events a second a catching-up subscription reads, at most.
+    replay_rate: u32,
     /// The last checkpoint read and when: subscriptions waiting together
     /// share one read per poll interval. Never held across an await.
     last_checkpoint: Mutex<Option<(Instant, Position)>>,
@@ -78,6 +83,7 @@ impl ChangeFeed {
             views,
             poll: DEFAULT_FEED_POLL,
             batch: DEFAULT_FEED_BATCH,
+            replay_rate: DEFAULT_REPLAY_RATE,
             last_checkpoint: Mutex::new(None),
         }
     }
@@ -91,6 +97,15 @@ impl ChangeFeed {
     /// Sets how many events a subscription reads at once (at least one).
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
+        self
+    }
+
+    /// Sets how many events a second a subscription reads while it catches
+    /// up from far back (at least one). A client resuming a long history is
+    /// paced so that it cannot take the store's read capacity from others;
+    /// a subscription within one batch of the checkpoint is not paced.
+    pub fn with_replay_rate(mut self, events_per_second: u32) -> Self {
+        self.replay_rate = events_per_second.max(1);
         self
     }
 
@@ -130,6 +145,7 @@ impl ChangeFeed {
             checkpoint: after,
             pending: VecDeque::new(),
             statuses: StatusCache::default(),
+            paced_until: None,
         }
     }
 }
@@ -147,6 +163,8 @@ pub struct Subscription {
     checkpoint: Position,
     pending: VecDeque<ListChange>,
     statuses: StatusCache,
+    /// While catching up: the earliest the next batch may be read.
+    paced_until: Option<Instant>,
 }
 
 impl Subscription {
@@ -165,6 +183,7 @@ impl Subscription {
                 return Ok(change);
             }
             if self.read_to < self.checkpoint {
+                self.pace().await;
                 if self.read_batch().await? {
                     continue;
                 }
@@ -182,6 +201,22 @@ impl Subscription {
                 tokio::time::sleep(self.feed.poll).await;
             }
         }
+    }
+
+    /// Waits, while more than a batch behind the checkpoint, until the
+    /// replay rate allows the next batch, and books that batch's time.
+    /// Cancel-safe: a cancelled wait leaves the booking as it was.
+    async fn pace(&mut self) {
+        let batch = self.feed.batch as u64;
+        if self.checkpoint - self.read_to <= batch {
+            self.paced_until = None;
+            return;
+        }
+        if let Some(until) = self.paced_until {
+            tokio::time::sleep_until(until).await;
+        }
+        let spacing = Duration::from_secs_f64(batch as f64 / f64::from(self.feed.replay_rate));
+        self.paced_until = Some(Instant::now() + spacing);
     }
 
     /// Reads the next batch up to the checkpoint into `pending`; false when

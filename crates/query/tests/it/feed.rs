@@ -254,3 +254,25 @@ async fn a_subscription_nobody_polls_holds_up_no_other() {
     assert_eq!(next(&mut other).await, change(1, id, 1, Status::Open));
     drop(parked_next);
 }
+
+#[tokio::test]
+async fn a_subscription_far_behind_the_head_is_paced() {
+    // 10 events a second, two per batch: a replay of 20 events (ten batches,
+    // the last one within a batch of the checkpoint) takes at least 1.6 s.
+    let fixture = Fixture::with_feed(|feed| feed.with_batch(2).with_replay_rate(10));
+    for n in 0..20 {
+        fixture.open(&format!("customer-{n}")).await;
+    }
+    fixture.catch_up().await;
+
+    let started = tokio::time::Instant::now();
+    let mut replay = fixture.feed.subscribe(0);
+    for position in 1..=20 {
+        assert_eq!(next(&mut replay).await.position, position);
+    }
+    let replayed_in = started.elapsed();
+    assert!(
+        replayed_in >= Duration::from_millis(1600),
+        "a replay from far back was not paced: {replayed_in:?}"
+    );
+}
