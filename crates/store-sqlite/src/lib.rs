@@ -61,6 +61,8 @@ struct Shared {
     head: Arc<watch::Sender<Position>>,
     /// Where appends queue for their group commit (see `commit`).
     committer: Arc<Committer>,
+    /// Prompts waiters when a live checkpoint moves here (see `views`).
+    checkpoints: views::CheckpointMoves,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -105,6 +107,7 @@ impl SqliteStore {
                 db,
                 head,
                 committer,
+                checkpoints: views::CheckpointMoves::default(),
             }),
         };
         Ok((store, applied))

@@ -10,6 +10,10 @@
 //! before the commit. Every read that resolves a slot (the query side, a
 //! checkpoint, rows) does so in the same read transaction as it reads the
 //! slot, so it never mixes two slots.
+//!
+//! A live commit or a swap, once committed, prompts this store's waiters on
+//! that projection's live checkpoint (`moves`); commits from other processes
+//! are found by the waiters' recheck.
 
 /// The database clock's now, spelled as every stored time is (`text`):
 /// SQLite's `'now'` has millisecond resolution, padded to six fractional
@@ -31,6 +35,7 @@ macro_rules! now_plus_ttl {
 mod dead_letters;
 mod indexes;
 mod leases;
+mod moves;
 mod rows;
 mod slots;
 
@@ -40,15 +45,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use eventstore::Position;
 use readmodel::{
-    BatchInputs, Dashboard, DeadLetter, DeadLetterState, DeadLetterStore, Fence, LeaseStore,
-    ListQuery, Projection, ProjectionStatus, ProjectionWriter, Rows, RunState, SlotAdmin, Target,
-    TicketDetail, TicketListRow, ViewChanges, ViewError, ViewReader,
+    BatchInputs, CheckpointWatch, Dashboard, DeadLetter, DeadLetterState, DeadLetterStore, Fence,
+    LeaseStore, ListQuery, Projection, ProjectionStatus, ProjectionWriter, Rows, RunState,
+    SlotAdmin, Target, TicketDetail, TicketListRow, ViewChanges, ViewError, ViewReader,
 };
 use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::error::DbError;
+
+pub(crate) use moves::CheckpointMoves;
 
 type Result<T, E = DbError<ViewError>> = std::result::Result<T, E>;
 
@@ -209,6 +216,10 @@ impl ViewReader for SqliteStore {
             })
             .await?)
     }
+
+    fn watch_live_checkpoint(&self, projection: Projection) -> Box<dyn CheckpointWatch> {
+        self.shared.checkpoints.watch(projection)
+    }
 }
 
 #[async_trait]
@@ -269,12 +280,16 @@ impl ProjectionWriter for SqliteStore {
 
     async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
         changes.check_fits(fence)?;
+        let (projection, target) = (fence.projection, fence.target);
         let fence = fence.clone();
-        Ok(self
-            .write(move |connection, _| {
-                writing_derived(connection, |tx| commit(tx, &fence, &changes))
-            })
-            .await?)
+        self.write(move |connection, _| {
+            writing_derived(connection, |tx| commit(tx, &fence, &changes))
+        })
+        .await?;
+        if target == Target::Live {
+            self.shared.checkpoints.moved(projection);
+        }
+        Ok(())
     }
 }
 
@@ -344,10 +359,13 @@ impl SlotAdmin for SqliteStore {
     }
 
     async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
+        let projection = fence.projection;
         let fence = fence.clone();
-        Ok(self
-            .write(move |connection, _| writing(connection, |tx| swap_shadow(tx, &fence)))
-            .await?)
+        self.write(move |connection, _| writing(connection, |tx| swap_shadow(tx, &fence)))
+            .await?;
+        // The former shadow's checkpoint is the live one now.
+        self.shared.checkpoints.moved(projection);
+        Ok(())
     }
 }
 
