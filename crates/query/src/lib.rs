@@ -36,6 +36,7 @@ use readmodel::{
     Dashboard, ListQuery, ListSort, Projection, Target, TicketDetail, TicketListRow, ViewError,
     ViewReader,
 };
+use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use cursor::CursorError;
@@ -52,9 +53,6 @@ pub const MAX_LIMIT: u32 = 200;
 /// How long a read with a minimum position waits for its projection when the
 /// service is not told otherwise.
 pub const DEFAULT_READ_WAIT_MAX: Duration = Duration::from_secs(2);
-
-/// How often a waiting read looks at its projection's checkpoint.
-const READ_WAIT_POLL: Duration = Duration::from_millis(5);
 
 /// How far the projection serving a read had got when the read answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,23 +139,46 @@ impl QueryService {
     /// got. Past the bound this is not an error: the caller answers with what
     /// the read model holds and tells its client the data is stale.
     ///
-    /// It polls the checkpoint every few milliseconds: the checkpoint is the
-    /// projector's progress (written with the rows it covers), which is what
-    /// the read must wait for, whichever process runs the projector.
+    /// The checkpoint is the projector's progress (written with the rows it
+    /// covers), which is what the read must wait for, whichever process runs
+    /// the projector. It is read once, then again only when the store
+    /// prompts that it may have moved ([`ViewReader::watch_live_checkpoint`]:
+    /// a commit or swap through this store, or one the store saw elsewhere)
+    /// or when the watch's recheck interval passes without a prompt (a
+    /// projector in another process that the store cannot follow), and once
+    /// more at the bound.
     pub async fn wait_for(
         &self,
         projection: Projection,
         min_position: Position,
     ) -> Result<Freshness, QueryError> {
-        let deadline = tokio::time::Instant::now() + self.read_wait_max;
+        // A bound too long to represent never passes.
+        let deadline = Instant::now().checked_add(self.read_wait_max);
+        // Made before the first read, so a commit between that read and the
+        // wait still prompts.
+        let mut watch = self.views.watch_live_checkpoint(projection);
         loop {
             let checkpoint = self.views.checkpoint(projection, Target::Live).await?;
             let behind = min_position.saturating_sub(checkpoint);
-            if behind == 0 || tokio::time::Instant::now() >= deadline {
+            let now = Instant::now();
+            if behind == 0 || deadline.is_some_and(|deadline| now >= deadline) {
                 return Ok(Freshness { checkpoint, behind });
             }
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + READ_WAIT_POLL))
-                .await;
+            // Whichever comes first of the bound and the recheck, if either
+            // is representable.
+            let wake = [deadline, now.checked_add(watch.recheck())]
+                .into_iter()
+                .flatten()
+                .min();
+            match wake {
+                Some(wake) => {
+                    tokio::select! {
+                        () = watch.moved() => {}
+                        () = tokio::time::sleep_until(wake) => {}
+                    }
+                }
+                None => watch.moved().await,
+            }
         }
     }
 
@@ -219,5 +240,225 @@ impl QueryService {
     /// Ticket counts per status.
     pub async fn dashboard(&self) -> Result<Dashboard, QueryError> {
         Ok(self.views.dashboard().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `wait_for` against a real SQLite store, through a wrapper that counts
+    //! the checkpoint reads. (This crate does not use `async-trait`, so the
+    //! wrapper spells out the boxed futures the role traits are made of.)
+
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use readmodel::{
+        CHECKPOINT_RECHECK, CheckpointWatch, DashboardDelta, LeaseStore, ProjectionWriter, Rows,
+        ViewChanges,
+    };
+    use store_sqlite::SqliteStore;
+
+    use super::*;
+
+    type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+    /// A store that counts finished `checkpoint` reads and can stretch its watches'
+    /// recheck, so that only a prompt can end a wait early.
+    #[derive(Debug)]
+    struct Counting {
+        inner: SqliteStore,
+        reads: AtomicUsize,
+        recheck: Option<Duration>,
+    }
+
+    impl ViewReader for Counting {
+        fn ticket<'life0, 'async_trait>(
+            &'life0 self,
+            id: Uuid,
+        ) -> Boxed<'async_trait, Result<Option<TicketDetail>, ViewError>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.inner.ticket(id)
+        }
+
+        fn list_nonempty<'life0, 'life1, 'async_trait>(
+            &'life0 self,
+            query: &'life1 ListQuery,
+        ) -> Boxed<'async_trait, Result<Vec<TicketListRow>, ViewError>>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.inner.list_nonempty(query)
+        }
+
+        fn dashboard<'life0, 'async_trait>(
+            &'life0 self,
+        ) -> Boxed<'async_trait, Result<Dashboard, ViewError>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.inner.dashboard()
+        }
+
+        fn checkpoint<'life0, 'async_trait>(
+            &'life0 self,
+            projection: Projection,
+            target: Target,
+        ) -> Boxed<'async_trait, Result<Position, ViewError>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async move {
+                let read = self.inner.checkpoint(projection, target).await;
+                self.reads.fetch_add(1, Ordering::SeqCst);
+                read
+            })
+        }
+
+        fn watch_live_checkpoint(&self, projection: Projection) -> Box<dyn CheckpointWatch> {
+            let inner = self.inner.watch_live_checkpoint(projection);
+            match self.recheck {
+                Some(recheck) => Box::new(Stretched { inner, recheck }),
+                None => inner,
+            }
+        }
+    }
+
+    /// The store's watch with another recheck interval.
+    #[derive(Debug)]
+    struct Stretched {
+        inner: Box<dyn CheckpointWatch>,
+        recheck: Duration,
+    }
+
+    impl CheckpointWatch for Stretched {
+        fn moved<'life0, 'async_trait>(&'life0 mut self) -> Boxed<'async_trait, ()>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.inner.moved()
+        }
+
+        fn recheck(&self) -> Duration {
+            self.recheck
+        }
+    }
+
+    fn counting(recheck: Option<Duration>) -> (tempfile::TempDir, Arc<Counting>) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let inner = SqliteStore::open(&dir.path().join("tickets.db")).expect("open a store");
+        let store = Arc::new(Counting {
+            inner,
+            reads: AtomicUsize::new(0),
+            recheck,
+        });
+        (dir, store)
+    }
+
+    /// Moves the live List checkpoint from 0 to `to` with an empty batch, as
+    /// the projector commits.
+    async fn commit_list(store: &SqliteStore, to: Position) {
+        let fence = store
+            .acquire_lease(
+                Projection::List,
+                Target::Live,
+                "test",
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("acquire_lease")
+            .expect("the lease is free");
+        let changes = ViewChanges {
+            projection: Projection::List,
+            from: 0,
+            to,
+            rows: Rows::empty(Projection::List),
+            dashboard: DashboardDelta::default(),
+        };
+        store.commit(&fence, changes).await.expect("commit");
+    }
+
+    /// While nothing commits, a waiting read reads the checkpoint once, then
+    /// once per recheck interval and once at its bound: a handful of reads,
+    /// not one every few milliseconds.
+    #[tokio::test]
+    async fn a_waiting_read_rereads_only_at_the_recheck_while_nothing_moves() {
+        let (_dir, store) = counting(None);
+        let wait = Duration::from_millis(600);
+        let queries = QueryService::new(store.clone()).with_read_wait_max(wait);
+        let freshness = queries
+            .wait_for(Projection::List, 5)
+            .await
+            .expect("wait_for");
+        assert_eq!(
+            freshness,
+            Freshness {
+                checkpoint: 0,
+                behind: 5
+            }
+        );
+        let reads = store.reads.load(Ordering::SeqCst);
+        let most = 2 + wait.as_millis() / CHECKPOINT_RECHECK.as_millis();
+        assert!(
+            (2..=most as usize).contains(&reads),
+            "{reads} checkpoint reads in {wait:?} (at most {most}: the first, one per recheck, the last)"
+        );
+    }
+
+    /// A read waiting with a recheck and a bound of an hour is answered by a
+    /// commit through the store: the commit's prompt wakes it, and it reads
+    /// the checkpoint again once.
+    #[tokio::test]
+    async fn a_commit_through_the_store_wakes_a_waiting_read() {
+        let hour = Duration::from_secs(3600);
+        let (_dir, store) = counting(Some(hour));
+        let queries = QueryService::new(store.clone()).with_read_wait_max(hour);
+        let waiting = tokio::spawn(async move { queries.wait_for(Projection::List, 3).await });
+        // Let the wait's first read finish first (a commit before it would
+        // answer the wait at once, which proves nothing).
+        while store.reads.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        commit_list(&store.inner, 3).await;
+        let freshness = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("the commit woke the wait")
+            .expect("the waiting task")
+            .expect("wait_for");
+        assert_eq!(
+            freshness,
+            Freshness {
+                checkpoint: 3,
+                behind: 0
+            }
+        );
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            2,
+            "one read before the commit, one after its prompt"
+        );
+    }
+
+    /// A read that is already satisfied reads once and does not wait.
+    #[tokio::test]
+    async fn a_read_already_reached_answers_after_one_read() {
+        let (_dir, store) = counting(Some(Duration::from_secs(3600)));
+        commit_list(&store.inner, 4).await;
+        let queries =
+            QueryService::new(store.clone()).with_read_wait_max(Duration::from_secs(3600));
+        let freshness = queries
+            .wait_for(Projection::List, 4)
+            .await
+            .expect("wait_for");
+        assert_eq!(freshness.behind, 0);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
     }
 }
