@@ -99,6 +99,9 @@ struct Inner {
     /// Writes to a projection slot and its lease through this store take
     /// turns, one queue per (projection, target) (see `views`).
     slot_turns: views::SlotTurns,
+    /// Prompts for waiters on a live checkpoint, and the task that follows
+    /// `projection_slots` for them (see `views`).
+    checkpoints: views::CheckpointMoves,
     /// The change-stream task, stopped when the last clone goes.
     follower: Option<AbortHandle>,
 }
@@ -165,6 +168,7 @@ impl Inner {
             append_turn: events::AppendTurn::default(),
             bounds,
             slot_turns: views::SlotTurns::default(),
+            checkpoints: views::CheckpointMoves::default(),
             follower: None,
         })
     }
@@ -210,7 +214,8 @@ impl std::fmt::Debug for MongoStore {
 
 impl MongoStore {
     /// Connects to the server `uri` names, pings it, brings the schema up to
-    /// date and starts following the change stream on `events`.
+    /// date and starts following the change streams on `events` and
+    /// `projection_slots`.
     ///
     /// The URI is parsed by the driver: replica sets, credentials, TLS and
     /// timeout options are as the driver accepts them. The database is the
@@ -229,12 +234,14 @@ impl MongoStore {
             .await;
         });
         inner.follower = Some(follower.abort_handle());
+        let slots = inner.slots.clone();
+        inner.checkpoints.follow_changes(slots);
         Ok(MongoStore {
             inner: Arc::new(inner),
         })
     }
 
-    /// Connects and pings, and nothing else: no migrations, no change stream
+    /// Connects and pings, and nothing else: no migrations, no change streams
     /// (waits poll). For tools such as a `migrate` command, which then calls
     /// [`MongoStore::migrate`].
     pub async fn open(uri: &str) -> Result<MongoStore, OpenError> {

@@ -15,6 +15,11 @@
 //! `projection_slots`, then the slot's collection), so a swap takes effect for
 //! the next query.
 //!
+//! A live commit or a swap, once committed, prompts this store's waiters on
+//! that projection's live checkpoint; a change stream on `projection_slots`
+//! prompts them for other processes' commits where the server has change
+//! streams, and their recheck finds those where it has not (`moves`).
+//!
 //! Writes to one (projection, target) through one store (all its clones) take
 //! turns on an async mutex, a swap taking both of its projection's. Each such
 //! write touches the same lease and slot documents, so on the server
@@ -27,6 +32,7 @@
 
 mod dead_letters;
 mod leases;
+mod moves;
 mod reset;
 mod rows;
 mod slots;
@@ -40,8 +46,8 @@ use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::{ClientSession, Collection};
 use readmodel::{
-    Dashboard, DeadLetter, DeadLetterState, DeadLetterStore, Fence, LeaseStore, ListQuery,
-    Projection, ProjectionStatus, ProjectionWriter, Rows, RunState, SlotAdmin, Target,
+    CheckpointWatch, Dashboard, DeadLetter, DeadLetterState, DeadLetterStore, Fence, LeaseStore,
+    ListQuery, Projection, ProjectionStatus, ProjectionWriter, Rows, RunState, SlotAdmin, Target,
     TicketDetail, TicketListRow, ViewChanges, ViewError, ViewReader,
 };
 use tokio::sync::Mutex;
@@ -55,6 +61,8 @@ use crate::txn::{self, Settled, Transaction};
 use crate::{Inner, MongoStore};
 
 use slots::Slot;
+
+pub(crate) use moves::CheckpointMoves;
 
 /// Collection names from `migrations/mongodb/0003_projection_slots.json`.
 pub(crate) const SLOTS: &str = "projection_slots";
@@ -506,6 +514,10 @@ impl ViewReader for MongoStore {
         })
         .await
     }
+
+    fn watch_live_checkpoint(&self, projection: Projection) -> Box<dyn CheckpointWatch> {
+        self.inner.checkpoints.watch(projection)
+    }
 }
 
 #[async_trait]
@@ -549,7 +561,11 @@ impl ProjectionWriter for MongoStore {
     }
 
     async fn commit(&self, fence: &Fence, changes: ViewChanges) -> Result<(), ViewError> {
-        Ok(self.commit_in(fence, &changes).await?)
+        self.commit_in(fence, &changes).await?;
+        if fence.target == Target::Live {
+            self.inner.checkpoints.moved(fence.projection);
+        }
+        Ok(())
     }
 }
 
@@ -627,7 +643,10 @@ impl SlotAdmin for MongoStore {
 
     async fn swap_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
         fence.require_shadow("a swap")?;
-        Ok(self.write_slot(fence, Write::Swap).await?)
+        self.write_slot(fence, Write::Swap).await?;
+        // The former shadow's checkpoint is the live one now.
+        self.inner.checkpoints.moved(fence.projection);
+        Ok(())
     }
 }
 
