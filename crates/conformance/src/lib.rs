@@ -53,7 +53,8 @@ pub use views::{
     checkpoints_are_per_projection, commit_writes_views_and_moves_checkpoint,
     empty_store_starts_at_zero, list_filters_and_sorts_page_every_match_once,
     list_filters_by_status, list_is_newest_first_with_ties_by_id, list_pages_cover_every_row_once,
-    list_paging_under_concurrent_writes_keeps_unchanged_rows_once, rows_never_go_back_a_version,
+    list_paging_under_concurrent_writes_keeps_unchanged_rows_once,
+    live_checkpoint_moves_prompt_watchers, rows_never_go_back_a_version,
     rows_roundtrip_and_counts_follow_the_delta, scan_rows_pages_cover_every_row_once,
     stale_commit_changes_nothing,
 };
@@ -120,6 +121,7 @@ macro_rules! store_contract_tests {
             list_paging_under_concurrent_writes_keeps_unchanged_rows_once
         );
         $crate::__store_contract_case!($make_store, both, checkpoints_are_per_projection);
+        $crate::__store_contract_case!($make_store, both, live_checkpoint_moves_prompt_watchers);
         $crate::__store_contract_case!(
             $make_store,
             both,

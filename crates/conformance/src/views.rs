@@ -6,14 +6,15 @@
 //! the event store, read back and folded with `readmodel::fold_batch`.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{Event, Status};
 use eventstore::{EventStore, Position, RecordedEvent};
 use readmodel::{
-    Dashboard, DashboardDelta, Fence, ListQuery, ListSort, Note, Projection, ProjectionWriter,
-    Rows, SlotAdmin, SlotState, SlotStatus, Target, TicketDetail, TicketListRow, TicketStatusRow,
-    ViewChanges, ViewError, ViewReader, ViewStore, fold_batch,
+    CheckpointWatch, Dashboard, DashboardDelta, Fence, ListQuery, ListSort, Note, Projection,
+    ProjectionWriter, Rows, SlotAdmin, SlotState, SlotStatus, Target, TicketDetail, TicketListRow,
+    TicketStatusRow, ViewChanges, ViewError, ViewReader, ViewStore, fold_batch,
 };
 use uuid::Uuid;
 
@@ -692,6 +693,94 @@ pub async fn checkpoints_are_per_projection(events: &dyn EventStore, views: &dyn
         checkpoint(views, Projection::Detail, Target::Live).await,
         end
     );
+}
+
+/// How long a case waits for a prompt before it calls it lost. A prompt for
+/// a commit through the same store comes at once; this only bounds a hang
+/// (`CheckpointWatch::moved` has no timer of its own, so only a prompt can
+/// end the wait).
+const PROMPT_LOST: Duration = Duration::from_secs(30);
+
+/// Waits on `watch` until the checkpoint read after a prompt is `expected`:
+/// a prompt may come when nothing moved, so one that does not show it yet
+/// is waited past. Returns how many prompts it took.
+async fn prompted_to(
+    watch: &mut dyn CheckpointWatch,
+    views: &dyn ViewReader,
+    projection: Projection,
+    expected: Position,
+    what: &str,
+) -> usize {
+    let waiting = async {
+        let mut prompts = 0;
+        loop {
+            watch.moved().await;
+            prompts += 1;
+            if checkpoint(views, projection, Target::Live).await == expected {
+                return prompts;
+            }
+        }
+    };
+    tokio::time::timeout(PROMPT_LOST, waiting)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{projection}: {what} did not prompt the watch on the live checkpoint \
+                 (waited {PROMPT_LOST:?} for it to read {expected})"
+            )
+        })
+}
+
+/// Every commit to a live slot and every swap through a store prompts the
+/// watches on that projection's live checkpoint once it has committed, so
+/// the checkpoint read after the prompt is the new one: a watch waiting
+/// during a commit is woken by it, a prompt raised between making a watch
+/// and waiting on it is kept, and a swap prompts with the former shadow's
+/// checkpoint. A watch's recheck is short enough to find a projector in
+/// another process and long enough not to be polling.
+pub async fn live_checkpoint_moves_prompt_watchers(events: &dyn EventStore, views: &dyn ViewStore) {
+    open_desk(events).await;
+    let end = head(events).await;
+    let shadow_end = 3;
+    for projection in Projection::ALL {
+        let live = fence(views, projection, Target::Live).await;
+
+        let mut watch = views.watch_live_checkpoint(projection);
+        let recheck = watch.recheck();
+        assert!(
+            (Duration::from_millis(20)..=Duration::from_secs(5)).contains(&recheck),
+            "{projection}: a recheck of {recheck:?}"
+        );
+        // Waiting first, then the commits (`join!` polls in order).
+        let ((), reached) = tokio::join!(
+            async {
+                prompted_to(&mut *watch, views, projection, 2, "a live commit").await;
+            },
+            fold_into(events, views, &live, 2, 2),
+        );
+        assert_eq!(reached, 2);
+
+        let mut watch = views.watch_live_checkpoint(projection);
+        assert_eq!(fold_into(events, views, &live, 4, end).await, end);
+        prompted_to(
+            &mut *watch,
+            views,
+            projection,
+            end,
+            "a commit made before the wait began",
+        )
+        .await;
+
+        let rebuild = fence(views, projection, Target::Shadow).await;
+        views.reset_shadow(&rebuild).await.expect("reset_shadow");
+        assert_eq!(
+            fold_into(events, views, &rebuild, 4, shadow_end).await,
+            shadow_end
+        );
+        let mut watch = views.watch_live_checkpoint(projection);
+        views.swap_shadow(&rebuild).await.expect("swap_shadow");
+        prompted_to(&mut *watch, views, projection, shadow_end, "a swap").await;
+    }
 }
 
 /// A whole-millisecond time, which every backend keeps exactly.
