@@ -263,8 +263,8 @@ mod tests {
 
     type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-    /// A store that counts finished `checkpoint` reads and can stretch its watches'
-    /// recheck, so that only a prompt can end a wait early.
+    /// A store that counts finished `checkpoint` reads and can stretch its
+    /// watches' recheck, so that only a prompt can end a wait early.
     #[derive(Debug)]
     struct Counting {
         inner: SqliteStore,
