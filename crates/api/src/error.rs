@@ -49,6 +49,14 @@ pub enum ApiError {
     },
     /// 412: `If-Match` named a version the ticket is not at; nothing was written.
     PreconditionFailed { detail: String },
+    /// 401: no credential, or not a valid one (auth on).
+    Unauthorized { detail: String },
+    /// 403: the principal's role does not allow this (`field` names what it
+    /// refused, when one field did).
+    Forbidden {
+        field: Option<String>,
+        detail: String,
+    },
     /// 429: the client holds as many change streams as it may.
     TooManyStreams { detail: String },
     /// 503: the server is at its bound of requests in flight (or open change
@@ -95,6 +103,8 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -122,6 +132,8 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => {
                 ("/problems/precondition-failed", "Precondition failed")
             }
+            ApiError::Unauthorized { .. } => ("/problems/unauthorized", "Unauthorized"),
+            ApiError::Forbidden { .. } => ("/problems/forbidden", "Forbidden"),
             ApiError::TooManyStreams { .. } => ("/problems/too-many-streams", "Too many streams"),
             ApiError::Overloaded { .. } => ("/problems/overloaded", "Server overloaded"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
@@ -164,8 +176,11 @@ impl IntoResponse for ApiError {
             | ApiError::NotFound { detail }
             | ApiError::PreconditionFailed { detail }
             | ApiError::TooManyStreams { detail }
+            | ApiError::Unauthorized { detail }
             | ApiError::Overloaded { detail } => (detail.as_str(), None),
-            ApiError::Conflict { field, detail } => (detail.as_str(), field.as_deref()),
+            ApiError::Conflict { field, detail } | ApiError::Forbidden { field, detail } => {
+                (detail.as_str(), field.as_deref())
+            }
             ApiError::PayloadTooLarge => ("the request body is too large", None),
             ApiError::MethodNotAllowed => ("the resource does not support this method", None),
             ApiError::RequestTimeout => ("the request took too long to arrive or to answer", None),

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use write::{CommandContext, Idempotency, MAX_IDEMPOTENCY_KEY_LEN};
 
+use crate::access::Caller;
 use crate::error::ApiError;
 
 /// A JSON request body.
@@ -183,11 +184,15 @@ where
             correlation_id: Some(correlation_id),
             // Set by the handler from `IdempotencyKey`, once it has the body.
             idempotency: None,
-            // The X-Actor header, checked by the middleware (no authentication yet).
-            actor: parts
-                .extensions
-                .get::<crate::middleware::Actor>()
-                .map(|actor| actor.0.clone()),
+            // The authenticated principal, else the X-Actor header (checked
+            // by the middleware).
+            actor: match parts.extensions.get::<Caller>() {
+                Some(Caller::Principal(principal)) => Some(principal.name.clone()),
+                _ => parts
+                    .extensions
+                    .get::<crate::middleware::Actor>()
+                    .map(|actor| actor.0.clone()),
+            },
         }))
     }
 }
@@ -350,6 +355,22 @@ pub(crate) async fn wait_for(
         }
     }
     Ok(headers)
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    /// The caller the access middleware found; every non-public route has one.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::Internal(
+                "a handler asked for the caller on a route without access control".into(),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

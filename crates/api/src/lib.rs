@@ -23,6 +23,7 @@
 //! `/readyz` and `/metrics` through [`router_with`]'s `extra` routes, so they
 //! share the middleware (request ids, logs, request metrics).
 
+pub mod access;
 mod dashboard;
 mod error;
 mod extract;
@@ -39,6 +40,7 @@ use query::{ChangeFeed, History, QueryService};
 use tokio_util::sync::CancellationToken;
 use write::CommandService;
 
+pub use access::{Access, Caller};
 pub use error::ApiError;
 pub use middleware::HttpLimits;
 pub use openapi::{Readiness, openapi};
@@ -57,6 +59,8 @@ pub struct AppState {
     /// Cancelled when the server shuts down: open streams end then, since
     /// graceful shutdown waits for every response to finish.
     pub shutdown: CancellationToken,
+    /// How requests are authenticated (open, or bearer tokens).
+    pub access: Access,
 }
 
 /// The whole HTTP API, with the default limits.
@@ -67,6 +71,7 @@ pub fn router(state: AppState) -> Router {
 /// The whole HTTP API held to `limits`, plus `extra` routes (such as the
 /// composition root's `/readyz`) that get the same request ids, logs and limits.
 pub fn router_with(state: AppState, limits: HttpLimits, extra: Router) -> Router {
+    let access = state.access.clone();
     let app = Router::new()
         .merge(tickets::routes())
         .merge(stream::routes(limits))
@@ -79,5 +84,5 @@ pub fn router_with(state: AppState, limits: HttpLimits, extra: Router) -> Router
         // added so far, so a wrong method on `/readyz` is a problem too.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_route);
-    middleware::apply(app, limits)
+    middleware::apply(app, limits, access)
 }

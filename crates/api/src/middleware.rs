@@ -25,6 +25,7 @@ use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::access::{Access, Caller};
 use crate::error::ApiError;
 
 /// The request id header, read from the request and echoed on the response.
@@ -88,7 +89,7 @@ pub struct RequestMeta {
 pub struct Actor(pub String);
 
 /// Wraps every route of `router` (fallbacks included) in the middleware.
-pub(crate) fn apply(router: Router, limits: HttpLimits) -> Router {
+pub(crate) fn apply(router: Router, limits: HttpLimits, access: Access) -> Router {
     // The last layer added runs first: the request id and log line wrap
     // everything, so even a timeout or a refused actor answer carries the id.
     // Shedding comes before the timeout: a refused request answers at once
@@ -97,6 +98,10 @@ pub(crate) fn apply(router: Router, limits: HttpLimits) -> Router {
     router
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum_middleware::from_fn(actor))
+        .layer(axum_middleware::from_fn_with_state(
+            access,
+            crate::access::authenticate,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -249,7 +254,12 @@ fn is_sane_request_id(value: &str) -> bool {
 }
 
 /// Checks `X-Actor` and hands it to the handlers as an [`Actor`] extension.
+/// With an authenticated principal the header is ignored: the principal is
+/// the actor.
 async fn actor(mut request: Request, next: Next) -> Response {
+    if let Some(Caller::Principal(_)) = request.extensions().get::<Caller>() {
+        return next.run(request).await;
+    }
     let Some(value) = request.headers().get(&ACTOR) else {
         return next.run(request).await;
     };

@@ -88,7 +88,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
     ),
     components(schemas(Problem, Readiness)),
     // In this order: the composition root's operations get the middleware's too.
-    modifiers(&CompositionRoot, &Conventions, &Middleware),
+    modifiers(&CompositionRoot, &Conventions, &Middleware, &AccessControl),
     tags(
         (name = "tickets", description = "Open, change, read and list tickets"),
         (name = "dashboard", description = "Counts per status"),
@@ -144,6 +144,70 @@ impl Modify for CompositionRoot {
         let paths = &mut openapi.paths;
         paths.add_path_operation("/readyz", vec![HttpMethod::Get], readyz);
         paths.add_path_operation("/metrics", vec![HttpMethod::Get], metrics);
+    }
+}
+
+/// Declares the bearer scheme and, on every operation the role table
+/// covers (see `access`), that it needs a bearer token when auth is on
+/// (`security`), which roles may call it (`x-roles`), and its 401 and 403.
+struct AccessControl;
+
+impl Modify for AccessControl {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "An API token (`ticketd token create`) or, when configured, a JWT \
+                             from the identity provider. Needed on every route but `/healthz` \
+                             and `/openapi.json` when the server runs with `--auth token`.",
+                        ))
+                        .build(),
+                ),
+            );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [
+                (axum::http::Method::GET, &mut item.get),
+                (axum::http::Method::POST, &mut item.post),
+                (axum::http::Method::PATCH, &mut item.patch),
+            ] {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                let roles = crate::access::route_roles(&method, path);
+                if roles.is_empty() {
+                    continue;
+                }
+                operation.security =
+                    Some(vec![SecurityRequirement::new::<_, _, &str>("bearer", [])]);
+                let extensions = operation.extensions.get_or_insert_with(Default::default);
+                extensions.merge(
+                    utoipa::openapi::extensions::ExtensionsBuilder::new()
+                        .add("x-roles", roles)
+                        .build(),
+                );
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    (
+                        "401",
+                        "Auth on: no bearer token, or not a valid one (`WWW-Authenticate: Bearer`)",
+                    ),
+                    ("403", "Auth on: the token's role may not do this"),
+                ] {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::T(problem_response(description)));
+                }
+            }
+        }
     }
 }
 

@@ -46,6 +46,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::middleware::HttpLimits;
 use crate::params::{self, Query, whole_number};
@@ -202,6 +203,7 @@ fn after<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::E
 )]
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    caller: Caller,
     Extension(slots): Extension<Arc<StreamSlots>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -218,7 +220,12 @@ pub(crate) async fn stream(
         |Extension(ConnectInfo(peer))| peer.ip().to_string(),
     );
     let slot = slots.take(client)?;
-    let opened = OpenStream::new(state.feed.subscribe(start), slot);
+    let scope = caller.customer_scope().map(|customer| CustomerScope {
+        customer: customer.to_owned(),
+        history: state.history.clone(),
+        owned: HashMap::new(),
+    });
+    let opened = OpenStream::new(state.feed.subscribe(start), slot, scope);
     let opening = Event::default().id(start.to_string()).retry(RETRY);
     let changes = futures::stream::unfold(opened, next_message);
     let messages = futures::stream::once(async move { Ok(opening) })
@@ -232,17 +239,69 @@ struct OpenStream {
     subscription: Subscription,
     started: Position,
     _slot: StreamSlot,
+    /// For a customer: only its own tickets' changes are sent.
+    scope: Option<CustomerScope>,
 }
 
 impl OpenStream {
-    fn new(subscription: Subscription, slot: StreamSlot) -> Self {
+    fn new(subscription: Subscription, slot: StreamSlot, scope: Option<CustomerScope>) -> Self {
         metrics::gauge!(OPEN_STREAMS).increment(1.0);
         let started = subscription.position();
         Self {
             subscription,
             started,
             _slot: slot,
+            scope,
         }
+    }
+
+    /// The next change this stream may send.
+    async fn next_change(&mut self) -> Result<ListChange, String> {
+        loop {
+            let change = self
+                .subscription
+                .next()
+                .await
+                .map_err(|error| error.to_string())?;
+            match &mut self.scope {
+                None => return Ok(change),
+                Some(scope) => {
+                    if scope.owns(change.id).await? {
+                        return Ok(change);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Which tickets are one customer's: read from each ticket's opening event
+/// once (a ticket's customer never changes), remembered in a bounded map.
+struct CustomerScope {
+    customer: String,
+    history: Arc<query::History>,
+    owned: HashMap<Uuid, bool>,
+}
+
+/// Tickets a scoped stream remembers; past it the map starts again.
+const SCOPE_CAPACITY: usize = 4096;
+
+impl CustomerScope {
+    async fn owns(&mut self, ticket: Uuid) -> Result<bool, String> {
+        if let Some(owned) = self.owned.get(&ticket) {
+            return Ok(*owned);
+        }
+        let opened = self
+            .history
+            .ticket_as_of(ticket, query::AsOf::Version(1))
+            .await
+            .map_err(|error| error.to_string())?;
+        let owned = opened.customer == self.customer;
+        if self.owned.len() >= SCOPE_CAPACITY {
+            self.owned.clear();
+        }
+        self.owned.insert(ticket, owned);
+        Ok(owned)
     }
 }
 
@@ -259,7 +318,7 @@ impl Drop for OpenStream {
 
 /// The next change as an SSE message; `None` ends the stream.
 async fn next_message(mut open: OpenStream) -> Option<(Result<Event, Infallible>, OpenStream)> {
-    match open.subscription.next().await {
+    match open.next_change().await {
         Ok(change) => {
             let message = Event::default()
                 .id(change.position.to_string())

@@ -8,17 +8,19 @@
 
 mod wire;
 
+use auth::Action;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use domain::{ChangeTicket, OpenTicket};
-use query::ListParams;
+use query::{AsOf, ListParams};
 use readmodel::{Projection, TicketDetail};
 use write::WriteOutcome;
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::extract::{
     Context, EVENT_POSITION, IDEMPOTENT_REPLAYED, IdempotencyKey, IfMatch, Json, TicketId, etag,
@@ -54,10 +56,19 @@ pub(crate) fn routes() -> Router<AppState> {
 )]
 pub(crate) async fn open(
     State(state): State<AppState>,
+    caller: Caller,
     Context(mut context): Context,
     key: IdempotencyKey,
     Json(body, raw): Json<OpenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if let Some(own) = caller.customer_scope()
+        && body.customer.trim() != own
+    {
+        return Err(ApiError::Forbidden {
+            field: Some("customer".into()),
+            detail: format!("a customer token opens tickets for its own customer ({own:?}) only"),
+        });
+    }
     let command = OpenTicket::new(&body.customer, &body.subject, &body.message)?;
     context.idempotency = key.for_body(&raw);
     let outcome = state.commands.open(command, context).await?;
@@ -91,12 +102,27 @@ pub(crate) async fn open(
 )]
 pub(crate) async fn change(
     State(state): State<AppState>,
+    caller: Caller,
     TicketId(id): TicketId,
     IfMatch(expected_version): IfMatch,
     Context(mut context): Context,
     key: IdempotencyKey,
     Json(body, raw): Json<ChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if !caller.may(Action::WorkTicket) {
+        let worked = [
+            ("status", body.status.is_some()),
+            ("agent", body.agent.is_some()),
+        ];
+        if let Some((field, _)) = worked.into_iter().find(|(_, given)| *given) {
+            return Err(ApiError::Forbidden {
+                field: Some(field.into()),
+                detail: "this token's role may add notes only; status and agent are the agents'"
+                    .into(),
+            });
+        }
+    }
+    require_own(&state, &caller, id).await?;
     let command = ChangeTicket::new(
         body.status.map(Into::into),
         body.agent.as_ref().map(Option::as_deref),
@@ -108,6 +134,33 @@ pub(crate) async fn change(
         .change(id, command, context, expected_version)
         .await?;
     Ok(written(outcome))
+}
+
+/// Another customer's ticket, to a customer: answered as if it did not
+/// exist, so that a customer cannot learn which ticket ids are in use.
+fn not_theirs() -> ApiError {
+    ApiError::not_found("no ticket with this id")
+}
+
+/// The ticket, if the caller may see it.
+fn visible(caller: &Caller, ticket: TicketDetail) -> Result<TicketDetail, ApiError> {
+    match caller.customer_scope() {
+        Some(own) if ticket.customer != own => Err(not_theirs()),
+        _ => Ok(ticket),
+    }
+}
+
+/// For a customer: the ticket exists and is its own (else a 404). Read from
+/// the ticket's opening event, which the read models may not show yet, and
+/// whose customer never changes.
+async fn require_own(state: &AppState, caller: &Caller, id: uuid::Uuid) -> Result<(), ApiError> {
+    if caller.customer_scope().is_some() {
+        visible(
+            caller,
+            state.history.ticket_as_of(id, AsOf::Version(1)).await?,
+        )?;
+    }
+    Ok(())
 }
 
 /// A write's answer: the ticket, its `ETag`, the store position of its last
@@ -151,18 +204,19 @@ fn ticket_response(ticket: TicketDetail, mut headers: HeaderMap) -> impl IntoRes
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     TicketId(id): TicketId,
     Query(query): Query<ShowQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let min_position = match query.at()? {
         ShowAt::Then(as_of) => {
-            let ticket = state.history.ticket_as_of(id, as_of).await?;
+            let ticket = visible(&caller, state.history.ticket_as_of(id, as_of).await?)?;
             return Ok(ticket_response(ticket, HeaderMap::new()));
         }
         ShowAt::Now { min_position } => min_position,
     };
     let headers = wait_for(&state.queries, Projection::Detail, min_position).await?;
-    let ticket = state.queries.ticket(id).await?;
+    let ticket = visible(&caller, state.queries.ticket(id).await?)?;
     Ok(ticket_response(ticket, headers))
 }
 
@@ -180,10 +234,21 @@ pub(crate) async fn show(
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let mut params = ListParams::from(&query);
+    if let Some(own) = caller.customer_scope() {
+        if params.customer.as_deref().is_some_and(|asked| asked != own) {
+            return Err(ApiError::Forbidden {
+                field: Some("customer".into()),
+                detail: format!("a customer token lists its own customer's ({own:?}) tickets only"),
+            });
+        }
+        params.customer = Some(own.to_owned());
+    }
     let headers = wait_for(&state.queries, Projection::List, query.min_position).await?;
-    let page = state.queries.list(ListParams::from(&query)).await?;
+    let page = state.queries.list(params).await?;
     Ok((headers, JsonResponse(PageResponse::from(page))))
 }
 
@@ -201,8 +266,10 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     TicketId(id): TicketId,
 ) -> Result<JsonResponse<EventsResponse>, ApiError> {
+    require_own(&state, &caller, id).await?;
     let events = state.history.events(id).await?;
     Ok(JsonResponse(events.into()))
 }

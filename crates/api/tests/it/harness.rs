@@ -72,6 +72,7 @@ impl App {
                     .with_poll(std::time::Duration::from_millis(5)),
             ),
             shutdown: shutdown.clone(),
+            access: api::Access::Open,
         };
         Self {
             _dir: dir,
