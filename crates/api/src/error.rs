@@ -261,14 +261,16 @@ impl From<WriteError> for ApiError {
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let detail = error.to_string();
+        let field = error.field().map(String::from);
         match error {
             DomainError::NotFound => ApiError::not_found(detail),
-            DomainError::ClosedIsFinal { .. } => ApiError::Conflict {
-                field: Some("status".into()),
-                detail,
-            },
-            DomainError::AlreadyExists => ApiError::Conflict {
-                field: None,
+            DomainError::ClosedIsFinal { .. } | DomainError::AlreadyExists => {
+                ApiError::Conflict { field, detail }
+            }
+            // A limit on the field `note` (it needs the ticket's state, so the
+            // domain checks it, not the field rules): 422, as for the others.
+            DomainError::TooManyNotes { .. } => ApiError::Validation {
+                field: field.unwrap_or_default(),
                 detail,
             },
         }

@@ -6,6 +6,19 @@ use crate::command::{ChangeTicket, Command, OpenTicket};
 use crate::event::Event;
 use crate::state::{Status, Ticket, TicketState};
 
+/// The most notes one ticket holds; a change adding one more is refused whole
+/// ([`DomainError::TooManyNotes`]).
+///
+/// Why: a ticket's detail view is one document carrying all its notes, and
+/// MongoDB refuses a document over 16 MiB. A detail the projector cannot write
+/// stops the detail projection at that event, for every ticket behind it, so
+/// a ticket must not be able to grow one. 1,000 notes of at most
+/// [`crate::LIMITS`]`.note` (5,000) characters are at most 5 MB of ASCII and
+/// 15 MB of 3-byte characters (most non-Latin scripts). Notes written wholly
+/// in 4-byte characters (emoji) at full length could still reach 20 MB: the
+/// note limit counts characters, not bytes.
+pub const MAX_NOTES: usize = 1_000;
+
 /// Why a command was refused. Field-level input errors are caught earlier, when
 /// the command is built (see [`crate::FieldError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +29,23 @@ pub enum DomainError {
     AlreadyExists,
     #[error("a closed ticket cannot change status (asked for `{requested}`)")]
     ClosedIsFinal { requested: Status },
+    /// The change carries a note and the ticket already holds [`MAX_NOTES`];
+    /// a rule on the field `note`.
+    #[error("a ticket holds at most {max} notes")]
+    TooManyNotes { max: usize },
+}
+
+impl DomainError {
+    /// The command field whose value the rule refused, when one did (`status`
+    /// for [`DomainError::ClosedIsFinal`], `note` for
+    /// [`DomainError::TooManyNotes`]).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            DomainError::NotFound | DomainError::AlreadyExists => None,
+            DomainError::ClosedIsFinal { .. } => Some("status"),
+            DomainError::TooManyNotes { .. } => Some("note"),
+        }
+    }
 }
 
 /// Decides which events a command produces on the given state. An empty result
@@ -52,6 +82,9 @@ fn decide_change(ticket: &Ticket, change: ChangeTicket) -> Result<Vec<Event>, Do
         events.extend(agent_change(ticket.agent.as_deref(), agent));
     }
     if let Some(text) = change.note {
+        if ticket.notes >= MAX_NOTES {
+            return Err(DomainError::TooManyNotes { max: MAX_NOTES });
+        }
         events.push(Event::NoteAdded { text });
     }
     Ok(events)

@@ -17,7 +17,7 @@ mod validate;
 mod tests;
 
 pub use command::{ChangeTicket, Command, OpenTicket};
-pub use decide::{DomainError, decide};
+pub use decide::{DomainError, MAX_NOTES, decide};
 pub use event::Event;
 pub use state::{Status, Ticket, TicketState, evolve, fold};
 pub use validate::{FieldError, LIMITS, Limits};

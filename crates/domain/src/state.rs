@@ -56,6 +56,9 @@ impl FromStr for Status {
 pub struct Ticket {
     pub status: Status,
     pub agent: Option<String>,
+    /// How many notes the ticket holds (its `NoteAdded` events), for the cap
+    /// [`crate::MAX_NOTES`].
+    pub notes: usize,
 }
 
 /// A ticket stream folded: nothing yet, or a ticket.
@@ -73,6 +76,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         (TicketState::Missing, Event::TicketOpened { .. }) => TicketState::Exists(Ticket {
             status: Status::Open,
             agent: None,
+            notes: 0,
         }),
         // A stored second TicketOpened is never decided and changes nothing.
         (TicketState::Exists(ticket), Event::TicketOpened { .. }) => TicketState::Exists(ticket),
@@ -83,6 +87,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             match event {
                 Event::AgentAssigned { agent } => ticket.agent = Some(agent.clone()),
                 Event::AgentUnassigned => ticket.agent = None,
+                Event::NoteAdded { .. } => ticket.notes += 1,
                 _ => {}
             }
             TicketState::Exists(ticket)

@@ -184,6 +184,61 @@ fn every_note_is_recorded_even_when_repeated() {
         .then([note]);
 }
 
+/// A ticket's history with `count` notes.
+fn with_notes(count: usize) -> Vec<Event> {
+    let notes = (0..count).map(|i| Event::NoteAdded {
+        text: format!("note {i}"),
+    });
+    std::iter::once(opened()).chain(notes).collect()
+}
+
+#[test]
+fn notes_are_counted_by_the_fold() {
+    let TicketState::Exists(ticket) = fold(&with_notes(3)) else {
+        panic!("an opened ticket exists");
+    };
+    assert_eq!(ticket.notes, 3);
+}
+
+#[test]
+fn a_ticket_takes_notes_up_to_the_cap_and_refuses_the_next() {
+    assert_eq!(MAX_NOTES, 1_000);
+    // Each note decided on the state folded so far, as the write side does.
+    let mut state = fold(&[opened()]);
+    for i in 0..MAX_NOTES {
+        let events = decide(&state, change(None, None, Some(&format!("note {i}"))))
+            .unwrap_or_else(|error| panic!("note {} refused: {error}", i + 1));
+        assert_eq!(events.len(), 1);
+        state = events.iter().fold(state, evolve);
+    }
+    assert_eq!(state, fold(&with_notes(MAX_NOTES)));
+    let refused = decide(&state, change(None, None, Some("one too many"))).unwrap_err();
+    assert_eq!(refused, DomainError::TooManyNotes { max: MAX_NOTES });
+    assert_eq!(refused.field(), Some("note"));
+    assert_eq!(refused.to_string(), "a ticket holds at most 1000 notes");
+}
+
+#[test]
+fn a_refused_note_refuses_the_whole_command() {
+    given(with_notes(MAX_NOTES))
+        .when(change(Some(Status::Closed), Some(Some("ana")), Some("x")))
+        .then_err(DomainError::TooManyNotes { max: MAX_NOTES });
+    // Without a note, the full ticket still changes.
+    given(with_notes(MAX_NOTES))
+        .when(change(Some(Status::Closed), Some(Some("ana")), None))
+        .then([
+            Event::TicketClosed,
+            Event::AgentAssigned {
+                agent: "ana".into(),
+            },
+        ]);
+    given(with_notes(MAX_NOTES - 1))
+        .when(change(None, None, Some("the last one")))
+        .then([Event::NoteAdded {
+            text: "the last one".into(),
+        }]);
+}
+
 #[test]
 fn field_rules_name_the_field() {
     let err = OpenTicket::new("   ", "s", "m").unwrap_err();

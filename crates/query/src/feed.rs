@@ -302,10 +302,11 @@ fn status_change(event: &Event) -> Option<Status> {
 }
 
 fn exists(status: Status) -> TicketState {
-    // Only the status is folded here; the agent does not decide it.
+    // Only the status is folded here; the agent and notes do not decide it.
     TicketState::Exists(Ticket {
         status,
         agent: None,
+        notes: 0,
     })
 }
 

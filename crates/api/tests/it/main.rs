@@ -5,5 +5,6 @@ mod consistency;
 mod contract;
 mod errors;
 mod harness;
+mod note_cap;
 mod query_params;
 mod stream;
