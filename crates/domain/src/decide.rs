@@ -13,10 +13,8 @@ use crate::state::{Status, Ticket, TicketState};
 /// MongoDB refuses a document over 16 MiB. A detail the projector cannot write
 /// stops the detail projection at that event, for every ticket behind it, so
 /// a ticket must not be able to grow one. 1,000 notes of at most
-/// [`crate::LIMITS`]`.note` (5,000) characters are at most 5 MB of ASCII and
-/// 15 MB of 3-byte characters (most non-Latin scripts). Notes written wholly
-/// in 4-byte characters (emoji) at full length could still reach 20 MB: the
-/// note limit counts characters, not bytes.
+/// [`crate::MAX_NOTE_BYTES`] (15,000) bytes each are at most 15 MB, whatever
+/// the script.
 pub const MAX_NOTES: usize = 1_000;
 
 /// Why a command was refused. Field-level input errors are caught earlier, when

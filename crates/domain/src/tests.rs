@@ -344,3 +344,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_note_is_held_to_its_bytes_as_well_as_its_characters() {
+    // 5,000 three-byte characters: within both limits.
+    let cjk = "字".repeat(5_000);
+    assert!(ChangeTicket::new(None, None, Some(&cjk)).is_ok());
+    // 3,751 four-byte characters: within the character limit, past the bytes.
+    let emoji = "🎫".repeat(crate::MAX_NOTE_BYTES / 4 + 1);
+    let error = ChangeTicket::new(None, None, Some(&emoji)).expect_err("too many bytes");
+    assert_eq!(error.field, "note");
+    assert!(error.rule.contains("bytes"), "{error}");
+    let fits = "🎫".repeat(crate::MAX_NOTE_BYTES / 4);
+    assert!(ChangeTicket::new(None, None, Some(&fits)).is_ok());
+}

@@ -67,8 +67,25 @@ pub(crate) fn message(value: &str) -> Result<String, FieldError> {
     trimmed_length("message", value, LIMITS.message)
 }
 
+/// Most bytes of UTF-8 in one note. With [`crate::MAX_NOTES`] notes per
+/// ticket it keeps a ticket's detail document (1,000 notes, each with its
+/// time and author) under MongoDB's 16 MiB document limit whatever the
+/// script: 5,000 characters of most scripts fit (3 bytes each), text written
+/// wholly in 4-byte characters (emoji) fits 3,750.
+pub const MAX_NOTE_BYTES: usize = 15_000;
+
 pub(crate) fn note(value: &str) -> Result<String, FieldError> {
-    trimmed_length("note", value, LIMITS.note)
+    let note = trimmed_length("note", value, LIMITS.note)?;
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(FieldError::new(
+            "note",
+            format!(
+                "must be at most {MAX_NOTE_BYTES} bytes of UTF-8 (got {})",
+                note.len()
+            ),
+        ));
+    }
+    Ok(note)
 }
 
 pub(crate) fn agent(value: &str) -> Result<String, FieldError> {
