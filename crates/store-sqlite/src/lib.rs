@@ -20,7 +20,8 @@
 //! `checkpoint` (copying the log into the file on a thread of its own),
 //! `commit` (the group committer), `migrate`
 //! (the schema runner), `events` (the event store), `views` (the view store:
-//! slots, rows, leases, dead letters),
+//! slots, rows, leases, dead letters), `tokens` (the API tokens,
+//! [`auth::TokenStore`]),
 //! `text` (how times and ids are spelled), `error` (failures and their mapping).
 
 mod checkpoint;
@@ -31,6 +32,7 @@ mod events;
 mod import;
 mod migrate;
 mod text;
+mod tokens;
 mod views;
 
 use std::path::Path;
