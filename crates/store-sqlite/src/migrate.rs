@@ -172,10 +172,8 @@ mod tests {
                  INSERT INTO checkpoints VALUES ('views', 1, '2024-05-01T09:30:00.000000Z');",
             )
             .expect("an old file's data");
-        assert_eq!(
-            apply(&mut connection, path).expect("apply"),
-            vec![3, 4, 5, 6]
-        );
+        let later: Vec<u32> = MIGRATIONS[2..].iter().map(|m| m.version).collect();
+        assert_eq!(apply(&mut connection, path).expect("apply"), later);
         let key: Option<String> = connection
             .query_row("SELECT idempotency_key FROM events", [], |row| row.get(0))
             .expect("the old event");
