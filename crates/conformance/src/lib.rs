@@ -26,10 +26,20 @@
 //! store), `views` (slots' rows, checkpoints, scans, the query side) and
 //! `operations` (leases, heartbeats, rebuild and swap, dead letters). Lease
 //! cases let short leases expire in real time (under a second each).
+//!
+//! The API tokens' store ([`auth::TokenStore`]) has its own cases (`tokens`),
+//! run with one more line, whose factory gives a fresh, empty store and a way
+//! to open its data again ([`TokenStores`]):
+//!
+//! ```ignore
+//! async fn make_tokens() -> Option<(conformance::TokenStores, TempDir)> { ... }
+//! conformance::token_contract_tests!(make_tokens);
+//! ```
 
 mod events;
 mod fixtures;
 mod operations;
+mod tokens;
 mod views;
 
 use std::future::Future;
@@ -48,6 +58,11 @@ pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence, fold_into};
 pub use operations::{
     dead_letters_are_kept_and_counted, heartbeat_records_state_and_last_error,
     leases_fence_every_write, shadow_rebuild_swaps_what_queries_read,
+};
+pub use tokens::{
+    TokenStores, concurrent_creates_of_one_name_store_one, created_tokens_are_found_by_their_hash,
+    malformed_tokens_are_refused, names_are_never_reused, revoking_is_once_and_keeps_the_token,
+    tokens_are_listed_by_name_without_secrets, tokens_survive_reopening,
 };
 pub use views::{
     checkpoints_are_per_projection, commit_writes_views_and_moves_checkpoint,
@@ -169,6 +184,40 @@ macro_rules! __store_contract_case {
             let events: ::std::sync::Arc<dyn $crate::EventStore> = events;
             let views: ::std::sync::Arc<dyn $crate::ViewStore> = views;
             $crate::within_time_limit(stringify!($case), $crate::$case(&*events, &*views)).await;
+        }
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the token store contract.
+/// `$make_tokens` (callable with no arguments, returning a future) gives
+/// `Option<(TokenStores, guard)>`: a fresh, empty store for every case and a
+/// guard that keeps it alive, or `None` to skip the case, as for
+/// [`store_contract_tests!`].
+#[macro_export]
+macro_rules! token_contract_tests {
+    ($make_tokens:expr) => {
+        $crate::__token_contract_case!($make_tokens, created_tokens_are_found_by_their_hash);
+        $crate::__token_contract_case!($make_tokens, tokens_are_listed_by_name_without_secrets);
+        $crate::__token_contract_case!($make_tokens, names_are_never_reused);
+        $crate::__token_contract_case!($make_tokens, concurrent_creates_of_one_name_store_one);
+        $crate::__token_contract_case!($make_tokens, revoking_is_once_and_keeps_the_token);
+        $crate::__token_contract_case!($make_tokens, malformed_tokens_are_refused);
+        $crate::__token_contract_case!($make_tokens, tokens_survive_reopening);
+    };
+}
+
+/// One case of [`token_contract_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __token_contract_case {
+    ($make_tokens:expr, $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let Some((tokens, _guard)) = ($make_tokens)().await else {
+                return;
+            };
+            let tokens: $crate::TokenStores = tokens;
+            $crate::within_time_limit(stringify!($case), $crate::$case(&tokens)).await;
         }
     };
 }

@@ -15,3 +15,24 @@ async fn make_store() -> Option<(Arc<dyn EventStore>, Arc<dyn ViewStore>, TempDi
 }
 
 conformance::store_contract_tests!(make_store);
+
+/// The token store contract, on a fresh file per case; reopening opens the
+/// same file again.
+mod tokens {
+    use conformance::TokenStores;
+    use store_sqlite::SqliteStore;
+    use tempfile::TempDir;
+
+    async fn make_tokens() -> Option<(TokenStores, TempDir)> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("tickets.db");
+        let store = SqliteStore::open(&path).expect("open a fresh store");
+        let reopen = move || {
+            let path = path.clone();
+            async move { SqliteStore::open(&path).expect("open the file again") }
+        };
+        Some((TokenStores::new(store, reopen), dir))
+    }
+
+    conformance::token_contract_tests!(make_tokens);
+}
