@@ -27,6 +27,7 @@
 //! Modules: `codec` (document shapes), `error` (failures, server codes and
 //! their mapping), `bounds` (time bounds), `txn` (transactions and their
 //! retries), `clock`, `events`, `views` (slots, rows, leases, dead letters),
+//! `tokens` (the API tokens, [`auth::TokenStore`]),
 //! `migrate`, `wake`, `change_stream`, and, behind the `testing` feature,
 //! `testing` (a server for tests) and `fault_proxy` (a TCP proxy that
 //! injects network faults).
@@ -42,6 +43,7 @@ pub mod fault_proxy;
 mod migrate;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tokens;
 mod txn;
 mod views;
 mod wake;

@@ -20,3 +20,26 @@ async fn make_store() -> Option<(
 }
 
 conformance::store_contract_tests!(make_store);
+
+/// The token store contract, on a fresh database per case; reopening
+/// connects to the same database again.
+mod tokens {
+    use conformance::TokenStores;
+    use store_mongo::{MongoStore, testing};
+
+    async fn make_tokens() -> Option<(TokenStores, testing::TestDatabase)> {
+        let (store, database) = testing::store("tokens").await?;
+        let uri = database.uri().to_owned();
+        let reopen = move || {
+            let uri = uri.clone();
+            async move {
+                MongoStore::connect(&uri)
+                    .await
+                    .unwrap_or_else(|e| panic!("connecting to {uri} again: {e}"))
+            }
+        };
+        Some((TokenStores::new(store, reopen), database))
+    }
+
+    conformance::token_contract_tests!(make_tokens);
+}
