@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use auth::TokenStore;
 use eventstore::EventStore;
 use readmodel::ViewStore;
 
@@ -14,6 +15,8 @@ use crate::StoreUrl;
 pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub views: Arc<dyn ViewStore>,
+    /// The API tokens, kept beside the events.
+    pub tokens: Arc<dyn TokenStore>,
 }
 
 impl Backend {
@@ -29,14 +32,16 @@ impl Backend {
                 let store = Arc::new(store);
                 Ok(Backend {
                     events: store.clone(),
-                    views: store,
+                    views: store.clone(),
+                    tokens: store,
                 })
             }
             StoreUrl::Mongo(uri) => {
                 let store = Arc::new(store_mongo::MongoStore::connect(uri).await?);
                 Ok(Backend {
                     events: store.clone(),
-                    views: store,
+                    views: store.clone(),
+                    tokens: store,
                 })
             }
         }

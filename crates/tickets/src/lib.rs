@@ -17,6 +17,7 @@ pub mod server;
 pub mod store_url;
 pub mod table;
 pub mod telemetry;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     /// How many connections are served at once, and how long one may take
     /// to send a request head or stay idle.
     pub connections: server::ConnectionLimits,
+    /// How requests are authenticated.
+    pub auth: tokens::AuthMode,
     /// After a shutdown signal, how long in-flight requests (and open
     /// change streams whose clients stopped reading) may take before their
     /// connections are closed anyway.
@@ -88,6 +91,12 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         // Open change streams end when this fires; graceful shutdown would
         // otherwise wait for them forever.
         shutdown: shutdown.clone(),
+        access: match config.auth {
+            tokens::AuthMode::Off => api::Access::Open,
+            tokens::AuthMode::Token => {
+                api::Access::Tokens(Arc::new(auth::Authenticator::new(backend.tokens.clone())))
+            }
+        },
     };
     let app = api::router_with(
         state,
@@ -96,7 +105,7 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             .merge(prometheus::router(backend.clone(), metrics)),
     );
 
-    tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, "ticketd serving");
+    tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, auth = ?config.auth, "ticketd serving");
     // The one line on stdout: scripts and tests read the bound address from it
     // (useful with `--listen 127.0.0.1:0`). Logs go to stderr.
     println!("listening on http://{local}");

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::HttpLimits;
+use auth::Role;
 use clap::{Parser, Subcommand};
 use projector::{DeadLetterPolicy, ProjectorConfig};
 use tickets::cli::{parse_duration, parse_duration_or_zero};
 use tickets::server::ConnectionLimits;
 use tickets::telemetry::LogFormat;
+use tickets::tokens::{self, AuthMode};
 use tickets::{ServerConfig, StoreUrl, store_url::DEFAULT_STORE};
 
 /// Event-sourced support-ticket backend: HTTP API over an event store.
@@ -28,6 +30,17 @@ struct Args {
     /// mongodb://HOST/DATABASE (any URI the MongoDB driver accepts)
     #[arg(long, env = "TICKETS_STORE", default_value = DEFAULT_STORE, global = true)]
     store: StoreUrl,
+
+    /// How requests are authenticated: off (anyone may do anything; X-Actor
+    /// names the actor) or token (bearer tokens, see `ticketd token`)
+    /// [default: off on a loopback --listen address, token otherwise]
+    #[arg(long, env = "TICKETS_AUTH")]
+    auth: Option<AuthMode>,
+
+    /// Allow `--auth off` on a non-loopback address (when something in
+    /// front of ticketd authenticates requests).
+    #[arg(long, env = "TICKETS_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
 
     /// Do not run the projector in this process (run `ticket-projector run` instead).
     #[arg(long, env = "TICKETS_NO_PROJECTOR")]
@@ -117,15 +130,55 @@ struct Args {
 enum Command {
     /// Apply pending schema migrations to the store and exit, without serving.
     Migrate,
+    /// Manage the API tokens clients authenticate with (`--auth token`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; its secret is printed once, as the last line of stdout.
+    Create {
+        /// What the token may do: customer, agent, admin or metrics.
+        #[arg(long)]
+        role: Role,
+        /// A unique name: the actor its requests are recorded as. Names are
+        /// never reused, even after a revocation.
+        #[arg(long)]
+        name: String,
+        /// For a customer token: the customer whose tickets it sees.
+        #[arg(long)]
+        customer: Option<String>,
+    },
+    /// List the tokens (never their secrets), revoked ones included.
+    List,
+    /// Revoke a token: every ticketd on the store refuses it within a second.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tickets::telemetry::init_logging(args.log_format);
-    if let Some(Command::Migrate) = args.command {
-        return tickets::migrate(&args.store).await;
+    match args.command {
+        Some(Command::Migrate) => return tickets::migrate(&args.store).await,
+        Some(Command::Token(command)) => {
+            return match command {
+                TokenCommand::Create {
+                    role,
+                    name,
+                    customer,
+                } => tokens::create(&args.store, role, &name, customer.as_deref()).await,
+                TokenCommand::List => tokens::list(&args.store).await,
+                TokenCommand::Revoke { name } => tokens::revoke(&args.store, &name).await,
+            };
+        }
+        None => {}
     }
+    let auth = AuthMode::resolve(args.auth, args.listen, args.insecure_no_auth)?;
     let max_linger = args
         .projector_max_linger
         .unwrap_or_else(|| args.store.default_max_linger());
@@ -150,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
             max_streams: args.max_streams,
             max_streams_per_client: args.max_streams_per_client,
         },
+        auth,
         connections: ConnectionLimits {
             max_connections: args.max_connections,
             header_read_timeout: args.header_read_timeout,

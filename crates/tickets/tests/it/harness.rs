@@ -187,6 +187,7 @@ impl Ticketd {
             .env_remove("TICKETS_STORE")
             .env_remove("TICKETS_LISTEN")
             .env_remove("TICKETS_NO_PROJECTOR")
+            .env_remove("TICKETS_AUTH")
             .stdout(Stdio::piped())
             .stderr(log_file(log))
             .spawn()
@@ -242,6 +243,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub location: Option<String>,
+    /// Every response header, by lower-case name (the last value of each).
+    pub headers: std::collections::HashMap<String, String>,
     pub body: Value,
 }
 
@@ -268,6 +271,8 @@ impl Reply {
 pub struct Http {
     agent: ureq::Agent,
     pub base: String,
+    /// Sent as `Authorization: Bearer …` with every request, when set.
+    bearer: Option<String>,
 }
 
 impl Http {
@@ -284,16 +289,34 @@ impl Http {
             .max_idle_connections_per_host(0)
             .build()
             .into();
-        Self { agent, base }
+        Self {
+            agent,
+            base,
+            bearer: None,
+        }
+    }
+
+    /// A client for the same server that sends `secret` as its bearer token.
+    pub fn with_bearer(&self, secret: &str) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            bearer: Some(secret.to_owned()),
+        }
+    }
+
+    fn authorization(&self) -> Option<String> {
+        self.bearer
+            .as_ref()
+            .map(|secret| format!("Bearer {secret}"))
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        let response = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .call()
-            .expect("GET");
-        read(response)
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if let Some(authorization) = self.authorization() {
+            request = request.header("authorization", authorization);
+        }
+        read(request.call().expect("GET"))
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Reply {
@@ -315,6 +338,9 @@ impl Http {
         };
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
+        }
+        if let Some(authorization) = self.authorization() {
+            request = request.header("authorization", authorization);
         }
         read(request.send(body).expect("send"))
     }
@@ -350,6 +376,13 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> Reply {
     };
     let content_type = header("content-type").unwrap_or_default();
     let location = header("location");
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("read body");
     let body = if text.is_empty() {
@@ -361,6 +394,7 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> Reply {
         status,
         content_type,
         location,
+        headers,
         body,
     }
 }
@@ -432,6 +466,23 @@ impl Ran {
 
 impl Workspace {
     /// Runs `ticket-projector ARGS --store <this store>` to the end.
+    /// Runs `ticketd` with `args` (a subcommand such as `token create`) on
+    /// this workspace's store, and waits for it to exit.
+    pub fn ticketd(&self, args: &[&str]) -> Ran {
+        let output = Command::new(TICKETD)
+            .args(args)
+            .args(["--store", &self.store])
+            .env_remove("TICKETS_STORE")
+            .env_remove("TICKETS_AUTH")
+            .output()
+            .expect("run ticketd");
+        Ran {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     pub fn projector(&self, args: &[&str]) -> Ran {
         let output = Command::new(PROJECTOR)
             .args(args)

@@ -2,6 +2,7 @@
 //! temporary store (a SQLite file, and a fresh MongoDB database when a test
 //! server is there), driven over real HTTP.
 
+mod access;
 mod consistency;
 mod contract;
 mod errors;
