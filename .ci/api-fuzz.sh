@@ -6,7 +6,8 @@
 # failures, or this exits non-zero.
 #
 # Runs the debug `ticketd` that `cargo test --workspace` built, on a fresh
-# SQLite file. `GET /tickets/stream` is left out: it is a Server-Sent Events
+# SQLite file, with authentication on (`--auth token`) and an admin token,
+# as a production server runs. `GET /tickets/stream` is left out: it is a Server-Sent Events
 # stream that stays open until the client leaves, which schemathesis would
 # wait on forever; its own black-box tests cover it.
 #
@@ -25,7 +26,10 @@ fi
 
 cargo build --quiet --bin ticketd
 work="$(mktemp -d)"
-"$target/debug/ticketd" --listen 127.0.0.1:0 --store "sqlite://$work/tickets.db" \
+store="sqlite://$work/tickets.db"
+token="$("$target/debug/ticketd" token create --role admin --name fuzz --store "$store" \
+    2>"$work/token.log" | tail -n 1)"
+"$target/debug/ticketd" --listen 127.0.0.1:0 --auth token --store "$store" \
     >"$work/stdout" 2>"$work/ticketd.log" &
 pid=$!
 cleanup() {
@@ -51,6 +55,7 @@ status=0
 "$venv/bin/st" run "$url/openapi.json" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" \
+    --header "Authorization: Bearer $token" \
     --exclude-path /tickets/stream \
     --report-dir "$work/report" \
     --no-color || status=$?
