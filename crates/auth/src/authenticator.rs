@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::jwt::{JwtRejected, JwtVerifier};
 use crate::principal::Principal;
 use crate::token::{TokenError, TokenHash, TokenStore};
 
@@ -30,6 +31,9 @@ pub enum AuthError {
     /// Not a known, unrevoked token.
     #[error("the bearer token is not valid (unknown, revoked or malformed)")]
     Invalid,
+    /// A JWT that did not verify (the reason says why).
+    #[error(transparent)]
+    InvalidJwt(#[from] JwtRejected),
     /// The token store could not answer.
     #[error(transparent)]
     Unavailable(TokenError),
@@ -42,6 +46,8 @@ type Cached = (Instant, Option<Principal>);
 pub struct Authenticator {
     tokens: Arc<dyn TokenStore>,
     cache: Mutex<HashMap<TokenHash, Cached>>,
+    /// Also accepts JWTs from an identity provider, when configured.
+    jwt: Option<JwtVerifier>,
 }
 
 impl Authenticator {
@@ -49,11 +55,23 @@ impl Authenticator {
         Self {
             tokens,
             cache: Mutex::new(HashMap::new()),
+            jwt: None,
         }
+    }
+
+    /// Accepts bearer JWTs that `verifier` verifies, besides API tokens.
+    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Self {
+        self.jwt = Some(verifier);
+        self
     }
 
     /// The principal `bearer` speaks for.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        if let Some(jwt) = &self.jwt
+            && JwtVerifier::looks_like_a_jwt(bearer)
+        {
+            return Ok(jwt.verify(bearer)?);
+        }
         let hash = TokenHash::of(bearer);
         if let Some(principal) = self.cached(&hash) {
             return principal.ok_or(AuthError::Invalid);

@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub connections: server::ConnectionLimits,
     /// How requests are authenticated.
     pub auth: tokens::AuthMode,
+    /// With `auth` on: also accept JWTs this verifies.
+    pub jwt: Option<auth::JwtVerifier>,
     /// After a shutdown signal, how long in-flight requests (and open
     /// change streams whose clients stopped reading) may take before their
     /// connections are closed anyway.
@@ -94,7 +96,11 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         access: match config.auth {
             tokens::AuthMode::Off => api::Access::Open,
             tokens::AuthMode::Token => {
-                api::Access::Tokens(Arc::new(auth::Authenticator::new(backend.tokens.clone())))
+                let authenticator = auth::Authenticator::new(backend.tokens.clone());
+                api::Access::Tokens(Arc::new(match config.jwt {
+                    Some(jwt) => authenticator.with_jwt(jwt),
+                    None => authenticator,
+                }))
             }
         },
     };

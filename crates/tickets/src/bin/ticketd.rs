@@ -42,6 +42,20 @@ struct Args {
     #[arg(long, env = "TICKETS_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
 
+    /// Also accept bearer JWTs signed by a key of this JWKS file (RS256 or
+    /// ES256); needs --jwt-issuer and --jwt-audience, and --auth token. The
+    /// claims `sub`, `role` and (for customers) `customer` make the principal.
+    #[arg(long, env = "TICKETS_JWT_JWKS", requires_all = ["jwt_issuer", "jwt_audience"])]
+    jwt_jwks: Option<std::path::PathBuf>,
+
+    /// The `iss` a JWT must carry.
+    #[arg(long, env = "TICKETS_JWT_ISSUER", requires = "jwt_jwks")]
+    jwt_issuer: Option<String>,
+
+    /// The `aud` a JWT must carry.
+    #[arg(long, env = "TICKETS_JWT_AUDIENCE", requires = "jwt_jwks")]
+    jwt_audience: Option<String>,
+
     /// Do not run the projector in this process (run `ticket-projector run` instead).
     #[arg(long, env = "TICKETS_NO_PROJECTOR")]
     no_projector: bool,
@@ -179,6 +193,20 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     let auth = AuthMode::resolve(args.auth, args.listen, args.insecure_no_auth)?;
+    let jwt = match (&args.jwt_jwks, &args.jwt_issuer, &args.jwt_audience) {
+        (Some(jwks), Some(issuer), Some(audience)) => {
+            if auth == AuthMode::Off {
+                anyhow::bail!(
+                    "--jwt-jwks needs --auth token: with auth off no credential is checked"
+                );
+            }
+            Some(
+                auth::JwtVerifier::from_jwks_file(jwks, issuer, audience)
+                    .context("loading --jwt-jwks")?,
+            )
+        }
+        _ => None,
+    };
     let max_linger = args
         .projector_max_linger
         .unwrap_or_else(|| args.store.default_max_linger());
@@ -204,6 +232,7 @@ async fn main() -> anyhow::Result<()> {
             max_streams_per_client: args.max_streams_per_client,
         },
         auth,
+        jwt,
         connections: ConnectionLimits {
             max_connections: args.max_connections,
             header_read_timeout: args.header_read_timeout,

@@ -2,8 +2,10 @@
 //! `ticketd --auth token` over real HTTP, and every cell of the role table
 //! (customer, agent, admin, metrics; plus no token and a bad one), on every
 //! backend. Also: the actor is the token's name whatever `X-Actor` says, a
-//! revoked token is refused within a second, and `--auth off` is refused on
-//! a non-loopback address unless `--insecure-no-auth` is given.
+//! revoked token is refused within a second, `--auth off` is refused on a
+//! non-loopback address unless `--insecure-no-auth` is given, and JWTs from
+//! an identity provider (signed with the auth crate's fixture keys) carry
+//! their role and customer.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -397,4 +399,83 @@ fn auth_off_on_a_public_address_needs_insecure_no_auth() {
     );
     let guarded_base = guarded.http.base.replace("0.0.0.0", "127.0.0.1");
     assert_eq!(Http::new(guarded_base).get("/tickets").status, 401);
+}
+
+/// A JWT signed with the auth crate's fixture RSA key (in its fixture JWKS).
+fn jwt(claims: &Value) -> String {
+    let key_file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../auth/tests/fixtures/rsa-private.pem"
+    );
+    let pem = std::fs::read(key_file).expect("the fixture key");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("a PEM key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-rsa".to_owned());
+    jsonwebtoken::encode(&header, claims, &key).expect("signed")
+}
+
+#[test]
+fn jwts_from_the_identity_provider_carry_their_role_and_customer() {
+    let ws = Workspace::sqlite();
+    let jwks = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../auth/tests/fixtures/jwks.json"
+    );
+    let issuer = "https://id.example.test";
+    let ticketd = Ticketd::start(
+        &ws,
+        &[
+            "--auth",
+            "token",
+            "--jwt-jwks",
+            jwks,
+            "--jwt-issuer",
+            issuer,
+            "--jwt-audience",
+            "tickets",
+        ],
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 300;
+    let claims = |sub: &str, role: &str, customer: Option<&str>| {
+        let mut claims =
+            json!({"iss": issuer, "aud": "tickets", "sub": sub, "role": role, "exp": exp});
+        if let Some(customer) = customer {
+            claims["customer"] = json!(customer);
+        }
+        claims
+    };
+    let customer = ticketd
+        .http
+        .with_bearer(&jwt(&claims("web-7", "customer", Some("acme"))));
+    let agent = ticketd
+        .http
+        .with_bearer(&jwt(&claims("maria", "agent", None)));
+
+    let opened = customer.post("/tickets", &open_body("acme"));
+    assert_eq!(opened.status, 201, "{opened:?}");
+    customer
+        .post("/tickets", &open_body("globex"))
+        .assert_problem(403, Some("customer"));
+    customer.get("/dashboard").assert_problem(403, None);
+    assert_eq!(agent.get("/dashboard").status, 200);
+    let id = opened.body["id"].as_str().expect("id");
+    let events = agent.get(&format!("/tickets/{id}/events"));
+    assert_eq!(
+        events.body["events"][0]["metadata"]["actor"], "web-7",
+        "{events:?}"
+    );
+
+    // Another issuer, and a tampered token, are refused; API tokens still work.
+    let mut foreign = claims("maria", "agent", None);
+    foreign["iss"] = json!("https://evil.test");
+    assert_unauthorized(&ticketd.http.with_bearer(&jwt(&foreign)).get("/tickets"));
+    let mut tampered = jwt(&claims("maria", "agent", None));
+    tampered.pop();
+    assert_unauthorized(&ticketd.http.with_bearer(&tampered).get("/tickets"));
+    let admin = ticketd.http.with_bearer(&token(&ws, "admin", "root", None));
+    assert_eq!(admin.get("/metrics").status, 200);
 }
