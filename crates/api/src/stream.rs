@@ -215,10 +215,13 @@ pub(crate) async fn stream(
         Some(position) => position,
         None => state.feed.checkpoint().await?,
     };
-    let client = peer.map_or_else(
-        || "unknown".to_owned(),
-        |Extension(ConnectInfo(peer))| peer.ip().to_string(),
-    );
+    // A principal is one client wherever it connects from; without one,
+    // an address is.
+    let client = match (&caller, peer) {
+        (Caller::Principal(principal), _) => format!("principal:{}", principal.name),
+        (Caller::Anyone, Some(Extension(ConnectInfo(peer)))) => format!("address:{}", peer.ip()),
+        (Caller::Anyone, None) => "address:unknown".to_owned(),
+    };
     let slot = slots.take(client)?;
     let scope = caller.customer_scope().map(|customer| CustomerScope {
         customer: customer.to_owned(),

@@ -34,6 +34,12 @@ use crate::connection::Connections;
 use crate::error::DbError;
 use crate::events::{append_in, publish};
 
+/// The most appends waiting for a batch. One more is refused at once
+/// (`Unavailable`, which the API answers with 503 and `Retry-After`) rather
+/// than queued behind a store that is not keeping up: a queue that only
+/// grows ends in every caller timing out instead of some being told to
+/// retry.
+pub const APPEND_QUEUE_MAX: usize = 1024;
 /// The most appends one transaction takes.
 const MAX_BATCH_APPENDS: usize = 256;
 /// The most events one transaction takes (an append is never split).
@@ -87,6 +93,13 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         let lead = {
             let mut queue = self.queue();
+            if queue.waiting.len() >= APPEND_QUEUE_MAX {
+                return Err(StoreError::unavailable(std::io::Error::other(format!(
+                    "{} appends already wait for the SQLite write lock (at most \
+                     {APPEND_QUEUE_MAX}); retry shortly",
+                    queue.waiting.len()
+                ))));
+            }
             queue.waiting.push_back(Request {
                 ticket_id,
                 expected_version,

@@ -26,6 +26,7 @@
 
 mod checkpoint;
 mod commit;
+pub use commit::APPEND_QUEUE_MAX;
 mod connection;
 mod error;
 mod events;

@@ -617,3 +617,46 @@ async fn deferred_shadow_indexes_are_built_before_the_slot_is_emptied_or_swapped
     store.build_shadow_indexes(&fence).await.expect("build");
     assert_eq!(secondary_indexes(&path, &live), live_indexes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_past_the_queue_bound_are_refused_at_once_and_the_rest_commit() {
+    let (_dir, path) = temp();
+    let store = Arc::new(open(&path));
+    // An operator's shell holds the write lock: the first batch waits for it
+    // (within the busy timeout) and every later append queues behind it.
+    let shell = raw(&path);
+    shell.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+
+    let appends = store_sqlite::APPEND_QUEUE_MAX + 600;
+    let mut tasks = Vec::with_capacity(appends);
+    for n in 0..appends {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let event = NewEvent::from(&opened(&format!("c{n}")));
+            store.append(Uuid::now_v7(), 0, vec![event]).await
+        }));
+    }
+    // The refused ones answer while the lock is still held.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !tasks.iter().any(|task| task.is_finished()) {
+        assert!(Instant::now() < deadline, "no append was refused at once");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shell.execute_batch("COMMIT").expect("release the write lock");
+
+    let (mut committed, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("the task") {
+            Ok(_) => committed += 1,
+            Err(StoreError::Unavailable(why)) => {
+                assert!(why.to_string().contains("at most"), "{why}");
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    // At most one batch left the queue before it filled.
+    assert!(refused >= 600 - 256, "{refused} refused");
+    assert_eq!(committed + refused, appends);
+    assert_eq!(store.head().await.expect("head"), committed as u64);
+}
