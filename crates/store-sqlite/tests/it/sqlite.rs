@@ -625,7 +625,9 @@ async fn appends_past_the_queue_bound_are_refused_at_once_and_the_rest_commit() 
     // An operator's shell holds the write lock: the first batch waits for it
     // (within the busy timeout) and every later append queues behind it.
     let shell = raw(&path);
-    shell.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    shell
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
 
     let appends = store_sqlite::APPEND_QUEUE_MAX + 600;
     let mut tasks = Vec::with_capacity(appends);
@@ -642,7 +644,9 @@ async fn appends_past_the_queue_bound_are_refused_at_once_and_the_rest_commit() 
         assert!(Instant::now() < deadline, "no append was refused at once");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shell.execute_batch("COMMIT").expect("release the write lock");
+    shell
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
 
     let (mut committed, mut refused) = (0, 0);
     for task in tasks {
