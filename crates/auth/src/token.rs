@@ -97,6 +97,27 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
+    /// Why no store may hold this token, if none may: it needs a name, and a
+    /// customer exactly when it is a customer token (one without would be
+    /// scoped to no customer, that is, see every ticket). Stores check it on
+    /// the way in and out, as a server may run without their schema checks.
+    pub fn shape_error(&self) -> Option<String> {
+        if self.name.is_empty() {
+            return Some("a token needs a name".into());
+        }
+        match (self.role, self.customer.as_deref()) {
+            (Role::Customer, Some(customer)) if !customer.is_empty() => None,
+            (Role::Customer, _) => {
+                Some(format!("customer token {:?} names no customer", self.name))
+            }
+            (_, None) => None,
+            (role, Some(_)) => Some(format!(
+                "{role} token {:?} names a customer; only a customer token does",
+                self.name
+            )),
+        }
+    }
+
     /// Who a request bearing this token speaks for, unless it was revoked.
     pub fn principal(&self) -> Option<Principal> {
         self.revoked_at.is_none().then(|| Principal {
@@ -151,6 +172,23 @@ impl NewToken {
             revoked_at: None,
         };
         Ok((NewToken(token), secret))
+    }
+}
+
+impl NewToken {
+    /// Refuses a token no store may create: one with a [`TokenInfo::shape_error`],
+    /// or one revoked already.
+    pub fn check(&self) -> Result<(), TokenError> {
+        if let Some(why) = self.0.shape_error() {
+            return Err(TokenError::Invalid(why));
+        }
+        if self.0.revoked_at.is_some() {
+            return Err(TokenError::Invalid(format!(
+                "token {:?} is revoked already; a new token is not",
+                self.0.name
+            )));
+        }
+        Ok(())
     }
 }
 

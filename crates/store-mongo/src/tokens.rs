@@ -62,39 +62,6 @@ impl From<DbError<TokenError>> for TokenError {
     }
 }
 
-/// What the validator requires of a document beyond its types: a name, and
-/// a customer exactly for a customer token (a customer token without one
-/// would be scoped to no customer, that is, see every ticket). Checked here
-/// too, as a server may run without validators.
-fn shape_error(token: &TokenInfo) -> Option<String> {
-    if token.name.is_empty() {
-        return Some("a token needs a name".into());
-    }
-    match (token.role, token.customer.as_deref()) {
-        (Role::Customer, Some(customer)) if !customer.is_empty() => None,
-        (Role::Customer, _) => Some(format!("customer token {:?} names no customer", token.name)),
-        (_, None) => None,
-        (role, Some(_)) => Some(format!(
-            "{role} token {:?} names a customer; only a customer token does",
-            token.name
-        )),
-    }
-}
-
-/// Refuses a token the collection must not hold, before writing anything.
-fn check_new(token: &TokenInfo) -> Result<(), TokenError> {
-    if let Some(why) = shape_error(token) {
-        return Err(TokenError::Invalid(why));
-    }
-    if token.revoked_at.is_some() {
-        return Err(TokenError::Invalid(format!(
-            "token {:?} is revoked already; a new token is not",
-            token.name
-        )));
-    }
-    Ok(())
-}
-
 fn document(token: &TokenInfo) -> Document {
     doc! {
         "_id": &token.name,
@@ -125,7 +92,7 @@ fn read(document: &Document) -> Result<TokenInfo, String> {
             Some(_) => Some(fields.time("revoked_at")?),
         },
     };
-    match shape_error(&token) {
+    match token.shape_error() {
         Some(why) => Err(fields.corrupt(why)),
         None => Ok(token),
     }
@@ -198,7 +165,7 @@ impl MongoStore {
 #[async_trait]
 impl TokenStore for MongoStore {
     async fn create_token(&self, token: &NewToken) -> Result<(), TokenError> {
-        check_new(&token.0)?;
+        token.check()?;
         let tokens = self.api_tokens();
         Ok(bounds::read("a token's creation", insert(&tokens, &token.0)).await?)
     }

@@ -44,38 +44,6 @@ impl From<DbError<TokenError>> for TokenError {
     }
 }
 
-/// What the schema requires of a row beyond its types: a name, and a
-/// customer exactly for a customer token (a customer token without one
-/// would be scoped to no customer, that is, see every ticket).
-fn shape_error(token: &TokenInfo) -> Option<String> {
-    if token.name.is_empty() {
-        return Some("a token needs a name".into());
-    }
-    match (token.role, token.customer.as_deref()) {
-        (Role::Customer, Some(customer)) if !customer.is_empty() => None,
-        (Role::Customer, _) => Some(format!("customer token {:?} names no customer", token.name)),
-        (_, None) => None,
-        (role, Some(_)) => Some(format!(
-            "{role} token {:?} names a customer; only a customer token does",
-            token.name
-        )),
-    }
-}
-
-/// Refuses a token the table must not hold, before writing anything.
-fn check_new(token: &TokenInfo) -> Result<(), TokenError> {
-    if let Some(why) = shape_error(token) {
-        return Err(TokenError::Invalid(why));
-    }
-    if token.revoked_at.is_some() {
-        return Err(TokenError::Invalid(format!(
-            "token {:?} is revoked already; a new token is not",
-            token.name
-        )));
-    }
-    Ok(())
-}
-
 /// Runs `job` in one `BEGIN IMMEDIATE` transaction, committed only if it
 /// succeeds.
 fn writing<T>(
@@ -178,7 +146,7 @@ fn decode(row: StoredRow) -> Result<TokenInfo> {
             .transpose()
             .map_err(corrupt)?,
     };
-    match shape_error(&token) {
+    match token.shape_error() {
         Some(why) => Err(corrupt(why)),
         None => Ok(token),
     }
@@ -206,8 +174,8 @@ fn by_hash(connection: &Connection, hash: &TokenHash) -> Result<Option<TokenInfo
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn create_token(&self, token: &NewToken) -> Result<(), TokenError> {
+        token.check()?;
         let token = token.0.clone();
-        check_new(&token)?;
         Ok(self
             .write(move |connection, _| writing(connection, |tx| insert(tx, &token)))
             .await?)
