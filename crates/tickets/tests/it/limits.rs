@@ -176,21 +176,25 @@ fn connections_past_the_bound_wait_until_one_closes() {
 #[test]
 fn a_request_past_the_in_flight_bound_is_refused_at_once_with_retry_after() {
     let ws = Workspace::sqlite();
-    let ticketd = Ticketd::start(&ws, &["--max-in-flight", "1", "--read-wait-max", "3s"]);
+    let ticketd = Ticketd::start(&ws, &["--max-in-flight", "1", "--read-wait-max", "10s"]);
 
     // A read waiting for a position the dashboard will not reach holds the
-    // one slot for the read-wait bound.
+    // one slot for the read-wait bound. Until the server has taken it up, a
+    // probe may still get the slot (and answer at once); once it has, the
+    // probe is refused.
     let mut waiting = connect(&ticketd);
     waiting
         .write_all(get("/dashboard?min_position=1000000").as_bytes())
         .expect("write");
-    std::thread::sleep(Duration::from_millis(300));
-
-    assert_refused(
-        &request(&ticketd, "/dashboard"),
-        503,
-        "/problems/overloaded",
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let refused = loop {
+        let reply = request(&ticketd, "/dashboard");
+        if status_of(&reply.0) != 200 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_refused(&refused, 503, "/problems/overloaded");
     // Liveness is never shed.
     assert_eq!(ticketd.http.get("/healthz").status, 200);
 
