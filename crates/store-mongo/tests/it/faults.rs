@@ -258,3 +258,51 @@ async fn appends_to_a_server_that_stops_answering_fail_unavailable_in_bounded_ti
     eprintln!("writes again {:?} after the thaw", thawed.elapsed());
     assert_stored(&direct, tickets[1], &appended).await;
 }
+
+#[tokio::test]
+async fn appends_past_the_queue_bound_are_refused_at_once() {
+    let Some((proxy, store, _direct, _db)) = through_proxy("faults_queue").await else {
+        return;
+    };
+    let faults = proxy.faults();
+    store
+        .append(Uuid::now_v7(), 0, vec![opened("before")])
+        .await
+        .expect("an append before the freeze");
+    // The server stops answering: the first append holds the turn, the next
+    // ones queue for it, and past the bound the rest are refused.
+    faults.freeze();
+    let extra = 40;
+    let started = Instant::now();
+    let mut appends = JoinSet::new();
+    for _ in 0..store_mongo::APPEND_QUEUE_MAX + extra {
+        let store = store.clone();
+        appends.spawn(async move {
+            let outcome = store
+                .append(Uuid::now_v7(), 0, vec![opened("frozen")])
+                .await;
+            (outcome, started.elapsed())
+        });
+    }
+    let mut refused_at_once = 0;
+    while let Some(joined) = appends.join_next().await {
+        let (outcome, took) = joined.expect("an append task");
+        match outcome {
+            Err(StoreError::Unavailable(why)) if why.to_string().contains("already wait") => {
+                assert!(
+                    took < store_mongo::APPEND_QUEUE_WAIT,
+                    "a refusal past the bound waited {took:?}"
+                );
+                refused_at_once += 1;
+            }
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("an append to a frozen server: {other:?}"),
+        }
+    }
+    faults.thaw();
+    // At most one append holds the turn and APPEND_QUEUE_MAX wait for it.
+    assert!(
+        refused_at_once >= extra - 1,
+        "{refused_at_once} of {extra} past the bound were refused at once"
+    );
+}
