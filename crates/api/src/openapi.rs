@@ -88,7 +88,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
     ),
     components(schemas(Problem, Readiness)),
     // In this order: the composition root's operations get the middleware's too.
-    modifiers(&CompositionRoot, &Conventions, &Middleware, &AccessControl),
+    modifiers(&CompositionRoot, &Conventions, &AccessControl, &Middleware),
     tags(
         (name = "tickets", description = "Open, change, read and list tickets"),
         (name = "dashboard", description = "Counts per status"),

@@ -180,25 +180,39 @@ fn a_request_past_the_in_flight_bound_is_refused_at_once_with_retry_after() {
 
     // A read waiting for a position the dashboard will not reach holds the
     // one slot for the read-wait bound. Until the server has taken it up, a
-    // probe may still get the slot (and answer at once); once it has, the
-    // probe is refused.
-    let mut waiting = connect(&ticketd);
-    waiting
-        .write_all(get("/dashboard?min_position=1000000").as_bytes())
-        .expect("write");
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    let refused = loop {
-        let reply = request(&ticketd, "/dashboard");
-        if status_of(&reply.0) != 200 || std::time::Instant::now() > deadline {
-            break reply;
+    // probe may still get the slot (and answer at once); if the waiting read
+    // arrives while a probe holds the slot, it is the one refused (it has an
+    // answer already), and the test sends another.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let (mut waiting, refused) = 'attempt: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting read never held the slot"
+        );
+        let mut waiting = connect(&ticketd);
+        waiting
+            .write_all(get("/dashboard?min_position=1000000").as_bytes())
+            .expect("write");
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            let reply = request(&ticketd, "/dashboard");
+            if status_of(&reply.0) != 200 {
+                break 'attempt (waiting, reply);
+            }
+            waiting.set_nonblocking(true).expect("non-blocking");
+            let answered = waiting.peek(&mut [0_u8; 1]).is_ok_and(|read| read > 0);
+            waiting.set_nonblocking(false).expect("blocking");
+            if answered {
+                continue 'attempt;
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
     assert_refused(&refused, 503, "/problems/overloaded");
     // Liveness is never shed.
     assert_eq!(ticketd.http.get("/healthz").status, 200);
 
     // The waiting read is answered (stale), and the slot is free again.
+    waiting.set_read_timeout(Some(PATIENCE)).expect("timeout");
     let (head, _) = read_response(&mut waiting);
     assert_eq!(status_of(&head), 200, "{head}");
     assert!(header(&head, "x-read-stale").is_some(), "{head}");
