@@ -156,7 +156,7 @@ impl JwtVerifier {
 /// A JWK this verifier can use: an RSA key for RS256 or a P-256 key for
 /// ES256 (by its `alg`, else by its type), not marked for encryption.
 fn usable(jwk: &Jwk) -> Option<(Option<String>, Algorithm, DecodingKey)> {
-    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm, PublicKeyUse};
     if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
         return None;
     }
@@ -167,8 +167,15 @@ fn usable(jwk: &Jwk) -> Option<(Option<String>, Algorithm, DecodingKey)> {
         }
         _ => return None,
     };
-    let declared = jwk.common.key_algorithm.map(|alg| format!("{alg:?}"));
-    if declared.is_some_and(|alg| alg != format!("{algorithm:?}")) {
+    // A key that declares another algorithm than its type implies is not
+    // one to verify with.
+    let declared = match jwk.common.key_algorithm {
+        None => algorithm,
+        Some(KeyAlgorithm::RS256) => Algorithm::RS256,
+        Some(KeyAlgorithm::ES256) => Algorithm::ES256,
+        Some(_) => return None,
+    };
+    if declared != algorithm {
         return None;
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;

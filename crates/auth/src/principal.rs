@@ -21,6 +21,19 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 4] = [Role::Customer, Role::Agent, Role::Admin, Role::Metrics];
 
+    /// The role table: whether this role may do `action` at all.
+    pub fn may(self, action: Action) -> bool {
+        match (self, action) {
+            (Role::Admin, _) => true,
+            (Role::Agent, action) => action != Action::Operate,
+            (Role::Customer, action) => matches!(
+                action,
+                Action::OpenTicket | Action::ReadTickets | Action::AddNote
+            ),
+            (Role::Metrics, action) => action == Action::Operate,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Customer => "customer",
@@ -85,15 +98,7 @@ impl Principal {
     /// Whether the role table lets this principal do `action` at all (a
     /// customer then only on its own tickets: see [`Self::customer_scope`]).
     pub fn may(&self, action: Action) -> bool {
-        match (self.role, action) {
-            (Role::Admin, _) => true,
-            (Role::Agent, action) => action != Action::Operate,
-            (Role::Customer, action) => matches!(
-                action,
-                Action::OpenTicket | Action::ReadTickets | Action::AddNote
-            ),
-            (Role::Metrics, action) => action == Action::Operate,
-        }
+        self.role.may(action)
     }
 
     /// The customer whose tickets alone this principal sees, if it is
