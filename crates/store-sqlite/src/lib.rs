@@ -32,6 +32,8 @@ mod error;
 mod events;
 mod import;
 mod migrate;
+#[cfg(test)]
+mod query_plans;
 mod text;
 mod tokens;
 mod views;

@@ -203,48 +203,29 @@ impl TokenStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn plan(connection: &Connection, sql: &str) -> String {
-        let mut statement = connection
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| {
-                row.get::<_, String>(3)
-            })
-            .expect("plan rows");
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .expect("plan")
-            .join("; ")
-    }
+    use crate::query_plans::{plan, plans};
 
     /// A request's lookup by hash and a revocation by name are index
     /// searches, and the list walks the primary key in order.
     #[tokio::test]
     async fn lookups_use_the_indexes() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
-        let plans = store
-            .read(|connection| {
-                Ok::<_, DbError<TokenError>>([
-                    plan(
-                        connection,
-                        &format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = ?1"),
-                    ),
-                    plan(
-                        connection,
-                        "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-                    ),
-                    plan(
-                        connection,
-                        &format!("SELECT {COLUMNS} FROM api_tokens ORDER BY name"),
-                    ),
-                ])
-            })
-            .await
-            .map_err(TokenError::from)
-            .expect("plans");
+        let plans = plans(|connection| {
+            [
+                plan(
+                    connection,
+                    &format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = ?1"),
+                ),
+                plan(
+                    connection,
+                    "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                ),
+                plan(
+                    connection,
+                    &format!("SELECT {COLUMNS} FROM api_tokens ORDER BY name"),
+                ),
+            ]
+        })
+        .await;
         assert!(plans[0].starts_with("SEARCH"), "by hash: {}", plans[0]);
         assert!(plans[1].starts_with("SEARCH"), "revoke: {}", plans[1]);
         assert!(

@@ -452,32 +452,7 @@ impl DeadLetterStore for SqliteStore {
 mod tests {
     use super::slots::{Slot, counts_table, rows_table};
     use super::*;
-
-    fn plan(connection: &Connection, sql: &str) -> String {
-        let mut statement = connection
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        // EXPLAIN wants every parameter bound; NULLs do for the plan.
-        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| {
-                row.get::<_, String>(3)
-            })
-            .expect("plan rows");
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .expect("plan")
-            .join("; ")
-    }
-
-    async fn plans<T: Send + 'static>(job: impl FnOnce(&Connection) -> T + Send + 'static) -> T {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
-        store
-            .read(move |connection| Ok::<_, DbError<ViewError>>(job(connection)))
-            .await
-            .map_err(ViewError::from)
-            .expect("plans")
-    }
+    use crate::query_plans::{plan, plans};
 
     /// Every list shape, in both slots, is one index range scan in index
     /// order: no full scan of the table, no sort step.
