@@ -21,7 +21,7 @@ mod status;
 mod store;
 mod views;
 
-pub use checkpoint_watch::{CHECKPOINT_RECHECK, CheckpointWatch, Unprompted};
+pub use checkpoint_watch::{CHECKPOINT_RECHECK, CheckpointPrompts, CheckpointWatch, Unprompted};
 pub use preview::{PREVIEW_CHARS, preview};
 pub use project::{FailedEvent, FoldOutcome, ProjectionError, ViewChanges, fold_batch, project};
 pub use projection::{Fence, Projection, RunState, Slot, Target, UnknownProjection};

@@ -1,4 +1,6 @@
-//! The change stream on `events`, reduced to wake-ups.
+//! Change streams reduced to prompts: the one on `events` (wake-ups for
+//! tailers), and the loop that follows any stream for a [`Listener`] (also
+//! the view store's, on `projection_slots`).
 //!
 //! A background task (started by [`crate::MongoStore::connect`]) watches
 //! inserts into `events` and raises the store's wake-up signal for each, so a
@@ -210,15 +212,74 @@ fn describe(failure: &Failure, error: &mongodb::error::Error) -> String {
     }
 }
 
-/// Turns streams from `open` into wake-ups, forever (the task is aborted when
-/// the store goes). Each kind of failure is logged once until a stream opens
-/// again; every attempt after the first waits out a [`Reopen`] pause.
-pub(crate) async fn follow<Open, Opening, S>(wakeups: &Wakeups, backoff: Backoff, mut open: Open)
+/// What a followed stream turns into: `Wakeups` for `events`, the view
+/// store's checkpoint prompts for `projection_slots` (`views::moves`).
+pub(crate) trait Listener {
+    /// The collection followed, for the log.
+    fn collection(&self) -> &'static str;
+    /// What waiters do while no stream is open, for the log.
+    fn fallback(&self) -> String;
+    /// A stream opened (true) or ended (false); waiters should look again.
+    fn set_live(&self, live: bool);
+    /// A change that does not end the stream; true when it prompted anyone.
+    fn changed(&self, change: &Document) -> bool;
+}
+
+impl<L: Listener> Listener for std::sync::Arc<L> {
+    fn collection(&self) -> &'static str {
+        (**self).collection()
+    }
+
+    fn fallback(&self) -> String {
+        (**self).fallback()
+    }
+
+    fn set_live(&self, live: bool) {
+        (**self).set_live(live);
+    }
+
+    fn changed(&self, change: &Document) -> bool {
+        (**self).changed(change)
+    }
+}
+
+impl Listener for Wakeups {
+    fn collection(&self) -> &'static str {
+        "events"
+    }
+
+    fn fallback(&self) -> String {
+        format!("tailers poll every {:?}", crate::wake::POLL_INTERVAL)
+    }
+
+    fn set_live(&self, live: bool) {
+        Wakeups::set_live(self, live);
+        // Whatever was appended while no stream watched is found by the
+        // waiters' next read of the head.
+        self.notify();
+    }
+
+    fn changed(&self, change: &Document) -> bool {
+        let wake = classify_change(change) == OnChange::Wake;
+        if wake {
+            self.notify();
+        }
+        wake
+    }
+}
+
+/// Turns streams from `open` into the listener's prompts, forever (the task
+/// is aborted when the store goes). Each kind of failure is logged once
+/// until a stream opens again; every attempt after the first waits out a
+/// [`Reopen`] pause.
+pub(crate) async fn follow<L, Open, Opening, S>(listener: &L, backoff: Backoff, mut open: Open)
 where
+    L: Listener,
     Open: FnMut() -> Opening,
     Opening: Future<Output = Result<S, mongodb::error::Error>>,
     S: Stream<Item = Result<Document, mongodb::error::Error>> + Unpin,
 {
+    let collection = listener.collection();
     let mut reopen = Reopen::new(backoff);
     let mut reported: Option<OnFailure> = None;
     loop {
@@ -227,40 +288,36 @@ where
             Ok(mut stream) => {
                 let opened = Instant::now();
                 let mut delivered = false;
-                wakeups.set_live(true);
-                // Whatever was appended while no stream watched is found by
-                // the waiters' next read of the head.
-                wakeups.notify();
+                listener.set_live(true);
                 if reported.take().is_some() {
-                    tracing::info!("change stream on events is open again; wake-ups are prompt");
+                    tracing::info!(
+                        "change stream on {collection} is open again; prompts are prompt"
+                    );
                 } else {
-                    tracing::debug!("change stream on events is open");
+                    tracing::debug!("change stream on {collection} is open");
                 }
                 let ended = loop {
                     match stream.next().await {
-                        Some(Ok(change)) => match classify_change(&change) {
-                            OnChange::Wake => {
-                                delivered = true;
-                                wakeups.notify();
+                        Some(Ok(change)) => {
+                            if classify_change(&change) == OnChange::Restart {
+                                break None;
                             }
-                            OnChange::Restart => break None,
-                            OnChange::Ignore => {}
-                        },
+                            delivered |= listener.changed(&change);
+                        }
                         Some(Err(error)) => break Some(error),
                         None => break None,
                     }
                 };
-                wakeups.set_live(false);
-                wakeups.notify();
+                listener.set_live(false);
                 reopen.stream_ended(opened.elapsed(), delivered);
                 if ended.is_none() {
-                    tracing::info!("change stream on events ended; reopening it");
+                    tracing::info!("change stream on {collection} ended; reopening it");
                 }
                 ended
             }
         };
         if let Some(error) = failed {
-            reported = Some(report(&error, reported));
+            reported = Some(report(listener, &error, reported));
         }
         tokio::time::sleep(reopen.pause()).await;
     }
@@ -268,27 +325,32 @@ where
 
 /// Logs a failure: a warning when its kind differs from the last one
 /// reported, else a debug line. Returns its kind.
-fn report(error: &mongodb::error::Error, reported: Option<OnFailure>) -> OnFailure {
+fn report(
+    listener: &impl Listener,
+    error: &mongodb::error::Error,
+    reported: Option<OnFailure>,
+) -> OnFailure {
+    let collection = listener.collection();
     let failure = Failure::of(error);
     let decision = classify_failure(&failure);
     if reported == Some(decision) {
-        tracing::debug!(%error, ?decision, "change stream on events still failing");
+        tracing::debug!(%error, ?decision, "change stream on {collection} still failing");
         return decision;
     }
     let error = describe(&failure, error);
+    let fallback = listener.fallback();
     match decision {
         OnFailure::Unsupported => tracing::warn!(
             %error,
-            "server has no change streams on events; tailers poll every {:?}",
-            crate::wake::POLL_INTERVAL
+            "server has no change streams on {collection}; {fallback}"
         ),
         OnFailure::HistoryLost => tracing::warn!(
             %error,
-            "change stream on events lost its history; reopening it, tailers poll meanwhile"
+            "change stream on {collection} lost its history; reopening it ({fallback} meanwhile)"
         ),
         OnFailure::Retry => tracing::warn!(
             %error,
-            "change stream on events failed; tailers poll until it reopens"
+            "change stream on {collection} failed; {fallback} until it reopens"
         ),
     }
     decision

@@ -67,7 +67,7 @@ struct Shared {
     /// Where appends queue for their group commit (see `commit`).
     committer: Arc<Committer>,
     /// Prompts waiters when a live checkpoint moves here (see `views`).
-    checkpoints: views::CheckpointMoves,
+    checkpoints: Arc<readmodel::CheckpointPrompts>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -112,7 +112,7 @@ impl SqliteStore {
                 db,
                 head,
                 committer,
-                checkpoints: views::CheckpointMoves::default(),
+                checkpoints: Arc::default(),
             }),
         };
         Ok((store, applied))

@@ -4,9 +4,10 @@
 //! `projection_slots` is open, for every change to a projection's slot
 //! documents, whichever process made it.
 //!
-//! The stream is only a prompt, like the one on `events`, and is handled with
-//! `change_stream`'s parts: its failure classes, its backoff and its
-//! reading of change events. A server without change streams (a standalone,
+//! The prompts are `readmodel::CheckpointPrompts`, as in the SQLite store.
+//! The stream is only a prompt, like the one on `events`, and is followed by
+//! the same loop (`change_stream::follow`, this module being its
+//! `Listener`). A server without change streams (a standalone,
 //! the test server) or a stream that fails leaves waiters on their recheck,
 //! [`CHECKPOINT_RECHECK`], and the stream is opened again after a capped
 //! backoff; no failure of it reaches a read. While it is open the recheck is
@@ -15,32 +16,32 @@
 //! shadow slot's commits prompt too: during a rebuild a waiter reads the
 //! checkpoint again once per shadow commit.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use mongodb::Collection;
 use mongodb::bson::{Document, doc};
-use readmodel::{CHECKPOINT_RECHECK, CheckpointWatch, Projection};
-use tokio::sync::watch;
+use readmodel::{CHECKPOINT_RECHECK, CheckpointPrompts, CheckpointWatch, Projection};
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
-use crate::change_stream::{
-    BACKOFF, Backoff, Failure, MAX_AWAIT, OnChange, OnFailure, Reopen, classify_change,
-    classify_failure,
-};
+use crate::change_stream::{self, BACKOFF, Listener, MAX_AWAIT};
 use crate::wake::LIVE_RECHECK;
 
 /// The store's prompts, and the task that follows `projection_slots` (stopped
 /// when the last clone of the store goes).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CheckpointMoves {
-    signals: Arc<Signals>,
+    prompts: Arc<CheckpointPrompts>,
     follower: Option<AbortHandle>,
+}
+
+impl Default for CheckpointMoves {
+    fn default() -> Self {
+        Self {
+            prompts: Arc::new(CheckpointPrompts::with_followed_recheck(LIVE_RECHECK)),
+            follower: None,
+        }
+    }
 }
 
 impl Drop for CheckpointMoves {
@@ -54,21 +55,18 @@ impl Drop for CheckpointMoves {
 impl CheckpointMoves {
     /// The live checkpoint of `projection` moved here: wakes its watches.
     pub(crate) fn moved(&self, projection: Projection) {
-        self.signals.moved(projection);
+        self.prompts.moved(projection);
     }
 
     pub(crate) fn watch(&self, projection: Projection) -> Box<dyn CheckpointWatch> {
-        Box::new(Watch {
-            moved: self.signals.of(projection).subscribe(),
-            signals: Arc::clone(&self.signals),
-        })
+        self.prompts.watch(projection)
     }
 
     /// Starts following the changes to `slots` (`projection_slots`).
     pub(crate) fn follow_changes(&mut self, slots: Collection<Document>) {
-        let signals = Arc::clone(&self.signals);
+        let listener = SlotChanges(Arc::clone(&self.prompts));
         let follower = tokio::spawn(async move {
-            follow(&signals, BACKOFF, move || open(slots.clone())).await;
+            change_stream::follow(&listener, BACKOFF, move || open(slots.clone())).await;
         });
         if let Some(earlier) = self.follower.replace(follower.abort_handle()) {
             earlier.abort();
@@ -76,59 +74,30 @@ impl CheckpointMoves {
     }
 }
 
-/// A count of prompts per projection, in [`Projection::ALL`] order, and
-/// whether a change stream is open.
-#[derive(Debug)]
-struct Signals {
-    moved: [watch::Sender<u64>; 3],
-    live: AtomicBool,
-}
+/// The prompts, as the follower of `projection_slots` raises them.
+struct SlotChanges(Arc<CheckpointPrompts>);
 
-impl Default for Signals {
-    fn default() -> Self {
-        Signals {
-            moved: std::array::from_fn(|_| watch::Sender::new(0)),
-            live: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Signals {
-    fn of(&self, projection: Projection) -> &watch::Sender<u64> {
-        let index = match projection {
-            Projection::Detail => 0,
-            Projection::List => 1,
-            Projection::Dashboard => 2,
-        };
-        &self.moved[index]
+impl Listener for SlotChanges {
+    fn collection(&self) -> &'static str {
+        "projection_slots"
     }
 
-    fn moved(&self, projection: Projection) {
-        self.of(projection)
-            .send_modify(|count| *count = count.wrapping_add(1));
+    fn fallback(&self) -> String {
+        format!("waiting reads recheck every {CHECKPOINT_RECHECK:?}")
     }
 
-    fn all_moved(&self) {
-        for projection in Projection::ALL {
-            self.moved(projection);
-        }
+    fn set_live(&self, live: bool) {
+        self.0.set_followed(live);
     }
 
     /// Prompts the projection whose slot document `change` is about; all of
     /// them when the event names none this build knows.
-    fn changed(&self, change: &Document) {
+    fn changed(&self, change: &Document) -> bool {
         match projection_of(change) {
-            Some(projection) => self.moved(projection),
-            None => self.all_moved(),
+            Some(projection) => self.0.moved(projection),
+            None => self.0.all_moved(),
         }
-    }
-
-    fn set_live(&self, live: bool) {
-        self.live.store(live, Ordering::SeqCst);
-    }
-
-    fn is_live(&self) -> bool {
-        self.live.load(Ordering::SeqCst)
+        true
     }
 }
 
@@ -140,31 +109,6 @@ fn projection_of(change: &Document) -> Option<Projection> {
         .get_str("_id")
         .ok()?;
     id.split_once('/')?.0.parse().ok()
-}
-
-#[derive(Debug)]
-struct Watch {
-    moved: watch::Receiver<u64>,
-    signals: Arc<Signals>,
-}
-
-#[async_trait]
-impl CheckpointWatch for Watch {
-    async fn moved(&mut self) {
-        if self.moved.changed().await.is_err() {
-            // Unreachable while `signals` is held; were it not, the recheck
-            // still bounds the wait.
-            std::future::pending::<()>().await;
-        }
-    }
-
-    fn recheck(&self) -> Duration {
-        if self.signals.is_live() {
-            LIVE_RECHECK
-        } else {
-            CHECKPOINT_RECHECK
-        }
-    }
 }
 
 /// Opens a stream of the changes to `projection_slots`, each trimmed to what
@@ -183,81 +127,15 @@ async fn open(
     Ok(stream.with_type::<Document>())
 }
 
-/// Turns streams from `open` into prompts, forever. Opening or losing a
-/// stream prompts every waiter (to read what moved while none was open, and
-/// to take up the recheck that now applies).
-async fn follow<Open, Opening, S>(signals: &Signals, backoff: Backoff, mut open: Open)
-where
-    Open: FnMut() -> Opening,
-    Opening: Future<Output = Result<S, mongodb::error::Error>>,
-    S: Stream<Item = Result<Document, mongodb::error::Error>> + Unpin,
-{
-    let mut reopen = Reopen::new(backoff);
-    let mut reported: Option<OnFailure> = None;
-    loop {
-        let failed = match open().await {
-            Err(error) => Some(error),
-            Ok(mut stream) => {
-                let opened = Instant::now();
-                let mut delivered = false;
-                signals.set_live(true);
-                signals.all_moved();
-                if reported.take().is_some() {
-                    tracing::info!("change stream on projection_slots is open again");
-                }
-                let ended = loop {
-                    match stream.next().await {
-                        Some(Ok(change)) => match classify_change(&change) {
-                            OnChange::Restart => break None,
-                            OnChange::Wake | OnChange::Ignore => {
-                                delivered = true;
-                                signals.changed(&change);
-                            }
-                        },
-                        Some(Err(error)) => break Some(error),
-                        None => break None,
-                    }
-                };
-                signals.set_live(false);
-                signals.all_moved();
-                reopen.stream_ended(opened.elapsed(), delivered);
-                ended
-            }
-        };
-        if let Some(error) = failed {
-            reported = Some(report(&error, reported));
-        }
-        tokio::time::sleep(reopen.pause()).await;
-    }
-}
-
-/// Logs a failure once per kind in a row. Returns its kind.
-fn report(error: &mongodb::error::Error, reported: Option<OnFailure>) -> OnFailure {
-    let decision = classify_failure(&Failure::of(error));
-    if reported == Some(decision) {
-        tracing::debug!(%error, ?decision, "change stream on projection_slots still failing");
-        return decision;
-    }
-    match decision {
-        OnFailure::Unsupported => tracing::info!(
-            %error,
-            "server has no change streams on projection_slots; waiting reads recheck \
-             every {CHECKPOINT_RECHECK:?}"
-        ),
-        OnFailure::HistoryLost | OnFailure::Retry => tracing::warn!(
-            %error,
-            ?decision,
-            "change stream on projection_slots failed; waiting reads recheck every \
-             {CHECKPOINT_RECHECK:?} until it reopens"
-        ),
-    }
-    decision
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change_stream::{Backoff, follow};
+    use futures::StreamExt;
     use mongodb::error::ErrorKind;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     fn command_error(code: i32) -> mongodb::error::Error {
         let command: mongodb::error::CommandError = mongodb::bson::deserialize_from_document(
@@ -381,15 +259,15 @@ mod tests {
             .chain(futures::stream::pending())
             .boxed();
         let follower = {
-            let signals = Arc::clone(&moves.signals);
+            let listener = SlotChanges(Arc::clone(&moves.prompts));
             let open = scripted(vec![Ok(stream)]);
-            tokio::spawn(async move { follow(&signals, FAST, open).await })
+            tokio::spawn(async move { follow(&listener, FAST, open).await })
         };
         // Opening prompts everyone once; the change prompts List again.
         assert!(prompted(&mut detail, EXPECTED).await, "opening prompts");
-        let list_prompts = || *moves.signals.of(Projection::List).borrow();
+        let list_prompts = || moves.prompts.count(Projection::List);
         until("the change was not followed", || list_prompts() >= 2).await;
-        assert!(moves.signals.is_live());
+        assert!(moves.prompts.is_followed());
         assert_eq!(
             list.recheck(),
             LIVE_RECHECK,
@@ -406,7 +284,7 @@ mod tests {
             prompted(&mut detail, EXPECTED).await,
             "a failed stream prompts everyone"
         );
-        until("the stream never failed", || !moves.signals.is_live()).await;
+        until("the stream never failed", || !moves.prompts.is_followed()).await;
         assert_eq!(detail.recheck(), CHECKPOINT_RECHECK);
         follower.abort();
     }
@@ -419,13 +297,13 @@ mod tests {
         let moves = Arc::new(CheckpointMoves::default());
         let opens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let follower = {
-            let (signals, opens) = (Arc::clone(&moves.signals), Arc::clone(&opens));
+            let (listener, opens) = (SlotChanges(Arc::clone(&moves.prompts)), Arc::clone(&opens));
             let mut open = scripted(vec![
                 Ok(ending_with(vec![Ok(change("invalidate", "list/a"))])),
                 Err(command_error(238)),
             ]);
             tokio::spawn(async move {
-                follow(&signals, FAST, move || {
+                follow(&listener, FAST, move || {
                     opens.fetch_add(1, Ordering::SeqCst);
                     open()
                 })
@@ -433,7 +311,7 @@ mod tests {
             })
         };
         until("not reopened", || opens.load(Ordering::SeqCst) >= 4).await;
-        assert!(!moves.signals.is_live());
+        assert!(!moves.prompts.is_followed());
         assert_eq!(moves.watch(Projection::List).recheck(), CHECKPOINT_RECHECK);
         follower.abort();
     }

@@ -12,8 +12,9 @@
 //! slot, so it never mixes two slots.
 //!
 //! A live commit or a swap, once committed, prompts this store's waiters on
-//! that projection's live checkpoint (`moves`); commits from other processes
-//! are found by the waiters' recheck.
+//! that projection's live checkpoint (`readmodel::CheckpointPrompts`); commits
+//! from other processes are found by the waiters' recheck: SQLite cannot
+//! tell this process what another one commits.
 
 /// The database clock's now, spelled as every stored time is (`text`):
 /// SQLite's `'now'` has millisecond resolution, padded to six fractional
@@ -35,7 +36,6 @@ macro_rules! now_plus_ttl {
 mod dead_letters;
 mod indexes;
 mod leases;
-mod moves;
 mod rows;
 mod slots;
 
@@ -54,8 +54,6 @@ use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::error::DbError;
-
-pub(crate) use moves::CheckpointMoves;
 
 type Result<T, E = DbError<ViewError>> = std::result::Result<T, E>;
 
