@@ -2,9 +2,12 @@
 //! temporary store (a SQLite file, and a fresh MongoDB database when a test
 //! server is there), driven over real HTTP.
 
+mod abandoned;
 mod access;
 mod consistency;
 mod contract;
+mod crash;
+mod disk_full;
 mod errors;
 mod harness;
 mod idempotency;
@@ -16,4 +19,5 @@ mod openapi;
 mod operability;
 mod operations;
 mod processes;
+mod rebuild_under_load;
 mod stream;

@@ -1,0 +1,1 @@
+//! Clients that drop their connections mid-request at random.

@@ -1,0 +1,1 @@
+//! ticketd SIGKILLed again and again under HTTP write load (issue: faults).

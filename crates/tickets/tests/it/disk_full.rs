@@ -1,0 +1,1 @@
+//! A SQLite store on a filesystem that fills up under load.

@@ -1,0 +1,1 @@
+//! A rebuild of every projection while writes keep coming: none fails.
