@@ -36,6 +36,7 @@ macro_rules! now_plus_ttl {
 mod dead_letters;
 mod indexes;
 mod leases;
+mod reset;
 mod rows;
 mod slots;
 
@@ -121,16 +122,6 @@ fn commit(connection: &Connection, fence: &Fence, changes: &ViewChanges) -> Resu
         rows::add_to_counts(connection, slot, &changes.dashboard)?;
     }
     slots::set_checkpoint(connection, projection, slot, changes.to)
-}
-
-fn reset_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
-    fence.require_shadow("a reset").map_err(DbError::Refused)?;
-    slots::check_fence(connection, fence)?;
-    let (slot, _) = slots::resolve(connection, fence.projection, Target::Shadow)?;
-    rows::clear(connection, fence.projection, slot)?;
-    // On the emptied table, where building costs nothing.
-    indexes::build(connection, slots::rows_table(fence.projection, slot))?;
-    slots::restart_shadow(connection, fence.projection, slot)
 }
 
 fn swap_shadow(connection: &Connection, fence: &Fence) -> Result<()> {
@@ -327,11 +318,34 @@ impl SlotAdmin for SqliteStore {
             .await?)
     }
 
+    /// In short transactions with pauses between them (see `reset`): the
+    /// slot may hold every ticket's row.
     async fn reset_shadow(&self, fence: &Fence) -> Result<(), ViewError> {
-        let fence = fence.clone();
-        Ok(self
-            .write(move |connection, _| writing(connection, |tx| reset_shadow(tx, &fence)))
-            .await?)
+        let begun = fence.clone();
+        let mut seen = self
+            .write(move |connection, _| {
+                writing(connection, |tx| reset::begin(tx, &begun))?;
+                reset::data_version(connection)
+            })
+            .await?;
+        loop {
+            let step = fence.clone();
+            let (done, held, version) = self
+                .write(move |connection, _| {
+                    let started = std::time::Instant::now();
+                    let done = writing_derived(connection, |tx| reset::step(tx, &step))?;
+                    let held = started.elapsed();
+                    Ok::<_, DbError<ViewError>>((done, held, reset::data_version(connection)?))
+                })
+                .await?;
+            if done == reset::Step::Empty {
+                return Ok(());
+            }
+            // `data_version` moves only for other connections' commits.
+            let others_wrote = version != seen;
+            seen = version;
+            tokio::time::sleep(reset::pause_after(held, others_wrote)).await;
+        }
     }
 
     async fn defer_shadow_indexes(&self, fence: &Fence) -> Result<(), ViewError> {

@@ -336,18 +336,11 @@ fn upsert_all<R: StoredRow>(connection: &Connection, table: &str, rows: &[R]) ->
     rows.iter().try_for_each(|row| row.upsert(&mut statement))
 }
 
-/// Deletes the slot's rows (and zeroes a dashboard slot's counts).
-pub(crate) fn clear(connection: &Connection, projection: Projection, slot: Slot) -> Result<()> {
-    let table = rows_table(projection, slot);
+/// Zeroes a dashboard slot's counts (its rows emptied: see `reset`).
+pub(crate) fn zero_counts(connection: &Connection, slot: Slot) -> Result<()> {
     connection
-        .prepare_cached(&format!("DELETE FROM {table}"))?
+        .prepare_cached(&format!("UPDATE {} SET count = 0", counts_table(slot)))?
         .execute([])?;
-    if projection == Projection::Dashboard {
-        let counts = counts_table(slot);
-        connection
-            .prepare_cached(&format!("UPDATE {counts} SET count = 0"))?
-            .execute([])?;
-    }
     Ok(())
 }
 
