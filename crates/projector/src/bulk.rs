@@ -7,9 +7,15 @@
 //! every secondary index of the slot. An empty shadow needs none of that.
 //! This pass reads the store by ticket (a ticket's events together, in
 //! version order), folds each ticket to its final row in memory and writes
-//! it once, in id order. The rebuild sets the shadow's secondary indexes
-//! aside before the pass and builds them after it, each in one sort, so a
-//! row written here only goes to the end of the primary key.
+//! it once, in id order, into the shadow with its indexes in place.
+//!
+//! Commits are small and paced (`rebuild::pace`): each holds the store's
+//! write lock for a few milliseconds and is followed by a pause, so a live
+//! service's appends beside the rebuild never wait long. (The pass once set
+//! the shadow's secondary indexes aside and built each in one sort at the
+//! end: faster on a quiet store, but on SQLite the build is one write
+//! transaction as long as the sort, seconds at a million tickets, during
+//! which every append waited or failed.)
 //!
 //! The pass covers the events up to `upto`, the head when it starts. A
 //! ticket's later events are the end of its stream, so they are left out
@@ -30,12 +36,21 @@
 //! failing store and reports either exactly as it always has.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use eventstore::{EventStore, Position, RecordedEvent, StoreError};
 use readmodel::{Fence, Projection, ProjectionWriter, ViewChanges, ViewError, fold_batch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::rebuild::pace::Pace;
+
+/// Tickets in the first commit; later ones are sized by their pace.
+const FIRST_COMMIT: usize = 64;
+/// Most tickets in one commit.
+const MAX_COMMIT: usize = 5000;
 
 /// How a pass ended.
 #[derive(Debug)]
@@ -149,8 +164,10 @@ impl BulkPass<'_> {
         // Whatever this returns, the reader must stop too.
         let _stop_reader = stop.clone().drop_guard();
         let (sender, folded) = mpsc::channel::<Folded>(1);
-        let folding = self.fold(projection, upto, receiver, skipped, sender);
-        let committing = self.commit(folded, advanced);
+        // Tickets per commit: set by the committer's pace, read by the folder.
+        let size = AtomicUsize::new(FIRST_COMMIT);
+        let folding = self.fold(projection, upto, receiver, skipped, sender, &size);
+        let committing = self.commit(folded, advanced, &size);
         match tokio::join!(folding, committing) {
             // The committer only saw the channel close; the folder knows why.
             (Some(stopped), _) => stopped,
@@ -167,6 +184,7 @@ impl BulkPass<'_> {
         mut receiver: mpsc::Receiver<Chunk>,
         skipped: &HashSet<Position>,
         sender: mpsc::Sender<Folded>,
+        size: &AtomicUsize,
     ) -> Option<Pass> {
         loop {
             if self.shutdown.is_cancelled() {
@@ -175,10 +193,6 @@ impl BulkPass<'_> {
             if self.lost.is_cancelled() {
                 return Some(Pass::LeaseLost);
             }
-            // One commit per read: the shadow's secondary indexes are set
-            // aside during the pass (see `rebuild`), so a commit only appends
-            // rows at the end of the primary key, and bigger commits gain
-            // nothing but memory held.
             let (events, last) = match receiver.recv().await {
                 Some(Chunk::Tickets(events)) => (events, false),
                 Some(Chunk::End) => (Vec::new(), true),
@@ -188,33 +202,46 @@ impl BulkPass<'_> {
                     });
                 }
             };
-            let outcome = fold_batch(
-                projection,
-                0,
-                readmodel::Rows::empty(projection),
-                &events,
-                skipped,
-            );
-            if let Some(failed) = outcome.failed {
-                return Some(Pass::Abandoned {
-                    reason: format!(
-                        "event {} cannot be folded: {}",
-                        failed.event.position, failed.error
-                    ),
-                });
-            }
-            let changes = ViewChanges {
-                from: 0,
-                to: if last { upto } else { 0 },
-                ..outcome.changes
-            };
-            let folded = Folded {
-                changes,
-                events: events.len() as u64,
-                last,
-            };
-            if sender.send(folded).await.is_err() || last {
-                return None;
+            // A read is split into commits of whole tickets, as many as the
+            // pace allows; the end of the history is a commit of its own,
+            // with no rows, that moves the checkpoint.
+            let mut rest: &[RecordedEvent] = &events;
+            loop {
+                let cut = tickets_end(rest, size.load(Ordering::Relaxed));
+                let (run, after) = rest.split_at(cut);
+                rest = after;
+                let outcome = fold_batch(
+                    projection,
+                    0,
+                    readmodel::Rows::empty(projection),
+                    run,
+                    skipped,
+                );
+                if let Some(failed) = outcome.failed {
+                    return Some(Pass::Abandoned {
+                        reason: format!(
+                            "event {} cannot be folded: {}",
+                            failed.event.position, failed.error
+                        ),
+                    });
+                }
+                let changes = ViewChanges {
+                    from: 0,
+                    to: if last { upto } else { 0 },
+                    ..outcome.changes
+                };
+                let folded = Folded {
+                    tickets: changes.rows.len(),
+                    changes,
+                    events: run.len() as u64,
+                    last,
+                };
+                if sender.send(folded).await.is_err() || last {
+                    return None;
+                }
+                if rest.is_empty() {
+                    break;
+                }
             }
         }
     }
@@ -224,18 +251,32 @@ impl BulkPass<'_> {
         &self,
         mut folded: mpsc::Receiver<Folded>,
         advanced: &(dyn Fn(u64) + Sync),
+        size: &AtomicUsize,
     ) -> Pass {
+        let mut pace = Pace::new(FIRST_COMMIT, 1, MAX_COMMIT);
         let mut events = 0_u64;
         while let Some(run) = folded.recv().await {
+            let started = Instant::now();
             match self.views.commit(self.fence, run.changes).await {
                 Ok(()) => {}
                 Err(ViewError::LeaseLost { .. }) => return Pass::LeaseLost,
                 Err(error) => return abandoned("writing the shadow", &error),
             }
+            let took = started.elapsed();
             events += run.events;
             advanced(events);
             if run.last {
                 return Pass::Done;
+            }
+            let head = match self.events.head().await {
+                Ok(head) => head,
+                Err(error) => return abandoned("reading the head", &error),
+            };
+            let pause = pace.committed(run.tickets, took, head);
+            size.store(pace.size(), Ordering::Relaxed);
+            tokio::select! {
+                () = self.shutdown.cancelled() => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
         // Not a reason of its own: the folder stopped, and says why.
@@ -248,6 +289,8 @@ impl BulkPass<'_> {
 /// One run of tickets, folded and ready to commit.
 struct Folded {
     changes: ViewChanges,
+    /// The rows it writes, for the pace.
+    tickets: usize,
     /// The events it holds, for the progress count.
     events: u64,
     /// The last run: its commit moves the checkpoint to the pass's end.
@@ -263,6 +306,23 @@ fn open_ticket(events: &[RecordedEvent]) -> usize {
         .iter()
         .rposition(|event| event.ticket_id != last.ticket_id)
         .map_or(0, |before| before + 1)
+}
+
+/// Where the run of the first `tickets` tickets of `events` ends (all of
+/// them when there are no more).
+fn tickets_end(events: &[RecordedEvent], tickets: usize) -> usize {
+    let mut seen = 0;
+    let mut previous = None;
+    for (at, event) in events.iter().enumerate() {
+        if previous != Some(event.ticket_id) {
+            if seen == tickets.max(1) {
+                return at;
+            }
+            seen += 1;
+            previous = Some(event.ticket_id);
+        }
+    }
+    events.len()
 }
 
 fn abandoned(doing: &str, error: &dyn std::fmt::Display) -> Pass {
@@ -301,5 +361,23 @@ mod tests {
         assert_eq!(open_ticket(&[event(a, 1), event(a, 2)]), 0);
         assert_eq!(open_ticket(&[event(a, 1), event(b, 1), event(b, 2)]), 1);
         assert_eq!(open_ticket(&[event(a, 1), event(a, 2), event(b, 1)]), 2);
+    }
+
+    #[test]
+    fn a_run_of_tickets_ends_where_the_next_ticket_starts() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let events = [
+            event(a, 1),
+            event(a, 2),
+            event(b, 1),
+            event(c, 1),
+            event(c, 2),
+        ];
+        assert_eq!(tickets_end(&events, 1), 2);
+        assert_eq!(tickets_end(&events, 2), 3);
+        assert_eq!(tickets_end(&events, 3), 5);
+        assert_eq!(tickets_end(&events, 9), 5);
+        assert_eq!(tickets_end(&events, 0), 2, "at least one ticket");
+        assert_eq!(tickets_end(&[], 2), 0);
     }
 }

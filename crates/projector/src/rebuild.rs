@@ -8,6 +8,11 @@
 //! projection version, and starts over otherwise. After the swap the live
 //! runner's next commit finds the checkpoint moved and carries on from the
 //! swapped-in slot's checkpoint: no event is missed or applied twice.
+//!
+//! A rebuild runs beside a live service and never stalls its writes: every
+//! write it makes to the shadow is a short transaction followed by a pause
+//! (`pace`), the shadow keeps its indexes while it fills, and the store
+//! empties a shadow in short transactions too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,12 +29,15 @@ use crate::dead_letter::DeadLetters;
 use crate::lease::Held;
 use crate::verify::{VerifyOptions, VerifyReport, verify};
 
+pub(crate) mod pace;
+use pace::Pace;
+
 /// How a rebuild runs.
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
     /// Most events folded into one shadow transaction by the global-order
-    /// replay; the by-ticket pass reads this many at a time and commits
-    /// each read.
+    /// replay (fewer when the pace says so: see `pace`); the by-ticket pass
+    /// reads this many at a time.
     pub batch_size: usize,
     /// The shadow lease's TTL (heartbeats every third of it).
     pub lease_ttl: Duration,
@@ -51,9 +59,9 @@ pub struct RebuildOptions {
 impl Default for RebuildOptions {
     fn default() -> Self {
         Self {
-            // Ten times the live runner's: nobody waits on a rebuild's
-            // single events, and fewer, bigger commits write each index page
-            // of the shadow fewer times.
+            // Ten times the live runner's: the by-ticket pass reads this many
+            // events per round trip. The replay's commits are as big as the
+            // pace allows, up to this.
             batch_size: 5000,
             lease_ttl: Duration::from_secs(10),
             holder: crate::holder_name(),
@@ -126,8 +134,7 @@ pub struct RebuildOutcome {
     /// Of `elapsed`: replaying into the shadow up to the head it found
     /// (the by-ticket pass, when it ran, and the global-order catch-up).
     pub replaying: Duration,
-    /// Of `elapsed`: verifying the shadow, with building the secondary
-    /// indexes the by-ticket pass set aside (the two overlap).
+    /// Of `elapsed`: verifying the shadow.
     pub verifying: Duration,
     pub verify: VerifyReport,
 }
@@ -323,6 +330,10 @@ pub async fn rebuild(
     }
 }
 
+/// Events in the global-order replay's first commit; later ones are sized
+/// by its pace.
+const REPLAY_FIRST_BATCH: usize = 100;
+
 /// How many times one rebuild takes its shadow again after losing it with
 /// nobody else holding it (see [`lost_shadow`]).
 const MAX_RESTARTS: u32 = 3;
@@ -421,14 +432,21 @@ impl Rebuild<'_> {
         let head = self.events.head().await?;
         self.progress
             .started(projection, from, head, resumed_from.is_some());
-        let mut indexes_aside = false;
         if resumed_from.is_none() && self.options.by_ticket && self.options.max_rate.is_none() {
-            indexes_aside = self.by_ticket(head).await?;
+            self.by_ticket(head).await?;
         }
         self.catch_up(head).await?;
         let replaying = started.elapsed();
 
-        let report = self.verify(indexes_aside).await?;
+        self.progress.phase(projection, "verifying the shadow");
+        let report = verify(
+            self.events,
+            self.views,
+            projection,
+            Target::Shadow,
+            &self.options.verify,
+        )
+        .await?;
         let verifying = started.elapsed() - replaying;
         if !report.is_clean() {
             // Resuming from a shadow that fails its check would only fail
@@ -457,40 +475,16 @@ impl Rebuild<'_> {
         Ok(outcome)
     }
 
-    /// Verifies the shadow, building the secondary indexes the by-ticket
-    /// pass set aside (`indexes_aside`) at the same time.
-    ///
-    /// The two overlap safely: verify reads the shadow's rows by id and the
-    /// history, never a secondary index, and building indexes changes no
-    /// row nor the checkpoint. Each is one core's work (the build on the
-    /// writer, verify on readers), so together they take about as long as
-    /// the longer of the two rather than their sum.
-    async fn verify(&self, indexes_aside: bool) -> Result<VerifyReport, RebuildError> {
-        let projection = self.projection();
-        let verifying = verify(
-            self.events,
-            self.views,
-            projection,
-            Target::Shadow,
-            &self.options.verify,
-        );
-        if !indexes_aside {
-            self.progress.phase(projection, "verifying the shadow");
-            return Ok(verifying.await?);
-        }
-        self.progress
-            .phase(projection, "indexing and verifying the shadow");
-        let (indexed, report) =
-            tokio::join!(self.views.build_shadow_indexes(&self.held.fence), verifying);
-        self.fenced(indexed)?;
-        Ok(report?)
-    }
-
     /// The first pass of a fresh rebuild ([`crate::bulk`]); when it gives up,
-    /// the shadow is emptied again for the global-order replay. Says whether
-    /// the shadow's secondary indexes are still set aside: a finished pass
-    /// leaves them for [`Rebuild::verify`] to build.
-    async fn by_ticket(&self, head: Position) -> Result<bool, RebuildError> {
+    /// the shadow is emptied again for the global-order replay.
+    ///
+    /// The shadow keeps its secondary indexes throughout. Setting them aside
+    /// and building each in one sort at the end was quicker on a quiet
+    /// store, but SQLite builds an index in one write transaction: seconds
+    /// at a million tickets, during which a live service could not append.
+    /// (Indexes a rebuild of an older version set aside are built when the
+    /// shadow is emptied, on the empty table, or else at the swap.)
+    async fn by_ticket(&self, head: Position) -> Result<(), RebuildError> {
         let projection = self.projection();
         let pass = BulkPass {
             events: self.events,
@@ -501,12 +495,8 @@ impl Rebuild<'_> {
             lost: self.held.lost(),
         };
         let advanced = |folded: u64| self.progress.advanced(projection, folded, head);
-        // Rows go in without their secondary indexes, which are built once
-        // at the end. If the rebuild stops before that they stay aside until
-        // the shadow is emptied or swapped in, both of which build them first.
-        self.fenced(self.views.defer_shadow_indexes(&self.held.fence).await)?;
         match pass.run(head, &advanced).await {
-            Pass::Done => Ok(true),
+            Pass::Done => Ok(()),
             Pass::Interrupted => Err(RebuildError::Interrupted {
                 projection,
                 checkpoint: 0,
@@ -519,7 +509,7 @@ impl Rebuild<'_> {
                     "rebuild: the by-ticket pass gave up ({reason}); replaying in global order instead"
                 );
                 self.fenced(self.views.reset_shadow(&self.held.fence).await)?;
-                Ok(false)
+                Ok(())
             }
         }
     }
@@ -551,7 +541,7 @@ impl Rebuild<'_> {
     }
 
     /// Sleeps as long as `events` take at `max_rate` (no-op when unlimited).
-    async fn pace(&self, events: u64) {
+    async fn limit_rate(&self, events: u64) {
         let Some(rate) = self.options.max_rate.filter(|rate| *rate > 0) else {
             return;
         };
@@ -566,6 +556,7 @@ impl Rebuild<'_> {
         let projection = self.projection();
         let mut failing = false;
         let mut known = KnownCheckpoint::default();
+        let mut pace = Pace::new(REPLAY_FIRST_BATCH, 1, self.options.batch_size);
         loop {
             if self.shutdown.is_cancelled() {
                 let checkpoint = self
@@ -582,11 +573,12 @@ impl Rebuild<'_> {
             if self.held.lost().is_cancelled() {
                 return Err(RebuildError::LeaseLost { projection });
             }
+            let started = Instant::now();
             match apply_batch(
                 self.events,
                 self.views,
                 &self.held.fence,
-                self.options.batch_size,
+                pace.size(),
                 &mut known,
             )
             .await
@@ -600,8 +592,14 @@ impl Rebuild<'_> {
                     from, to, failed, ..
                 }) => {
                     failing = false;
+                    // The batch's read and fold count as its commit here: a
+                    // little smaller and a little more pause than needed.
+                    let took = started.elapsed();
                     self.progress.advanced(projection, to, target.max(to));
-                    self.pace(to - from).await;
+                    self.limit_rate(to - from).await;
+                    let head = self.events.head().await?;
+                    let events = usize::try_from(to - from).unwrap_or(usize::MAX);
+                    let pause = pace.committed(events, took, head);
                     if let Some(failed) = failed {
                         DeadLetters::new(self.views, projection)
                             .record_unless_known(&failed)
@@ -614,6 +612,10 @@ impl Rebuild<'_> {
                     }
                     if to >= target {
                         return Ok(to);
+                    }
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
                 Err(ProjectorError::Views(ViewError::LeaseLost { .. })) => {

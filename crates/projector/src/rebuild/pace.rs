@@ -1,0 +1,121 @@
+//! How a rebuild shares the store's write lock with the writers of a live
+//! service.
+//!
+//! On SQLite one connection at a time may write, across processes, and a
+//! writer that finds the lock taken waits in SQLite's busy handler: it sleeps
+//! 1, 2, 5, 10, 15, 20, 25 ms … between tries, up to its busy timeout, with
+//! no queue and no turn kept. A rebuild that commits back to back therefore
+//! starves `ticketd`'s appends, however short each commit. Two rules keep a
+//! rebuild out of their way:
+//!
+//! - each commit is sized to take about [`TARGET`]: the rebuild measures how
+//!   long its commits take per unit (a ticket's row in the by-ticket pass,
+//!   an event in the global-order replay) and sizes the next one from that;
+//! - after each commit it leaves the lock alone for a while: twice as long
+//!   as the commit took while other writers are active (the event store's
+//!   head moved in the last second), so they find the lock free on about two
+//!   tries in three; a quarter of it on a quiet store, so a first writer gets
+//!   in and makes the head move.
+//!
+//! On MongoDB there is no such lock; the same pacing costs a rebuild the
+//! pauses and nothing else.
+
+use std::time::{Duration, Instant};
+
+use eventstore::Position;
+
+/// About how long one of a rebuild's commits should hold the write lock.
+pub(crate) const TARGET: Duration = Duration::from_millis(8);
+
+/// How long after the head last moved other writers count as active.
+const ACTIVE_FOR: Duration = Duration::from_secs(1);
+
+/// A rebuild's commit sizes and the pauses between its commits.
+#[derive(Debug, Clone)]
+pub(crate) struct Pace {
+    size: usize,
+    min: usize,
+    max: usize,
+    head: Option<Position>,
+    active_until: Option<Instant>,
+}
+
+impl Pace {
+    /// Starts at `start` units per commit, never fewer than `min` nor more
+    /// than `max`.
+    pub(crate) fn new(start: usize, min: usize, max: usize) -> Self {
+        let max = max.max(1);
+        let min = min.clamp(1, max);
+        Self {
+            size: start.clamp(min, max),
+            min,
+            max,
+            head: None,
+            active_until: None,
+        }
+    }
+
+    /// Units for the next commit.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Takes note of a commit of `units` that took `took`, with the event
+    /// store's head seen after it; returns the pause before the next commit.
+    pub(crate) fn committed(&mut self, units: usize, took: Duration, head: Position) -> Duration {
+        let now = Instant::now();
+        if self.head.is_some_and(|before| head > before) {
+            self.active_until = Some(now + ACTIVE_FOR);
+        }
+        self.head = Some(head);
+        if units > 0 {
+            let per_unit = took.as_secs_f64().max(1e-6) / units as f64;
+            let ideal = (TARGET.as_secs_f64() / per_unit) as usize;
+            // At most halved or grown by half per commit: one slow commit
+            // (a checkpoint of the log, a busy disk) does not swing it.
+            let low = (self.size / 2).max(self.min);
+            let high = (self.size + self.size / 2 + 1).min(self.max);
+            self.size = ideal.clamp(low.min(high), high);
+        }
+        let active = self.active_until.is_some_and(|until| now < until);
+        let pause = if active { took * 2 } else { took / 4 };
+        pause.max(Duration::from_millis(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_sized_toward_the_target() {
+        let mut pace = Pace::new(100, 1, 10_000);
+        // 100 units in 16 ms: twice the target, so halved.
+        pace.committed(100, TARGET * 2, 0);
+        assert_eq!(pace.size(), 50);
+        // 50 units in 2 ms: four times under, grown by half at most.
+        pace.committed(50, TARGET / 4, 0);
+        assert_eq!(pace.size(), 76);
+        // Never past the bounds.
+        let mut pace = Pace::new(5, 4, 6);
+        pace.committed(5, Duration::from_micros(1), 0);
+        assert_eq!(pace.size(), 6);
+        pace.committed(6, Duration::from_secs(1), 0);
+        assert_eq!(pace.size(), 4);
+    }
+
+    #[test]
+    fn the_pause_is_longer_while_the_head_moves() {
+        let mut pace = Pace::new(100, 1, 10_000);
+        let took = Duration::from_millis(8);
+        assert_eq!(pace.committed(100, took, 10), Duration::from_millis(2));
+        assert_eq!(pace.committed(100, took, 10), Duration::from_millis(2));
+        assert_eq!(pace.committed(100, took, 11), Duration::from_millis(16));
+        // Still active a moment later, though the head stood still.
+        assert_eq!(pace.committed(100, took, 11), Duration::from_millis(16));
+        assert_eq!(
+            pace.committed(100, Duration::ZERO, 11),
+            Duration::from_millis(1)
+        );
+    }
+}
