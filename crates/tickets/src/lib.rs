@@ -109,7 +109,10 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         config.http,
         readiness::router(backend.clone(), config.ready_max_lag)
             .merge(prometheus::router(backend.clone(), metrics)),
-    );
+    )
+    // The web console at `/`: static files, public, outside the API's
+    // middleware (its API calls are authenticated like any client's).
+    .merge(web_console::router());
 
     tracing::info!(%local, store = %config.store, in_process_projector = config.in_process_projector, auth = ?config.auth, "ticketd serving");
     // The one line on stdout: scripts and tests read the bound address from it
