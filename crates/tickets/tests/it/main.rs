@@ -5,6 +5,7 @@
 mod abandoned;
 mod access;
 mod consistency;
+mod console;
 mod contract;
 mod crash;
 mod disk_full;
