@@ -71,7 +71,8 @@ pub(crate) async fn open(
     }
     let command = OpenTicket::new(&body.customer, &body.subject, &body.message)?;
     context.idempotency = key.for_body(&raw);
-    let outcome = state.commands.open(command, context).await?;
+    let commands = state.commands.clone();
+    let outcome = to_the_end(async move { commands.open(command, context).await }).await?;
     let location = format!("/tickets/{}", outcome.ticket.id);
     Ok((
         StatusCode::CREATED,
@@ -129,11 +130,32 @@ pub(crate) async fn change(
         body.note.as_deref(),
     )?;
     context.idempotency = key.for_body(&raw);
-    let outcome = state
-        .commands
-        .change(id, command, context, expected_version)
-        .await?;
+    let commands = state.commands.clone();
+    let outcome = to_the_end(async move {
+        commands
+            .change(id, command, context, expected_version)
+            .await
+    })
+    .await?;
     Ok(written(outcome))
+}
+
+/// Runs a fully received command on a task of its own, to its end.
+///
+/// A request's future is dropped when its client goes away or its time runs
+/// out. Cut there, a command would stop wherever it was: on MongoDB inside
+/// its transaction, so whether it committed would depend on the moment the
+/// client left, and the cut session would have to be set aside. Detached, a
+/// command the server has read is always carried through, committed (and
+/// projected) or refused, whoever is still listening; a client that lost the
+/// answer finds it by retrying with the same `Idempotency-Key`.
+async fn to_the_end(
+    command: impl Future<Output = Result<WriteOutcome, write::WriteError>> + Send + 'static,
+) -> Result<WriteOutcome, ApiError> {
+    match tokio::spawn(command).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(failed) => Err(ApiError::Internal(Box::new(failed))),
+    }
 }
 
 /// Another customer's ticket, to a customer: answered as if it did not
