@@ -784,3 +784,42 @@ pub fn dashboard_of(truth: &[Value]) -> Value {
         "total": truth.len(),
     })
 }
+
+/// One event as the store holds it, read around the API under test.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub ticket: String,
+    pub version: u64,
+    pub event_type: String,
+    pub data: Value,
+}
+
+impl Workspace {
+    /// Every event in the store, ordered by (ticket, version), read from the
+    /// store itself rather than through the API under test.
+    pub fn stored_events(&self) -> Vec<StoredEvent> {
+        let url: tickets::StoreUrl = self.store.parse().expect("store url");
+        Self::runtime().block_on(async {
+            let backend = tickets::Backend::open(&url).await.expect("open store");
+            let mut events = Vec::new();
+            let mut after = None;
+            loop {
+                let page = backend
+                    .events
+                    .read_by_ticket(after, 1_000)
+                    .await
+                    .expect("read the store by ticket");
+                let Some(last) = page.last() else {
+                    return events;
+                };
+                after = Some((last.ticket_id, last.version));
+                events.extend(page.into_iter().map(|event| StoredEvent {
+                    ticket: event.ticket_id.to_string(),
+                    version: event.version,
+                    event_type: event.event_type,
+                    data: event.data.to_value(),
+                }));
+            }
+        })
+    }
+}
