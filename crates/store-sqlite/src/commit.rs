@@ -300,6 +300,71 @@ mod tests {
         assert_eq!(stored, 4, "what the answers say is what is stored");
     }
 
+    /// A full database refuses appends as `Unavailable` (503, retry later),
+    /// never as `Corrupt`, answers every caller queued behind them, writes
+    /// none of them, and appends again on the same connection once there is
+    /// room. `max_page_count` fails a write that needs one more page with
+    /// `SQLITE_FULL`, as a full disk does (the black-box `disk_full` test
+    /// fills a real filesystem).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_database_refuses_appends_as_unavailable_and_then_appends_again() {
+        use eventstore::EventStore;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = crate::SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        // Bigger than a page, so that every append needs new pages.
+        let note = || {
+            NewEvent::from(&domain::Event::NoteAdded {
+                text: "x".repeat(10_000),
+            })
+        };
+        store
+            .append(Uuid::now_v7(), 0, vec![note()])
+            .await
+            .expect("append");
+        let limit = |pages: Option<i64>| {
+            store.shared.db.write(|connection| {
+                let pages = match pages {
+                    Some(pages) => pages,
+                    None => connection.query_row("PRAGMA page_count", [], |row| row.get(0))?,
+                };
+                connection.pragma_update_and_check(None, "max_page_count", pages, |row| {
+                    row.get::<_, i64>(0)
+                })
+            })
+        };
+        limit(None).expect("the database is full");
+        let appends = |count: usize| {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..count {
+                let store = store.clone();
+                tasks.spawn(async move { store.append(Uuid::now_v7(), 0, vec![note()]).await });
+            }
+            tasks.join_all()
+        };
+        for outcome in appends(50).await {
+            match outcome {
+                Err(StoreError::Unavailable(error)) => {
+                    assert!(error.to_string().contains("full"), "{error}");
+                }
+                other => panic!("an append on a full database: {other:?}"),
+            }
+        }
+        assert_eq!(
+            store.head().await.expect("head"),
+            1,
+            "nothing refused was written"
+        );
+
+        limit(Some(1_000_000)).expect("room again");
+        let mut positions: Vec<Position> = appends(50)
+            .await
+            .into_iter()
+            .map(|outcome| outcome.expect("an append once there is room")[0].position)
+            .collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (2..=51).collect::<Vec<_>>());
+    }
+
     /// Many concurrent appends through the committer: every one is answered,
     /// and positions are gap-free across the batches they were grouped into.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
