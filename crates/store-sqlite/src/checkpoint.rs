@@ -170,6 +170,8 @@ impl Shared {
 }
 
 fn run(connection: &Connection, shared: &Shared) {
+    // The failure last logged as a warning, until a pass succeeds again.
+    let mut failing: Option<String> = None;
     loop {
         {
             let mut state = lock(&shared.state);
@@ -188,13 +190,38 @@ fn run(connection: &Connection, shared: &Shared) {
             Ok(_) => {
                 shared.passes.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(CHECKPOINTS, "by" => "thread").increment(1);
+                if failing.take().is_some() {
+                    tracing::info!("background checkpoints run again");
+                }
             }
-            // Busy: another connection is checkpointing. Anything else (an
-            // I/O error) leaves the log to the writer's backstop; the next
-            // wake tries again.
-            Err(error) => tracing::debug!(%error, "background checkpoint did not run"),
+            // Busy: another connection is checkpointing; the next wake tries
+            // again.
+            Err(error) if is_busy(&error) => {
+                tracing::debug!(%error, "background checkpoint did not run");
+            }
+            // An I/O error, such as a full disk (the file cannot grow by the
+            // pages the log holds): the log keeps them, and stays readable
+            // and appendable while it has room, so nothing is lost; the next
+            // wake (a later commit) tries again, and the writer's backstop
+            // too. Worth a warning, once per kind, since the log grows
+            // meanwhile; never a retry loop of its own, which on a full disk
+            // would only spin.
+            Err(error) => {
+                let message = error.to_string();
+                if failing.as_deref() != Some(&message) {
+                    tracing::warn!(%error, "background checkpoint failed; the log keeps its pages and the next commit tries again");
+                }
+                failing = Some(message);
+            }
         }
     }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
