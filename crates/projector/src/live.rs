@@ -106,8 +106,8 @@ impl LiveRunner {
                             return;
                         }
                         Exit::LeaseLost => {
-                            tracing::warn!(%projection, "lease lost: another runner took over; back to standby");
                             held.stop_heartbeat().await;
+                            self.log_lease_lost().await;
                         }
                     }
                 }
@@ -127,6 +127,21 @@ impl LiveRunner {
                     pause(&shutdown, self.config.retry_backoff).await;
                 }
             }
+        }
+    }
+
+    /// Says why the lease was lost. A lease also expires under a holder
+    /// whose heartbeats cannot be written (a full disk, an unreachable
+    /// store); nobody took it then, and the holder takes it again as soon
+    /// as the store accepts writes. Telling that apart from a takeover
+    /// points ops at the store rather than at a second projector.
+    async fn log_lease_lost(&self) {
+        let projection = self.projection;
+        let holder = self.current_holder().await;
+        if holder == self.holder {
+            tracing::warn!(%projection, "lease lost: it expired before a heartbeat could renew it (could the store be written?); taking it again");
+        } else {
+            tracing::warn!(%projection, %holder, "lease lost: taken over; back to standby");
         }
     }
 
