@@ -1,6 +1,13 @@
 //! `GET /readyz`: ready when the store answers and every projection's lag is
 //! within the configured bound; the body carries the same per-projection
 //! figures as `ticket-projector status --json`.
+//!
+//! A store that answers reads but refuses writes (a full disk) leaves
+//! `/readyz` at 200 on purpose: every instance on that store would turn
+//! unready at once, and a load balancer would then drop the reads that still
+//! work, while the writes already answer 503 with `Retry-After` themselves.
+//! What a full disk does to the views still shows here: events the projector
+//! cannot commit count as lag, and past `--ready-max-lag` the answer is 503.
 
 use std::time::Duration;
 
