@@ -824,7 +824,9 @@
         h('dt', {}, 'Version'), h('dd', {}, `${p.version.stored}/${p.version.code}`),
         p.last_error ? [h('dt', {}, 'Last error'), h('dd', { class: 'error' }, p.last_error)] : null),
       lagChart(p.projection, samples),
-      h('p', { class: 'legend', 'aria-hidden': 'true' }, h('span', { class: 'events' }, 'events'), h('span', { class: 'seconds' }, 'seconds')),
+      h('p', { class: 'legend', 'aria-hidden': 'true' },
+        h('span', { class: 'events' }, `events (peak ${Math.max(0, ...samples.map((s) => s.events))})`),
+        h('span', { class: 'seconds' }, `seconds (peak ${Math.max(0, ...samples.map((s) => s.seconds)).toFixed(1)})`)),
       rebuild);
   }
 

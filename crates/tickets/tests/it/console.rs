@@ -22,6 +22,10 @@ use crate::harness::{Http, PATIENCE, Ticketd, Workspace};
 const LIVE_WITHIN: Duration = Duration::from_secs(2);
 /// The WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// The WebDriver key code of Enter.
+const ENTER: char = '\u{E007}';
+/// One browser at a time: the machine may have two cores.
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Desktop and phone viewports.
 const DESKTOP: (u32, u32) = (1280, 900);
 const PHONE: (u32, u32) = (390, 844);
@@ -31,6 +35,9 @@ fn the_console_in_a_browser_with_auth_on() {
     let Some(browser) = Browser::find() else {
         return;
     };
+    let _one_browser = BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let ws = Workspace::sqlite();
     let admin_secret = token(&ws, "admin", "console-admin");
     let agent_secret = token(&ws, "agent", "ana");
@@ -77,8 +84,8 @@ fn the_console_in_a_browser_with_auth_on() {
     session.switch_to(&b);
     session.goto(&format!("{base}/"));
     session.wait_for("#token");
-    session.type_into("#token", &admin_secret);
-    session.click("#sign-in-submit");
+    // By keyboard: the token, then Enter.
+    session.type_into("#token", &format!("{admin_secret}{ENTER}"));
     session.wait_until("window B shows the queue", || {
         session.count("#queue-body tr") == 4
     });
@@ -265,6 +272,48 @@ fn the_console_in_a_browser_with_auth_on() {
     session.goto(&format!("{base}/#/ops"));
     session.wait_until("the agent is sent to the queue", || {
         session.exec("return location.hash;", json!([])).as_str() == Some("#/queue")
+    });
+}
+
+#[test]
+fn the_console_with_auth_off_needs_no_sign_in() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let _one_browser = BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let ws = Workspace::sqlite();
+    // On loopback, auth is off by default.
+    let ticketd = Ticketd::start(&ws, &[]);
+    let base = ticketd.http.base.clone();
+    let driver = browser.start();
+    let session = driver.session();
+    session.goto(&format!("{base}/"));
+    session.wait_text("#who", "auth off");
+    assert!(
+        session.find("#token").is_none(),
+        "a sign-in form without auth"
+    );
+    assert!(
+        !session.displayed("#sign-out"),
+        "a sign-out button without auth"
+    );
+    session.wait_text("#queue-empty", "No tickets");
+    session.wait_text("#live", "live");
+    session.type_into("#new-customer", "ACME");
+    session.type_into("#new-subject", "Opened without a token");
+    session.type_into("#new-message", "Auth is off on loopback.");
+    session.click("#new-submit");
+    session.wait_text("#queue-body", "Opened without a token");
+    session.wait_text("#count-open", "1");
+    assert!(
+        session.displayed("#nav-ops"),
+        "auth off: the ops screen is open"
+    );
+    session.click("#nav-ops");
+    session.wait_until("the ops screen", || {
+        session.count("#ops-projections [data-projection]") == 3
     });
 }
 
