@@ -344,6 +344,9 @@ impl SlotAdmin for SqliteStore {
             // `data_version` moves only for other connections' commits.
             let others_wrote = version != seen;
             seen = version;
+            // A step deletes for at most its budget; the rest of `held` was
+            // a wait for the lock, which needs no pause to make up for.
+            let held = held.min(reset::STEP_BUDGET * 2);
             tokio::time::sleep(reset::pause_after(held, others_wrote)).await;
         }
     }
