@@ -144,11 +144,11 @@ impl RebuildOutcome {
         self.replayed as f64 / self.elapsed.as_secs_f64().max(1e-3)
     }
 
-    /// `N events in 8.1s (R events/s; replay 5.0s, indexes + verify 3.0s)`:
+    /// `N events in 8.1s (R events/s; replay 5.0s, verify 3.0s)`:
     /// the part of a rebuild's summary ops read for its speed.
     pub fn timing(&self) -> String {
         format!(
-            "{} events in {:.1}s ({:.0} events/s; replay {:.1}s, indexes + verify {:.1}s)",
+            "{} events in {:.1}s ({:.0} events/s; replay {:.1}s, verify {:.1}s)",
             self.replayed,
             self.elapsed.as_secs_f64(),
             self.events_per_second(),

@@ -8,12 +8,16 @@
 //! starves `ticketd`'s appends, however short each commit. Two rules keep a
 //! rebuild out of their way:
 //!
-//! - each commit is sized to take about [`TARGET`]: the rebuild measures how
-//!   long its commits take per unit (a ticket's row in the by-ticket pass,
-//!   an event in the global-order replay) and sizes the next one from that;
-//! - after each commit it leaves the lock alone for a while: twice as long
-//!   as the commit took while other writers are active (the event store's
-//!   head moved in the last second), so they find the lock free on about two
+//! - each commit is sized to hold the lock for about [`TARGET`]: the rebuild
+//!   measures how long its commits take per unit (a ticket's row in the
+//!   by-ticket pass, an event in the global-order replay) and sizes the next
+//!   one from that. A commit's time includes any wait for the lock, which
+//!   says nothing of the commit's own cost, so the estimate is the least
+//!   per-unit time of the last [`WINDOW`] commits: waits neither shrink the
+//!   commits nor lengthen the pauses;
+//! - after each commit it leaves the lock alone for a while: twice the
+//!   estimated hold while other writers are active (the event store's head
+//!   moved in the last second), so they find the lock free on about two
 //!   tries in three; a quarter of it on a quiet store, so a first writer gets
 //!   in and makes the head move.
 //!
@@ -30,6 +34,9 @@ pub(crate) const TARGET: Duration = Duration::from_millis(8);
 /// How long after the head last moved other writers count as active.
 const ACTIVE_FOR: Duration = Duration::from_secs(1);
 
+/// Commits whose per-unit time the estimate takes the least of.
+const WINDOW: usize = 16;
+
 /// A rebuild's commit sizes and the pauses between its commits.
 #[derive(Debug, Clone)]
 pub(crate) struct Pace {
@@ -38,6 +45,8 @@ pub(crate) struct Pace {
     max: usize,
     head: Option<Position>,
     active_until: Option<Instant>,
+    /// Seconds per unit of the last [`WINDOW`] commits, oldest first.
+    per_unit: std::collections::VecDeque<f64>,
 }
 
 impl Pace {
@@ -52,6 +61,7 @@ impl Pace {
             max,
             head: None,
             active_until: None,
+            per_unit: std::collections::VecDeque::with_capacity(WINDOW),
         }
     }
 
@@ -68,8 +78,17 @@ impl Pace {
             self.active_until = Some(now + ACTIVE_FOR);
         }
         self.head = Some(head);
-        if units > 0 {
-            let per_unit = took.as_secs_f64().max(1e-6) / units as f64;
+        if units == 0 {
+            return Duration::from_millis(1);
+        }
+        if self.per_unit.len() == WINDOW {
+            self.per_unit.pop_front();
+        }
+        self.per_unit
+            .push_back(took.as_secs_f64().max(1e-7) / units as f64);
+        let per_unit = self.per_unit.iter().copied().fold(f64::INFINITY, f64::min);
+        let held = Duration::from_secs_f64(per_unit * units as f64);
+        {
             let ideal = (TARGET.as_secs_f64() / per_unit) as usize;
             // At most halved or grown by half per commit: one slow commit
             // (a checkpoint of the log, a busy disk) does not swing it.
@@ -78,7 +97,7 @@ impl Pace {
             self.size = ideal.clamp(low.min(high), high);
         }
         let active = self.active_until.is_some_and(|until| now < until);
-        let pause = if active { took * 2 } else { took / 4 };
+        let pause = if active { held * 2 } else { held / 4 };
         pause.max(Duration::from_millis(1))
     }
 }
@@ -96,26 +115,29 @@ mod tests {
         // 50 units in 2 ms: four times under, grown by half at most.
         pace.committed(50, TARGET / 4, 0);
         assert_eq!(pace.size(), 76);
+        // A commit that waited for the lock: the estimate keeps the best.
+        pace.committed(76, Duration::from_secs(1), 0);
+        assert_eq!(pace.size(), 115);
         // Never past the bounds.
+        let mut pace = Pace::new(5, 4, 6);
+        pace.committed(5, Duration::from_secs(1), 0);
+        assert_eq!(pace.size(), 4);
         let mut pace = Pace::new(5, 4, 6);
         pace.committed(5, Duration::from_micros(1), 0);
         assert_eq!(pace.size(), 6);
-        pace.committed(6, Duration::from_secs(1), 0);
-        assert_eq!(pace.size(), 4);
     }
 
     #[test]
     fn the_pause_is_longer_while_the_head_moves() {
         let mut pace = Pace::new(100, 1, 10_000);
         let took = Duration::from_millis(8);
-        assert_eq!(pace.committed(100, took, 10), Duration::from_millis(2));
-        assert_eq!(pace.committed(100, took, 10), Duration::from_millis(2));
-        assert_eq!(pace.committed(100, took, 11), Duration::from_millis(16));
-        // Still active a moment later, though the head stood still.
-        assert_eq!(pace.committed(100, took, 11), Duration::from_millis(16));
-        assert_eq!(
-            pace.committed(100, Duration::ZERO, 11),
-            Duration::from_millis(1)
-        );
+        let near = |a: Duration, ms: u64| (a.as_secs_f64() * 1e3 - ms as f64).abs() < 1e-3;
+        assert!(near(pace.committed(100, took, 10), 2));
+        assert!(near(pace.committed(100, took, 10), 2));
+        assert!(near(pace.committed(100, took, 11), 16));
+        // Still active a moment later, though the head stood still; a
+        // commit that waited for the lock pauses for the estimated hold.
+        assert!(near(pace.committed(100, took * 10, 11), 16));
+        assert!(near(pace.committed(0, took, 11), 1));
     }
 }
