@@ -55,7 +55,7 @@ pub struct OpenLoop {
 }
 
 /// The body of each command of ticket `n`, in order.
-fn ticket_commands(n: u64) -> [(Method, String); 5] {
+pub(crate) fn ticket_commands(n: u64) -> [(Method, String); 5] {
     let script = |v: serde_json::Value| v.to_string();
     [
         (

@@ -10,7 +10,8 @@
 //!
 //! Modules: [`commands`] (HTTP writes, closed and open loop, projection lag),
 //! [`history`] (bulk import, replay), [`rebuild`], [`reads`] (list pages,
-//! details, dashboard), [`naive`] (the compute-on-read design), [`procs`]
+//! details, dashboard), [`naive`] (the compute-on-read design),
+//! [`under_load`] (a rebuild while writes keep coming), [`procs`]
 //! (child processes and their memory), [`http`] (a one-connection client),
 //! [`stores`] (fresh stores per workload), [`stats`], [`report`], [`plot`],
 //! [`machine`].
@@ -28,6 +29,7 @@ pub mod report;
 pub mod seed;
 pub mod stats;
 pub mod stores;
+pub mod under_load;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub enum Workload {
     Rebuild,
     /// The naive design at each size, beside the read models for the ratio.
     Naive,
+    /// `ticket-projector rebuild` of every projection under a steady write load.
+    RebuildUnderLoad,
     All,
 }
 
@@ -66,6 +70,8 @@ pub struct Settings {
     pub concurrency: Vec<usize>,
     /// Events (= commands) per second offered by the open loop.
     pub rate: u64,
+    /// Commands per second offered while `rebuild-under-load` rebuilds.
+    pub load_rate: u64,
     /// Connections the open loop spreads its commands over.
     pub connections: usize,
     /// Length of each closed-loop level and of the open loop.
@@ -113,6 +119,7 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
         import: None,
         replay: None,
         rebuild: None,
+        under_load: None,
         reads: Vec::new(),
         naive: Vec::new(),
         ratios: Vec::new(),
@@ -124,14 +131,14 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
         commands(settings, &mut report).await?;
     }
     let (replay, rebuild, reads, naive) = match workload {
-        W::Commands => (false, false, false, false),
+        W::Commands | W::RebuildUnderLoad => (false, false, false, false),
         W::Import => (false, false, false, false),
         W::Replay => (true, false, false, false),
         W::Rebuild => (false, true, false, false),
         W::Reads => (false, true, true, false),
         W::Naive | W::All => (workload == W::All, true, true, true),
     };
-    if workload != W::Commands {
+    if !matches!(workload, W::Commands | W::RebuildUnderLoad) {
         // Reads need every size; the others only the largest.
         let sizes = if reads {
             settings.sizes()
@@ -169,7 +176,18 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
             if reads {
                 read_at(settings, &seeded, naive, &mut report).await?;
             }
+            if workload == W::All && largest {
+                // Last on this store: the reads above saw exactly the seed.
+                under_load(settings, &seeded, false, &mut report).await?;
+            }
         }
+    }
+    if workload == W::RebuildUnderLoad {
+        let n = settings.tickets;
+        let store = settings.stores.fresh(&format!("under-load-{n}"));
+        say(format_args!("importing {n} tickets into {store}"));
+        let seeded = history::import(&store, n).await?;
+        under_load(settings, &seeded, true, &mut report).await?;
     }
     report.targets = report::targets(&report);
     Ok(report)
@@ -220,6 +238,49 @@ async fn commands(settings: &Settings, report: &mut Report) -> anyhow::Result<()
     Ok(())
 }
 
+/// `rebuild-under-load` on a seeded store; `prepare`: rebuild its views first,
+/// as a running service's views would be current (reported as the `rebuild`
+/// workload: the same rebuild without the load).
+async fn under_load(
+    settings: &Settings,
+    seeded: &Seeded,
+    prepare: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if prepare {
+        // Timed as the `rebuild` workload: the same rebuild on a quiet store.
+        say("bringing the views up to date: the rebuild workload, no load");
+        let quiet = rebuild::rebuild(
+            &settings.binaries,
+            &seeded.store,
+            seeded.events,
+            settings.work.path(),
+        )
+        .context("rebuilding the views before the measured rebuild")?;
+        report.rebuild = Some(quiet);
+    }
+    say(format_args!(
+        "rebuild of every projection under {} commands/s on {} connections",
+        settings.load_rate, settings.connections
+    ));
+    let result = under_load::rebuild_under_load(
+        &settings.binaries,
+        &seeded.store,
+        seeded.tickets,
+        settings.load_rate,
+        settings.connections,
+        settings.work.path(),
+    )
+    .await
+    .context("rebuild under load")?;
+    say(format_args!(
+        "  {} offered, {} failed; p99 {:.1} ms; rebuild {:.1} s",
+        result.offered, result.failed, result.latency.p99_ms, result.rebuild_seconds
+    ));
+    report.under_load = Some(result);
+    Ok(())
+}
+
 async fn read_at(
     settings: &Settings,
     seeded: &Seeded,
@@ -260,6 +321,10 @@ fn meta(settings: &Settings) -> Meta {
     notes.push(format!(
         "closed loop: {:?} per level at {:?} connections; open loop: {} events/s on {} connections for {:?}",
         settings.duration, settings.concurrency, settings.rate, settings.connections, settings.duration
+    ));
+    notes.push(format!(
+        "rebuild under load: {} commands/s offered on {} connections",
+        settings.load_rate, settings.connections
     ));
     notes.push(
         "everything runs on the same machine: load generator, ticketd (with its in-process projector) and the store"

@@ -44,7 +44,12 @@ struct Args {
     #[arg(long, global = true)]
     rate: Option<u64>,
 
-    /// Connections of the open loop [default: 64; smoke: 8].
+    /// Commands per second offered while `rebuild-under-load` rebuilds
+    /// [default: 500; smoke: 100].
+    #[arg(long, global = true)]
+    load_rate: Option<u64>,
+
+    /// Connections of the open loops [default: 64; smoke: 8].
     #[arg(long, global = true)]
     connections: Option<usize>,
 
@@ -91,6 +96,9 @@ enum Command {
     Rebuild,
     /// The compute-on-read design beside the read models, for the ratio.
     Naive,
+    /// `ticket-projector rebuild` of every projection while ticketd takes a
+    /// steady write load: failed writes and command latency during it.
+    RebuildUnderLoad,
     /// Every workload.
     All,
 }
@@ -110,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay => Workload::Replay,
         Command::Rebuild => Workload::Rebuild,
         Command::Naive => Workload::Naive,
+        Command::RebuildUnderLoad => Workload::RebuildUnderLoad,
         Command::All => Workload::All,
     };
     let smoke = args.smoke;
@@ -124,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             .concurrency
             .unwrap_or_else(|| pick(smoke, vec![1, 4, 16, 64], vec![1, 4])),
         rate: args.rate.unwrap_or(pick(smoke, 5_000, 300)),
+        load_rate: args.load_rate.unwrap_or(pick(smoke, 500, 100)),
         connections: args.connections.unwrap_or(pick(smoke, 64, 8)),
         duration: args.duration.unwrap_or(pick(
             smoke,

@@ -7,8 +7,8 @@
 //! The target row ("list view + dashboard") divides the events by the two
 //! processes' summed wall time; detail is reported beside it. Each run also
 //! reports the projector's own split of its time, from the closing line of
-//! its JSON log: replaying into the shadow, and building the indexes with
-//! verifying.
+//! its JSON log: replaying into the shadow (with its indexes in place), and
+//! verifying it.
 
 use std::path::Path;
 
@@ -28,8 +28,7 @@ pub struct RebuildRun {
     pub peak_rss_mb: f64,
     /// Of the projector's own time: replaying into the shadow.
     pub replay_seconds: f64,
-    /// Of the projector's own time: building the indexes the replay set
-    /// aside, and verifying the shadow (the two overlap).
+    /// Of the projector's own time: verifying the shadow.
     pub verify_seconds: f64,
     /// The line `ticket-projector` printed (its own rate excludes start-up).
     pub said: String,

@@ -13,6 +13,7 @@ use crate::naive::NaiveResult;
 use crate::reads::ReadsResult;
 use crate::rebuild::RebuildResult;
 use crate::stats::{median, speedup};
+use crate::under_load::UnderLoadResult;
 
 /// Where and how the figures were taken.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +41,7 @@ pub struct Report {
     pub import: Option<ImportResult>,
     pub replay: Option<ReplayResult>,
     pub rebuild: Option<RebuildResult>,
+    pub under_load: Option<UnderLoadResult>,
     pub reads: Vec<ReadsResult>,
     pub naive: Vec<NaiveResult>,
     pub ratios: Vec<Ratio>,
@@ -242,6 +244,32 @@ pub fn targets(report: &Report) -> Vec<TargetRow> {
             rebuild.list_and_dashboard_peak_rss_mb,
             150.0,
             "MB",
+            Lower,
+            note,
+        ));
+    }
+    if let Some(load) = &report.under_load {
+        let w = "rebuild under load";
+        let note = format!(
+            "{} commands/s offered during a rebuild of every projection; {}",
+            group(load.rate as f64),
+            size_note(load.tickets)
+        );
+        rows.push(row(
+            w,
+            "failed writes",
+            load.failed_in_all as f64,
+            0.0,
+            "writes",
+            Lower,
+            note.clone(),
+        ));
+        rows.push(row(
+            w,
+            "command p99",
+            load.latency.p99_ms,
+            50.0,
+            "ms",
             Lower,
             note,
         ));
@@ -571,6 +599,49 @@ impl Report {
             }
             let _ = writeln!(md, "\nticketd peak RSS {:.1} MB.", lag.ticketd.peak_rss_mb);
         }
+        if let Some(load) = &self.under_load {
+            let _ = writeln!(md, "\n## Rebuild under load\n");
+            let _ = writeln!(
+                md,
+                "`ticket-projector rebuild` of every projection at {} tickets ({} events) while `ticketd` (its projector on) took {} commands/s offered on {} connections, open loop, each command timed from its scheduled start. The rebuild took {:.1} s ({} events/s over the three projections; peak RSS {:.1} MB).\n",
+                group(load.tickets as f64),
+                group(load.events as f64),
+                group(load.rate as f64),
+                load.connections,
+                load.rebuild_seconds,
+                group(load.rebuild_events_per_second),
+                load.rebuild_peak_rss_mb
+            );
+            let _ = writeln!(
+                md,
+                "| commands | offered | acknowledged | failed | p50 ms | p95 ms | p99 ms | max ms |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "| during the rebuild | {} | {} | {} | {} | {} | {} | {} |",
+                group(load.offered as f64),
+                group(load.acknowledged as f64),
+                load.failed,
+                ms(load.latency.p50_ms),
+                ms(load.latency.p95_ms),
+                ms(load.latency.p99_ms),
+                ms(load.latency.max_ms)
+            );
+            let outside = &load.latency_outside;
+            let _ = writeln!(
+                md,
+                "| the {:.0} s before and after | {} | | {} | {} | {} | {} | {} |",
+                2.0 * crate::under_load::MARGIN.as_secs_f64(),
+                group(outside.count as f64),
+                load.failed_in_all - load.failed,
+                ms(outside.p50_ms),
+                ms(outside.p95_ms),
+                ms(outside.p99_ms),
+                ms(outside.max_ms)
+            );
+            let _ = writeln!(md, "\n```\n{}\n```", load.said);
+        }
         if self.import.is_some() || self.replay.is_some() || self.rebuild.is_some() {
             let _ = writeln!(md, "\n## Event history\n");
             let _ = writeln!(
@@ -603,7 +674,7 @@ impl Report {
                 for run in &rebuild.runs {
                     let _ = writeln!(
                         md,
-                        "| `ticket-projector rebuild --projection {}` | {} | {:.2} | {} | {:.1} MB | replay {:.1} s, indexes + verify {:.1} s |",
+                        "| `ticket-projector rebuild --projection {}` | {} | {:.2} | {} | {:.1} MB | replay {:.1} s, verify {:.1} s |",
                         run.projection,
                         group(run.events as f64),
                         run.seconds,
