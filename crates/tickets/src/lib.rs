@@ -14,6 +14,7 @@ mod progress;
 pub mod prometheus;
 mod readiness;
 pub mod server;
+pub mod silence;
 pub mod store_url;
 pub mod table;
 pub mod telemetry;
@@ -55,6 +56,10 @@ pub struct ServerConfig {
     /// change streams whose clients stopped reading) may take before their
     /// connections are closed anyway.
     pub shutdown_grace: Duration,
+    /// How long the store may answer none of a kind of request's calls,
+    /// while one waits, before more are refused at once (see [`silence`]);
+    /// zero refuses nothing.
+    pub store_silence: Duration,
 }
 
 /// Runs the HTTP server (and, if configured, the projector) until `shutdown`
@@ -79,13 +84,20 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         tokio::spawn(async move { projector.run(shutdown).await })
     });
 
+    // The request path's calls, refused at once while the store is silent;
+    // the projector and the change feed use the store as it is.
+    let events: Arc<dyn eventstore::EventStore> = Arc::new(silence::WatchedEvents::new(
+        backend.events.clone(),
+        config.store_silence,
+    ));
+    let views: Arc<dyn readmodel::ViewReader> = Arc::new(silence::WatchedViews::new(
+        backend.views.clone(),
+        config.store_silence,
+    ));
     let state = api::AppState {
-        commands: Arc::new(write::CommandService::new(backend.events.clone())),
-        queries: Arc::new(
-            query::QueryService::new(backend.views.clone())
-                .with_read_wait_max(config.read_wait_max),
-        ),
-        history: Arc::new(query::History::new(backend.events.clone())),
+        commands: Arc::new(write::CommandService::new(events.clone())),
+        queries: Arc::new(query::QueryService::new(views).with_read_wait_max(config.read_wait_max)),
+        history: Arc::new(query::History::new(events)),
         feed: Arc::new(query::ChangeFeed::new(
             backend.events.clone(),
             backend.views.clone(),

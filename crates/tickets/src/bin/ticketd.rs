@@ -97,6 +97,13 @@ struct Args {
     #[arg(long, env = "TICKETS_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 
+    /// While a request waits on the store longer than this and the store has
+    /// answered no call of its kind (appends, event reads, view reads) for as
+    /// long, more such requests are refused at once with 503 instead of
+    /// queueing behind it (0 turns this off).
+    #[arg(long, env = "TICKETS_STORE_SILENCE", default_value = "1s", value_parser = parse_duration_or_zero)]
+    store_silence: Duration,
+
     /// Log line format on stderr: pretty or json (one object per line).
     #[arg(
         long,
@@ -224,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
         ready_max_lag: args.ready_max_lag,
         read_wait_max: args.read_wait_max,
         shutdown_grace: args.shutdown_grace,
+        store_silence: args.store_silence,
         http: HttpLimits {
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
