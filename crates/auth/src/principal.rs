@@ -12,7 +12,8 @@ pub enum Role {
     Customer,
     /// Works every ticket.
     Agent,
-    /// Everything, operations endpoints included.
+    /// Everything, operations endpoints and dead-letter administration
+    /// included.
     Admin,
     /// Reads `/metrics` and `/readyz` only (a monitoring system's token).
     Metrics,
@@ -25,7 +26,9 @@ impl Role {
     pub fn may(self, action: Action) -> bool {
         match (self, action) {
             (Role::Admin, _) => true,
-            (Role::Agent, action) => action != Action::Operate,
+            (Role::Agent, action) => {
+                !matches!(action, Action::Operate | Action::AdministerDeadLetters)
+            }
             (Role::Customer, action) => matches!(
                 action,
                 Action::OpenTicket | Action::ReadTickets | Action::AddNote
@@ -81,6 +84,10 @@ pub enum Action {
     ReadDashboard,
     /// `GET /metrics`, `GET /readyz`.
     Operate,
+    /// `GET /projections/dead-letters` and retrying or skipping one: what
+    /// the projector applies next, so admins only (a monitoring token that
+    /// may read `/readyz` may not move a projection on).
+    AdministerDeadLetters,
 }
 
 /// Who a request speaks for.
@@ -133,6 +140,7 @@ mod tests {
             (WorkTicket, [false, true, true, false]),
             (ReadDashboard, [false, true, true, false]),
             (Operate, [false, false, true, true]),
+            (AdministerDeadLetters, [false, false, true, false]),
         ];
         for (action, allowed) in table {
             for (role, allowed) in Role::ALL.into_iter().zip(allowed) {
