@@ -76,6 +76,10 @@ pub fn route_action(method: &Method, route: &str) -> Option<Action> {
         ("PATCH", "/tickets/{id}") => Some(Action::AddNote),
         ("GET", "/dashboard") => Some(Action::ReadDashboard),
         ("GET", "/metrics" | "/readyz") => Some(Action::Operate),
+        ("GET", crate::dead_letters::LIST)
+        | ("POST", crate::dead_letters::RETRY | crate::dead_letters::SKIP) => {
+            Some(Action::AdministerDeadLetters)
+        }
         _ => None,
     }
 }

@@ -20,11 +20,14 @@
 //! `GET /openapi.json`
 //! (the OpenAPI 3.1 document of all of them, see [`openapi()`]). Unknown paths answer 404 and
 //! unsupported methods 405, both as problem+json. The composition root adds
-//! `/readyz` and `/metrics` through [`router_with`]'s `extra` routes, so they
-//! share the middleware (request ids, logs, request metrics).
+//! `/readyz`, `/metrics` and the dead-letter routes ([`dead_letters::routes`],
+//! over the projector's service) through [`router_with`]'s `extra` routes, so
+//! they share the middleware (request ids, logs, request metrics, the role
+//! table).
 
 pub mod access;
 mod dashboard;
+pub mod dead_letters;
 mod error;
 mod extract;
 pub mod middleware;

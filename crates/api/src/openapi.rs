@@ -83,6 +83,9 @@ pub(crate) async fn serve() -> impl IntoResponse {
         crate::tickets::events,
         crate::stream::stream,
         crate::dashboard::show,
+        crate::dead_letters::list,
+        crate::dead_letters::retry,
+        crate::dead_letters::skip,
         crate::middleware::healthz,
         serve,
     ),
@@ -92,6 +95,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
     tags(
         (name = "tickets", description = "Open, change, read and list tickets"),
         (name = "dashboard", description = "Counts per status"),
+        (name = "projections", description = "The projections' dead letters: list, retry, skip (admins)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -215,7 +219,7 @@ impl Modify for AccessControl {
 struct Conventions;
 
 /// The tags of the routes that read or write a store.
-const RESOURCE_TAGS: [&str; 2] = ["tickets", "dashboard"];
+const RESOURCE_TAGS: [&str; 3] = ["tickets", "dashboard", "projections"];
 
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -3,10 +3,12 @@
 //! loop records one (the live runner and `catch_up` by the policy, a rebuild
 //! always as pending), how a live runner stopped at one learns that ops
 //! skipped or retried it, how one it applies after all becomes resolved, and
-//! the ops' side (`dead-letters retry|skip`).
+//! the ops' side (`dead-letters retry|skip`, and [`DeadLetterAdmin`], the
+//! same for a server's HTTP routes).
 
 use std::collections::{BTreeSet, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use eventstore::Position;
@@ -86,6 +88,51 @@ pub async fn set_dead_letter(
         found,
         live_checkpoint,
     })
+}
+
+/// The ops' side of dead letters as a service that holds its store, for a
+/// server: `ticketd`'s `/projections/dead-letters` routes (crate `api`)
+/// call this rather than a store, so listing, retrying and skipping over
+/// HTTP does exactly what `ticket-projector dead-letters list|retry|skip`
+/// does, with the policy kept here.
+#[derive(Debug, Clone)]
+pub struct DeadLetterAdmin {
+    views: Arc<dyn ViewStore>,
+}
+
+impl DeadLetterAdmin {
+    pub fn new(views: Arc<dyn ViewStore>) -> Self {
+        Self { views }
+    }
+
+    /// Dead letters, of one projection or all, by projection then position,
+    /// in every state (as `dead-letters list` shows them).
+    pub async fn list(
+        &self,
+        projection: Option<Projection>,
+    ) -> Result<Vec<DeadLetter>, ProjectorError> {
+        Ok(self.views.dead_letters(projection).await?)
+    }
+
+    /// Sets a dead letter's state, as [`set_dead_letter`] does, and returns
+    /// the letter as it now is (`None` when there is no such dead letter).
+    pub async fn set(
+        &self,
+        projection: Projection,
+        position: Position,
+        state: DeadLetterState,
+    ) -> Result<Option<(DeadLetter, DeadLetterChange)>, ProjectorError> {
+        let change = set_dead_letter(&*self.views, projection, position, state).await?;
+        if !change.found {
+            return Ok(None);
+        }
+        let letter = self
+            .list(Some(projection))
+            .await?
+            .into_iter()
+            .find(|letter| letter.position == position);
+        Ok(letter.map(|letter| (letter, change)))
+    }
 }
 
 /// One projection's dead letters, as its loops see them.

@@ -28,8 +28,8 @@
 //! - `lease`: holder names and the heartbeat that keeps a lease.
 //! - `dead_letter`: events a projection cannot apply, in one place: the
 //!   [`DeadLetterPolicy`], how the live runner, `catch_up` and a rebuild
-//!   record one, how a stopped runner moves on, and [`set_dead_letter`] for
-//!   ops.
+//!   record one, how a stopped runner moves on, and [`set_dead_letter`] and
+//!   [`DeadLetterAdmin`] for ops (the CLI, and `ticketd`'s HTTP routes).
 //! - `rebuild`: blue/green [`rebuild`] into the shadow slot; `bulk` is its
 //!   by-ticket first pass.
 //! - `verify`: the oracle, [`verify`], comparing a slot with the fold of the
@@ -49,7 +49,7 @@ mod rebuild;
 mod status;
 mod verify;
 
-pub use dead_letter::{DeadLetterChange, DeadLetterPolicy, set_dead_letter};
+pub use dead_letter::{DeadLetterAdmin, DeadLetterChange, DeadLetterPolicy, set_dead_letter};
 pub use error::ProjectorError;
 pub use lease::holder_name;
 pub use live::{BATCH_SIZE, DEFAULT_MAX_LINGER, LINGER_FULL_AT, linger};

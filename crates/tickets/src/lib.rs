@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod erasure;
 pub mod ops;
 mod progress;
 pub mod prometheus;
@@ -120,7 +121,10 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         state,
         config.http,
         readiness::router(backend.clone(), config.ready_max_lag)
-            .merge(prometheus::router(backend.clone(), metrics)),
+            .merge(prometheus::router(backend.clone(), metrics))
+            .merge(api::dead_letters::routes(Arc::new(
+                projector::DeadLetterAdmin::new(backend.views.clone()),
+            ))),
     )
     // The web console at `/`: static files, public, outside the API's
     // middleware (its API calls are authenticated like any client's).

@@ -8,6 +8,7 @@ mod consistency;
 mod console;
 mod contract;
 mod crash;
+mod dead_letters_api;
 mod disk_full;
 mod errors;
 mod harness;
