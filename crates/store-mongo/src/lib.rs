@@ -23,10 +23,14 @@
 //! - Every wait for the server is bounded (`bounds`), and a commit whose
 //!   outcome is unknown is found out, never reported as a failure (`txn`,
 //!   `events`).
+//! - Every store process registers the sessions it runs transactions on and
+//!   heartbeats; the others `killSessions` a dead one's, so its abandoned
+//!   transactions stop blocking writes within seconds (`sessions`).
 //!
 //! Modules: `codec` (document shapes), `error` (failures, server codes and
 //! their mapping), `bounds` (time bounds), `txn` (transactions and their
 //! retries), `clock`, `events`, `views` (slots, rows, leases, dead letters),
+//! `sessions` (registered sessions, heartbeats, the sweep of dead processes),
 //! `tokens` (the API tokens, [`auth::TokenStore`]),
 //! `migrate`, `wake`, `change_stream`, and, behind the `testing` feature,
 //! `testing` (a server for tests) and `fault_proxy` (a TCP proxy that
@@ -41,6 +45,7 @@ mod events;
 #[cfg(feature = "testing")]
 pub mod fault_proxy;
 mod migrate;
+mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
@@ -66,6 +71,7 @@ pub use change_stream::MAX_AWAIT;
 pub use clock::ClockSource;
 pub use error::OpenError;
 pub use migrate::{AppliedMigration, STALE_CLAIM, migrations};
+pub use sessions::{HEARTBEAT_EVERY, OWNER_DEAD_AFTER, SESSION_OWNERS, SWEEP_EVERY};
 pub use txn::TxnStats;
 pub use wake::{LIVE_RECHECK, POLL_INTERVAL};
 
@@ -92,7 +98,10 @@ struct Inner {
     dead_letters: Collection<Document>,
     wakeups: Arc<Wakeups>,
     txn: txn::TxnCounters,
-    clock: clock::Clock,
+    clock: Arc<clock::Clock>,
+    /// The sessions this store runs transactions on, on record for the
+    /// sweep of dead processes (see `sessions`).
+    sessions: Arc<sessions::Registry>,
     /// Appends through this store take turns, in a bounded queue (see
     /// `events`).
     append_turn: events::AppendTurn,
@@ -106,6 +115,9 @@ struct Inner {
     checkpoints: views::CheckpointMoves,
     /// The change-stream task, stopped when the last clone goes.
     follower: Option<AbortHandle>,
+    /// The session heartbeat and sweep task, stopped by
+    /// [`MongoStore::shutdown`] or when the last clone goes.
+    heartbeat: Option<AbortHandle>,
 }
 
 /// Every read outside a transaction sees only majority-committed data, and
@@ -157,6 +169,7 @@ impl Inner {
                 source: Box::new(source),
             })?;
         Ok(Inner {
+            sessions: Arc::new(sessions::Registry::new(&db)),
             events: db.collection("events"),
             counters: db.collection("counters"),
             slots: db.collection(views::SLOTS),
@@ -166,12 +179,13 @@ impl Inner {
             db,
             wakeups: Arc::new(Wakeups::default()),
             txn: txn::TxnCounters::default(),
-            clock: clock::Clock::default(),
+            clock: Arc::default(),
             append_turn: events::AppendTurn::default(),
             bounds,
             slot_turns: views::SlotTurns::default(),
             checkpoints: views::CheckpointMoves::default(),
             follower: None,
+            heartbeat: None,
         })
     }
 
@@ -184,6 +198,14 @@ impl Inner {
             source: Box::new(source),
         };
         let mut session = self.client.start_session().await.map_err(refused)?;
+        self.sessions
+            .register(&self.clock, &self.db, session.id())
+            .await
+            .map_err(|source| OpenError::Mongo {
+                database: self.db.name().to_owned(),
+                step: "registering this store's session".into(),
+                source: Box::new(source),
+            })?;
         session.start_transaction().await.map_err(refused)?;
         self.slots
             .find_one(doc! {})
@@ -200,6 +222,10 @@ impl Drop for Inner {
         if let Some(follower) = &self.follower {
             follower.abort();
         }
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.abort();
+        }
+        self.sessions.close_in_background();
     }
 }
 
@@ -216,17 +242,42 @@ impl std::fmt::Debug for MongoStore {
 
 impl MongoStore {
     /// Connects to the server `uri` names, pings it, brings the schema up to
-    /// date and starts following the change streams on `events` and
-    /// `projection_slots`.
+    /// date, starts following the change streams on `events` and
+    /// `projection_slots`, and starts this store's session heartbeat and the
+    /// sweep of dead store processes' sessions (see [`MongoStore::shutdown`]).
     ///
     /// The URI is parsed by the driver: replica sets, credentials, TLS and
     /// timeout options are as the driver accepts them. The database is the
     /// URI's path (`mongodb://host/tickets_prod`), [`DEFAULT_DATABASE`] when
     /// the path is empty. Safe to call from several processes at once.
     pub async fn connect(uri: &str) -> Result<MongoStore, OpenError> {
-        let mut inner = Inner::open(uri, None).await?;
+        Self::connect_with(uri, None).await
+    }
+
+    /// [`MongoStore::connect`], with every command the driver sends
+    /// (heartbeats and sweeps included) reported to `observer`.
+    #[cfg(feature = "testing")]
+    pub async fn connect_observed(
+        uri: &str,
+        observer: CommandObserver,
+    ) -> Result<MongoStore, OpenError> {
+        Self::connect_with(uri, Some(observer)).await
+    }
+
+    async fn connect_with(
+        uri: &str,
+        observer: Option<CommandObserver>,
+    ) -> Result<MongoStore, OpenError> {
+        let mut inner = Inner::open(uri, observer).await?;
         migrate::apply(&inner.db).await?;
+        inner.sessions.enable();
         inner.check_transactions().await?;
+        let heartbeat = tokio::spawn(sessions::run(
+            Arc::clone(&inner.sessions),
+            Arc::clone(&inner.clock),
+            inner.db.clone(),
+        ));
+        inner.heartbeat = Some(heartbeat.abort_handle());
         let wakeups = Arc::clone(&inner.wakeups);
         let events = inner.events.clone();
         let follower = tokio::spawn(async move {
@@ -244,8 +295,9 @@ impl MongoStore {
     }
 
     /// Connects and pings, and nothing else: no migrations, no change streams
-    /// (waits poll). For tools such as a `migrate` command, which then calls
-    /// [`MongoStore::migrate`].
+    /// (waits poll), no session heartbeat (its transactions are not on
+    /// record, so a sweep cannot end them if it dies). For tools such as a
+    /// `migrate` command, which then calls [`MongoStore::migrate`].
     pub async fn open(uri: &str) -> Result<MongoStore, OpenError> {
         Ok(MongoStore {
             inner: Arc::new(Inner::open(uri, None).await?),
@@ -292,6 +344,36 @@ impl MongoStore {
     /// asked (see [`ClockSource`]).
     pub fn clock_source(&self) -> ClockSource {
         self.inner.clock.source()
+    }
+
+    /// A clean stop: ends this store's session heartbeat and deletes its
+    /// session record, so other store processes have nothing of it to sweep.
+    /// Call it on a graceful shutdown, once no more writes will come; a store
+    /// dropped without it deletes its record in the background, best effort,
+    /// and the others sweep whatever is left within seconds. Transactions
+    /// through the store afterwards still work, with their sessions not on
+    /// record.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        if let Some(heartbeat) = &self.inner.heartbeat {
+            heartbeat.abort();
+        }
+        let close = self.inner.sessions.close();
+        match tokio::time::timeout(OPERATION_DEADLINE, close).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
+            Err(_) => Err(StoreError::Unavailable(
+                format!(
+                    "MongoDB did not answer the delete of this store's session record \
+                     within {OPERATION_DEADLINE:?}"
+                )
+                .into(),
+            )),
+        }
+    }
+
+    /// This store's owner id in `session_owners` (see [`MongoStore::shutdown`]).
+    pub fn session_owner(&self) -> &str {
+        self.inner.sessions.owner()
     }
 
     /// Transactions committed through this store (all clones) and their retries.

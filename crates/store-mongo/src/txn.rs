@@ -158,8 +158,17 @@ impl<'a> Transaction<'a> {
         inner: &'a Inner,
         deadline: Instant,
     ) -> Result<Transaction<'a>, DbError<E>> {
+        // The session goes on record before any transaction starts on it, so
+        // that if this process dies with the transaction open, another store
+        // can kill the session and with it the transaction's locks (see
+        // `sessions`). Once per pooled server session; then a cache look-up.
         let session = until(deadline, "a session start", async {
-            Ok(inner.client.start_session().await?)
+            let session = inner.client.start_session().await?;
+            inner
+                .sessions
+                .register(&inner.clock, &inner.db, session.id())
+                .await?;
+            Ok(session)
         })
         .await?;
         Ok(Transaction {
@@ -235,6 +244,14 @@ impl<'a> Transaction<'a> {
                 error
             }
         };
+        // A session killed by another store's sweep (this process was paused
+        // or cut off for longer than `sessions::OWNER_DEAD_AFTER`) lost its
+        // open transaction: the next statement or the commit answers
+        // NoSuchTransaction, which MongoDB labels TransientTransactionError,
+        // so the attempt runs again here, on the same session (a killed
+        // session may be used again). A statement running at the very moment
+        // of the kill is interrupted (`Interrupted`, not labelled): that
+        // failure is final, and its transaction provably did not commit.
         let retry = match &failure {
             DbError::Retry(_) => true,
             DbError::Mongo(error) => is_transient_transaction_error(error),
