@@ -80,6 +80,7 @@ pub fn route_action(method: &Method, route: &str) -> Option<Action> {
         | ("POST", crate::dead_letters::RETRY | crate::dead_letters::SKIP) => {
             Some(Action::AdministerDeadLetters)
         }
+        ("DELETE", crate::customers::ERASE) => Some(Action::EraseCustomer),
         _ => None,
     }
 }

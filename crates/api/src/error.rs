@@ -264,9 +264,9 @@ impl From<DomainError> for ApiError {
         let field = error.field().map(String::from);
         match error {
             DomainError::NotFound => ApiError::not_found(detail),
-            DomainError::ClosedIsFinal { .. } | DomainError::AlreadyExists => {
-                ApiError::Conflict { field, detail }
-            }
+            DomainError::ClosedIsFinal { .. }
+            | DomainError::AlreadyExists
+            | DomainError::Erased => ApiError::Conflict { field, detail },
             // A limit on the field `note` (it needs the ticket's state, so the
             // domain checks it, not the field rules): 422, as for the others.
             DomainError::TooManyNotes { .. } => ApiError::Validation {

@@ -26,6 +26,7 @@
 //! table).
 
 pub mod access;
+pub mod customers;
 mod dashboard;
 pub mod dead_letters;
 mod error;

@@ -86,6 +86,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         crate::dead_letters::list,
         crate::dead_letters::retry,
         crate::dead_letters::skip,
+        crate::customers::erase,
         crate::middleware::healthz,
         serve,
     ),
@@ -96,6 +97,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         (name = "tickets", description = "Open, change, read and list tickets"),
         (name = "dashboard", description = "Counts per status"),
         (name = "projections", description = "The projections' dead letters: list, retry, skip (admins)"),
+        (name = "customers", description = "A customer's right to erasure (admins)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -182,6 +184,7 @@ impl Modify for AccessControl {
                 (axum::http::Method::GET, &mut item.get),
                 (axum::http::Method::POST, &mut item.post),
                 (axum::http::Method::PATCH, &mut item.patch),
+                (axum::http::Method::DELETE, &mut item.delete),
             ] {
                 let Some(operation) = operation else {
                     continue;
@@ -219,14 +222,19 @@ impl Modify for AccessControl {
 struct Conventions;
 
 /// The tags of the routes that read or write a store.
-const RESOURCE_TAGS: [&str; 3] = ["tickets", "dashboard", "projections"];
+const RESOURCE_TAGS: [&str; 4] = ["tickets", "dashboard", "projections", "customers"];
 
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post, &mut item.patch]
-                .into_iter()
-                .flatten()
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
             {
                 add_conventions(operation);
             }

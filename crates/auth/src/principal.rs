@@ -26,9 +26,10 @@ impl Role {
     pub fn may(self, action: Action) -> bool {
         match (self, action) {
             (Role::Admin, _) => true,
-            (Role::Agent, action) => {
-                !matches!(action, Action::Operate | Action::AdministerDeadLetters)
-            }
+            (Role::Agent, action) => !matches!(
+                action,
+                Action::Operate | Action::AdministerDeadLetters | Action::EraseCustomer
+            ),
             (Role::Customer, action) => matches!(
                 action,
                 Action::OpenTicket | Action::ReadTickets | Action::AddNote
@@ -88,6 +89,9 @@ pub enum Action {
     /// the projector applies next, so admins only (a monitoring token that
     /// may read `/readyz` may not move a projection on).
     AdministerDeadLetters,
+    /// `DELETE /customers/{customer}`: a customer's right to erasure,
+    /// which cannot be undone; admins only.
+    EraseCustomer,
 }
 
 /// Who a request speaks for.
@@ -141,6 +145,7 @@ mod tests {
             (ReadDashboard, [false, true, true, false]),
             (Operate, [false, false, true, true]),
             (AdministerDeadLetters, [false, false, true, false]),
+            (EraseCustomer, [false, false, true, false]),
         ];
         for (action, allowed) in table {
             for (role, allowed) in Role::ALL.into_iter().zip(allowed) {

@@ -66,4 +66,7 @@ impl ChangeTicket {
 pub enum Command {
     Open(OpenTicket),
     Change(ChangeTicket),
+    /// Erase the customer's personal data from the ticket (an erasure of
+    /// the customer runs this on each of its tickets).
+    Erase,
 }

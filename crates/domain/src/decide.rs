@@ -31,6 +31,9 @@ pub enum DomainError {
     /// a rule on the field `note`.
     #[error("a ticket holds at most {max} notes")]
     TooManyNotes { max: usize },
+    /// The ticket's customer was erased; it takes no more changes.
+    #[error("the ticket's customer was erased; it takes no more changes")]
+    Erased,
 }
 
 impl DomainError {
@@ -39,7 +42,7 @@ impl DomainError {
     /// [`DomainError::TooManyNotes`]).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            DomainError::NotFound | DomainError::AlreadyExists => None,
+            DomainError::NotFound | DomainError::AlreadyExists | DomainError::Erased => None,
             DomainError::ClosedIsFinal { .. } => Some("status"),
             DomainError::TooManyNotes { .. } => Some("note"),
         }
@@ -54,7 +57,15 @@ pub fn decide(state: &TicketState, command: Command) -> Result<Vec<Event>, Domai
         Command::Open(open) => decide_open(state, open),
         Command::Change(change) => match state {
             TicketState::Missing => Err(DomainError::NotFound),
+            TicketState::Exists(ticket) if ticket.erased => Err(DomainError::Erased),
             TicketState::Exists(ticket) => decide_change(ticket, change),
+        },
+        // Erasing an erased ticket again changes nothing: an erasure that
+        // stopped half-way can simply be run again.
+        Command::Erase => match state {
+            TicketState::Missing => Err(DomainError::NotFound),
+            TicketState::Exists(ticket) if ticket.erased => Ok(Vec::new()),
+            TicketState::Exists(_) => Ok(vec![Event::CustomerErased]),
         },
     }
 }

@@ -27,7 +27,14 @@ pub enum Event {
     NoteAdded {
         text: String,
     },
+    /// The customer's personal data was erased: from here on the ticket's
+    /// customer, subject, message and notes read [`ERASED`], and it takes no
+    /// more changes. Its id, status, agent and times stay.
+    CustomerErased,
 }
+
+/// What an erased customer's words read as, wherever they were.
+pub const ERASED: &str = "[erased]";
 
 impl Event {
     /// The stable type name stored with the event.
@@ -40,6 +47,7 @@ impl Event {
             Event::AgentAssigned { .. } => "AgentAssigned",
             Event::AgentUnassigned => "AgentUnassigned",
             Event::NoteAdded { .. } => "NoteAdded",
+            Event::CustomerErased => "CustomerErased",
         }
     }
 
@@ -50,7 +58,10 @@ impl Event {
             Event::TicketOpened { .. } | Event::TicketReopened => Some(crate::Status::Open),
             Event::TicketTriaged => Some(crate::Status::Triaged),
             Event::TicketClosed => Some(crate::Status::Closed),
-            Event::AgentAssigned { .. } | Event::AgentUnassigned | Event::NoteAdded { .. } => None,
+            Event::AgentAssigned { .. }
+            | Event::AgentUnassigned
+            | Event::NoteAdded { .. }
+            | Event::CustomerErased => None,
         }
     }
 

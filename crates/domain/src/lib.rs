@@ -18,6 +18,6 @@ mod tests;
 
 pub use command::{ChangeTicket, Command, OpenTicket};
 pub use decide::{DomainError, MAX_NOTES, decide};
-pub use event::Event;
+pub use event::{ERASED, Event};
 pub use state::{Status, Ticket, TicketState, evolve, fold};
 pub use validate::{FieldError, LIMITS, Limits, MAX_NOTE_BYTES};

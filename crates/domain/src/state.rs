@@ -59,6 +59,9 @@ pub struct Ticket {
     /// How many notes the ticket holds (its `NoteAdded` events), for the cap
     /// [`crate::MAX_NOTES`].
     pub notes: usize,
+    /// Its customer was erased ([`crate::Event::CustomerErased`]): it takes
+    /// no more changes.
+    pub erased: bool,
 }
 
 /// A ticket stream folded: nothing yet, or a ticket.
@@ -77,6 +80,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             status: Status::Open,
             agent: None,
             notes: 0,
+            erased: false,
         }),
         // A stored second TicketOpened is never decided and changes nothing.
         (TicketState::Exists(ticket), Event::TicketOpened { .. }) => TicketState::Exists(ticket),
@@ -88,6 +92,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 Event::AgentAssigned { agent } => ticket.agent = Some(agent.clone()),
                 Event::AgentUnassigned => ticket.agent = None,
                 Event::NoteAdded { .. } => ticket.notes += 1,
+                Event::CustomerErased => ticket.erased = true,
                 _ => {}
             }
             TicketState::Exists(ticket)

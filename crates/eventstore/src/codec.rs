@@ -24,7 +24,7 @@ pub enum DecodeError {
     BadPayload { event_type: String, reason: String },
 }
 
-const KNOWN_TYPES: [&str; 7] = [
+const KNOWN_TYPES: [&str; 8] = [
     "TicketOpened",
     "TicketTriaged",
     "TicketReopened",
@@ -32,6 +32,7 @@ const KNOWN_TYPES: [&str; 7] = [
     "AgentAssigned",
     "AgentUnassigned",
     "NoteAdded",
+    "CustomerErased",
 ];
 
 impl NewEvent {
@@ -69,7 +70,8 @@ fn encode(event: &Event) -> Payload {
         Event::TicketTriaged
         | Event::TicketReopened
         | Event::TicketClosed
-        | Event::AgentUnassigned => serde_json::value::to_raw_value(&fields::Empty {}),
+        | Event::AgentUnassigned
+        | Event::CustomerErased => serde_json::value::to_raw_value(&fields::Empty {}),
     };
     // Structs of strings always serialise.
     Payload::from_raw(json.unwrap_or_else(|e| unreachable!("a payload serialises: {e}")))
@@ -117,6 +119,7 @@ pub fn decode(event_type: &str, schema_version: u32, data: &Payload) -> Result<E
         "TicketReopened" => Ok(Event::TicketReopened),
         "TicketClosed" => Ok(Event::TicketClosed),
         "AgentUnassigned" => Ok(Event::AgentUnassigned),
+        "CustomerErased" => Ok(Event::CustomerErased),
         other => return Err(DecodeError::UnknownType(other.to_owned())),
     };
     decoded.map_err(|e| bad(e.to_string()))
@@ -223,6 +226,7 @@ mod tests {
         roundtrip(Event::TicketClosed);
         roundtrip(Event::AgentAssigned { agent: "a".into() });
         roundtrip(Event::AgentUnassigned);
+        roundtrip(Event::CustomerErased);
         roundtrip(Event::NoteAdded { text: "n".into() });
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use crate::{EventStore, NewEvent, Payload, Position, RecordedEvent, StoreError};
 
 /// An [`EventStore`] that forwards every call it does not override to
 /// [`Forwarding::inner`]. The methods mirror [`EventStore`]'s public ones;
@@ -63,6 +63,10 @@ pub trait Forwarding: Send + Sync + std::fmt::Debug {
         self.inner().head().await
     }
 
+    async fn redact(&self, ticket_id: Uuid, version: u64, data: Payload) -> Result<(), StoreError> {
+        self.inner().redact(ticket_id, version, data).await
+    }
+
     async fn wait_for_events(
         &self,
         after: Position,
@@ -109,6 +113,10 @@ impl<T: Forwarding> EventStore for T {
 
     async fn head(&self) -> Result<Position, StoreError> {
         Forwarding::head(self).await
+    }
+
+    async fn redact(&self, ticket_id: Uuid, version: u64, data: Payload) -> Result<(), StoreError> {
+        Forwarding::redact(self, ticket_id, version, data).await
     }
 
     async fn wait_for_events(

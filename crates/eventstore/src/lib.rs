@@ -172,6 +172,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// The position of the newest event (0 when the store is empty).
     async fn head(&self) -> Result<Position, StoreError>;
 
+    /// Replaces the payload of one stored event, and records that it did:
+    /// the one exception to immutability. Only an erasure calls it, to
+    /// rewrite a customer's words stored in clear before sealing (see the
+    /// `sealing` crate); nothing else about the event changes. Answers
+    /// `Corrupt` when there is no such event.
+    async fn redact(&self, ticket_id: Uuid, version: u64, data: Payload) -> Result<(), StoreError>;
+
     /// Waits until an event above `after` exists or `max_wait` passes; says which.
     /// This is the tailer's prompt wake-up: backends answer as soon as they can
     /// learn of a new event (an in-process signal, a change stream, a cheap poll).

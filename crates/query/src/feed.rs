@@ -307,6 +307,7 @@ fn exists(status: Status) -> TicketState {
         status,
         agent: None,
         notes: 0,
+        erased: false,
     })
 }
 

@@ -104,6 +104,9 @@ fn not_opened(event: &RecordedEvent) -> ProjectionError {
 /// keep different rows, but read the events the same way.
 enum Change {
     None,
+    /// The customer's words are gone: every personal field reads
+    /// [`domain::ERASED`].
+    Erased,
     Status(Status),
     Agent(Option<String>),
     Note(String),
@@ -116,6 +119,7 @@ fn changes(event: Event) -> Change {
         Event::AgentAssigned { agent } => Change::Agent(Some(agent)),
         Event::AgentUnassigned => Change::Agent(None),
         Event::NoteAdded { text } => Change::Note(text),
+        Event::CustomerErased => Change::Erased,
         status_change => status_change
             .new_status()
             .map_or(Change::None, Change::Status),
@@ -168,6 +172,14 @@ impl Row for TicketDetail {
             Change::Status(status) => view.status = status,
             Change::Agent(agent) => view.agent = agent,
             Change::Note(text) => view.notes.push(Note { text, added_at: at }),
+            Change::Erased => {
+                view.customer = domain::ERASED.to_owned();
+                view.subject = domain::ERASED.to_owned();
+                view.message = domain::ERASED.to_owned();
+                for note in &mut view.notes {
+                    note.text = domain::ERASED.to_owned();
+                }
+            }
         }
         Ok(view)
     }
@@ -222,6 +234,14 @@ impl Row for TicketListRow {
             Change::Note(text) => {
                 row.has_note = true;
                 row.last_note_preview = Some(preview(&text));
+            }
+            Change::Erased => {
+                row.customer = domain::ERASED.to_owned();
+                row.subject = domain::ERASED.to_owned();
+                row.preview = domain::ERASED.to_owned();
+                if row.last_note_preview.is_some() {
+                    row.last_note_preview = Some(domain::ERASED.to_owned());
+                }
             }
         }
         Ok(row)

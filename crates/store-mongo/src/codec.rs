@@ -86,7 +86,7 @@ pub(crate) fn to_bson(value: &serde_json::Value) -> Bson {
     }
 }
 
-fn to_document(map: &serde_json::Map<String, serde_json::Value>) -> Document {
+pub(crate) fn to_document(map: &serde_json::Map<String, serde_json::Value>) -> Document {
     map.iter().map(|(k, v)| (k.clone(), to_bson(v))).collect()
 }
 

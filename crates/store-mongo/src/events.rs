@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventstore::{EventStore, NewEvent, Position, RecordedEvent, StoreError};
+use eventstore::{EventStore, NewEvent, Payload, Position, RecordedEvent, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{Hint, ReadConcern, ReturnDocument};
@@ -529,6 +529,30 @@ impl EventStore for MongoStore {
 
     async fn head(&self) -> Result<Position, StoreError> {
         Ok(bounds::read("the head", head(&self.inner.events)).await?)
+    }
+
+    async fn redact(&self, ticket_id: Uuid, version: u64, data: Payload) -> Result<(), StoreError> {
+        let events = &self.inner.events;
+        let serde_json::Value::Object(fields) = data.to_value() else {
+            return Err(StoreError::Corrupt(format!(
+                "a redacted payload for {ticket_id} version {version} that is not an object"
+            )));
+        };
+        let filter = doc! {
+            codec::event::TICKET_ID: codec::id(ticket_id),
+            codec::event::VERSION: codec::clamp(version),
+        };
+        let update = doc! { "$set": { codec::event::DATA: codec::to_document(&fields) } };
+        let updated = bounds::read("an event's redaction", async {
+            Ok::<_, DbError<StoreError>>(events.update_one(filter, update).await?)
+        })
+        .await?;
+        if updated.matched_count != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "no event {ticket_id} version {version} to redact"
+            )));
+        }
+        Ok(())
     }
 
     async fn wait_for_events(

@@ -44,6 +44,7 @@ mod error;
 mod events;
 #[cfg(feature = "testing")]
 pub mod fault_proxy;
+mod keys;
 mod migrate;
 mod sessions;
 #[cfg(feature = "testing")]

@@ -86,6 +86,13 @@ impl Connections {
         writer
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(OpenError::sqlite(path, "setting foreign_keys=ON"))?;
+        // Deleted and overwritten content is zeroed, in its page and in the
+        // pages it frees, so that a destroyed key or an erased customer's
+        // view rows leave no copy in free space (see `keys`). Only the
+        // writer changes content; the cost falls on deletes and rewrites.
+        writer
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(OpenError::sqlite(path, "setting secure_delete=ON"))?;
         // The writer's page cache (default 2 MiB) is where the list slot's
         // indexes live during projection: too small, and every batch reads
         // pages back from the OS and spills dirty ones mid-transaction, and

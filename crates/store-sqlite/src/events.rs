@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use eventstore::{EventStore, Metadata, NewEvent, Payload, Position, RecordedEvent, StoreError};
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, OptionalExtension, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -445,6 +445,12 @@ impl EventStore for SqliteStore {
         Ok(self.stored_head().await?)
     }
 
+    async fn redact(&self, ticket_id: Uuid, version: u64, data: Payload) -> Result<(), StoreError> {
+        Ok(self
+            .write(move |connection, _| redact(connection, ticket_id, version, &data))
+            .await?)
+    }
+
     async fn wait_for_events(
         &self,
         after: Position,
@@ -463,6 +469,42 @@ impl EventStore for SqliteStore {
         };
         Ok(eventstore::wait_for_head(known, after, max_wait, || POLL_INTERVAL, head).await?)
     }
+}
+
+/// Rewrites one event's payload, recording the redaction first in the same
+/// transaction: the immutability trigger lets through exactly that
+/// (`migrations/sqlite/0008_customer_keys.sql`).
+fn redact(
+    connection: &mut rusqlite::Connection,
+    ticket_id: Uuid,
+    version: u64,
+    data: &Payload,
+) -> Result<(), DbError<StoreError>> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let position: Option<i64> = tx
+        .prepare_cached("SELECT position FROM events WHERE ticket_id = ?1 AND version = ?2")?
+        .query_row(
+            rusqlite::params![
+                text::id(ticket_id),
+                i64::try_from(version).unwrap_or(i64::MAX)
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(position) = position else {
+        return Err(DbError::Refused(StoreError::Corrupt(format!(
+            "no event {ticket_id} version {version} to redact"
+        ))));
+    };
+    tx.prepare_cached(
+        "INSERT INTO redactions (position, redacted_at) VALUES (?1, ?2)
+         ON CONFLICT (position) DO NOTHING",
+    )?
+    .execute(rusqlite::params![position, text::time(chrono::Utc::now())])?;
+    tx.prepare_cached("UPDATE events SET data = ?2 WHERE position = ?1")?
+        .execute(rusqlite::params![position, data.json()])?;
+    tx.commit()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod connection;
 mod error;
 mod events;
 mod import;
+mod keys;
 mod migrate;
 #[cfg(test)]
 mod query_plans;

@@ -124,7 +124,8 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             .merge(prometheus::router(backend.clone(), metrics))
             .merge(api::dead_letters::routes(Arc::new(
                 projector::DeadLetterAdmin::new(backend.views.clone()),
-            ))),
+            )))
+            .merge(api::customers::routes(Arc::new(erasure::eraser(&backend)))),
     )
     // The web console at `/`: static files, public, outside the API's
     // middleware (its API calls are authenticated like any client's).

@@ -25,6 +25,7 @@
 //! events with [`readmodel::project`], the fold the projector uses, so a write
 //! response equals what the read model shows once it reaches that version.
 
+pub mod erasure;
 mod known;
 
 use std::hash::{BuildHasher, RandomState};
@@ -175,6 +176,17 @@ impl CommandService {
             .await
     }
 
+    /// Erases the customer's personal data from one ticket: appends
+    /// `CustomerErased` (nothing when it is erased already). Part of an
+    /// erasure of the customer (see [`erasure`]).
+    pub async fn erase(
+        &self,
+        ticket_id: Uuid,
+        context: CommandContext,
+    ) -> Result<WriteOutcome, WriteError> {
+        self.execute(ticket_id, Command::Erase, context, None).await
+    }
+
     /// Changes an existing ticket's status, agent and/or notes.
     ///
     /// With `expected_version`, the change is made only if the ticket is at
@@ -311,6 +323,8 @@ impl CommandService {
         let remembered = match command {
             Command::Open(_) => None,
             Command::Change(_) => self.known.get(ticket_id),
+            // Always decided on the stream as stored.
+            Command::Erase => None,
         };
         let from_memory = remembered.is_some();
         let mut known = match remembered {

@@ -62,6 +62,15 @@ trait StoredRow: Sized {
     /// The `SET` list of the upsert's `DO UPDATE`.
     const UPDATES: &'static str;
 
+    /// The `SET` list for a row whose columns that never change otherwise
+    /// did change: an erased customer's (see [`StoredRow::rewrites_all`]).
+    const ALL_UPDATES: &'static str = Self::UPDATES;
+
+    /// Whether this row must be written with [`StoredRow::ALL_UPDATES`].
+    fn rewrites_all(&self) -> bool {
+        false
+    }
+
     fn read(row: &Row<'_>, table: &'static str) -> Result<Self>;
 
     /// Runs the upsert (prepared from [`upsert_sql`]) for this row.
@@ -170,6 +179,16 @@ impl StoredRow for TicketListRow {
          preview = excluded.preview, has_note = excluded.has_note, \
          last_note_preview = excluded.last_note_preview, updated_at = excluded.updated_at, \
          version = excluded.version";
+    // An erasure is the one event that changes `customer` and `subject`.
+    const ALL_UPDATES: &'static str = "customer = excluded.customer, \
+         subject = excluded.subject, status = excluded.status, agent = excluded.agent, \
+         preview = excluded.preview, has_note = excluded.has_note, \
+         last_note_preview = excluded.last_note_preview, updated_at = excluded.updated_at, \
+         version = excluded.version";
+
+    fn rewrites_all(&self) -> bool {
+        self.customer == domain::ERASED
+    }
 
     fn read(row: &Row<'_>, table: &'static str) -> Result<Self> {
         let id: String = row.get(0)?;
@@ -333,7 +352,17 @@ fn upsert_all<R: StoredRow>(connection: &Connection, table: &str, rows: &[R]) ->
         return Ok(());
     }
     let mut statement = connection.prepare_cached(&upsert_sql(table, R::COLUMNS, R::UPDATES))?;
-    rows.iter().try_for_each(|row| row.upsert(&mut statement))
+    rows.iter()
+        .filter(|row| !row.rewrites_all())
+        .try_for_each(|row| row.upsert(&mut statement))?;
+    if rows.iter().any(StoredRow::rewrites_all) {
+        let mut statement =
+            connection.prepare_cached(&upsert_sql(table, R::COLUMNS, R::ALL_UPDATES))?;
+        rows.iter()
+            .filter(|row| row.rewrites_all())
+            .try_for_each(|row| row.upsert(&mut statement))?;
+    }
+    Ok(())
 }
 
 /// Zeroes a dashboard slot's counts (its rows emptied: see `reset`).

@@ -26,6 +26,13 @@ struct Args {
         global = true
     )]
     log_format: LogFormat,
+
+    /// A file holding the master key that wraps customers' data keys at
+    /// rest: 32 bytes as 64 hex digits or base64 (e.g. `openssl rand -hex
+    /// 32`). Every process on a store needs the same one once keys are
+    /// wrapped with it; keys made before it still open.
+    #[arg(long, env = "TICKETS_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -160,6 +167,7 @@ enum DeadLetterCommand {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tickets::telemetry::init_logging(args.log_format);
+    tickets::backend::use_master_key_file(args.master_key_file.as_deref())?;
     match args.command {
         Command::Run {
             store,

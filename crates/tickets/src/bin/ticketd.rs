@@ -113,6 +113,13 @@ struct Args {
     )]
     log_format: LogFormat,
 
+    /// A file holding the master key that wraps customers' data keys at
+    /// rest: 32 bytes as 64 hex digits or base64 (e.g. `openssl rand -hex
+    /// 32`). Every process on a store needs the same one once keys are
+    /// wrapped with it; keys made before it still open.
+    #[arg(long, env = "TICKETS_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<std::path::PathBuf>,
+
     /// Request bodies larger than this many bytes answer 413.
     #[arg(long, env = "TICKETS_MAX_BODY_BYTES", default_value_t = HttpLimits::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -154,6 +161,15 @@ enum Command {
     /// Manage the API tokens clients authenticate with (`--auth token`).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Erase a customer (right to erasure): its name, subjects, messages and
+    /// notes become unreadable in every event and view; asks first.
+    EraseCustomer {
+        /// The customer, as its tickets name it.
+        customer: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,8 +200,12 @@ enum TokenCommand {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tickets::telemetry::init_logging(args.log_format);
+    tickets::backend::use_master_key_file(args.master_key_file.as_deref())?;
     match args.command {
         Some(Command::Migrate) => return tickets::migrate(&args.store).await,
+        Some(Command::EraseCustomer { customer, yes }) => {
+            return tickets::erasure::erase_customer(&args.store, &customer, yes).await;
+        }
         Some(Command::Token(command)) => {
             return match command {
                 TokenCommand::Create {

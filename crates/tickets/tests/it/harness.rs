@@ -346,12 +346,11 @@ impl Http {
     }
 
     pub fn delete(&self, path: &str) -> Reply {
-        let response = self
-            .agent
-            .delete(format!("{}{path}", self.base))
-            .call()
-            .expect("DELETE");
-        read(response)
+        let mut request = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(authorization) = self.authorization() {
+            request = request.header("authorization", authorization);
+        }
+        read(request.call().expect("DELETE"))
     }
 
     /// Creates a ticket and returns its detail.
@@ -796,16 +795,58 @@ pub struct StoredEvent {
 
 impl Workspace {
     /// Every event in the store, ordered by (ticket, version), read from the
-    /// store itself rather than through the API under test.
+    /// store itself rather than through the API under test, its personal
+    /// fields opened.
     pub fn stored_events(&self) -> Vec<StoredEvent> {
+        self.read_store(false)
+    }
+
+    /// [`Workspace::stored_events`] as they are stored: personal fields sealed.
+    pub fn sealed_events(&self) -> Vec<StoredEvent> {
+        self.read_store(true)
+    }
+
+    /// Appends events straight to the store underneath the sealing, as a
+    /// version of this project from before it sealed personal fields did:
+    /// `(type, payload)` at versions 1, 2, … of a new ticket; returns its id.
+    pub fn append_in_clear(&self, events: &[(&str, Value)]) -> String {
+        let url: tickets::StoreUrl = self.store.parse().expect("store url");
+        let ticket = uuid::Uuid::now_v7();
+        let events = events
+            .iter()
+            .map(|(kind, data)| eventstore::NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: (*kind).to_owned(),
+                schema_version: 1,
+                occurred_at: chrono::Utc::now(),
+                data: eventstore::Payload::from_value(data),
+                metadata: eventstore::Metadata::default(),
+            })
+            .collect();
+        Self::runtime().block_on(async {
+            let backend = tickets::Backend::open(&url).await.expect("open store");
+            backend
+                .raw_events
+                .append(ticket, 0, events)
+                .await
+                .expect("append in clear");
+        });
+        ticket.to_string()
+    }
+
+    fn read_store(&self, sealed: bool) -> Vec<StoredEvent> {
         let url: tickets::StoreUrl = self.store.parse().expect("store url");
         Self::runtime().block_on(async {
             let backend = tickets::Backend::open(&url).await.expect("open store");
+            let store = if sealed {
+                &backend.raw_events
+            } else {
+                &backend.events
+            };
             let mut events = Vec::new();
             let mut after = None;
             loop {
-                let page = backend
-                    .events
+                let page = store
                     .read_by_ticket(after, 1_000)
                     .await
                     .expect("read the store by ticket");

@@ -10,6 +10,7 @@ mod contract;
 mod crash;
 mod dead_letters_api;
 mod disk_full;
+mod erasure;
 mod errors;
 mod harness;
 mod idempotency;
