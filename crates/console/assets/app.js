@@ -26,7 +26,9 @@
       again: false,
     },
     ticket: null, // { detail, events, newerVersion }
-    ops: { samples: {}, last: null, timer: null },
+    // letters: the last GET /projections/dead-letters (admins); confirm: the
+    // dead letter whose skip waits for a yes; busy: a retry or skip in flight.
+    ops: { samples: {}, last: null, timer: null, letters: null, lettersKey: '', error: '', done: '', confirm: null, busy: false, opened: {} },
     stream: { controller: null, lastId: null },
   };
 
@@ -119,9 +121,9 @@
   // ---- Who is asking -----------------------------------------------------
 
   // The API has no "who am I": the console asks what it may read. Customers
-  // read tickets; agents the dashboard too; admins /readyz as well; the
-  // metrics role /readyz only. Changing status or agent goes with the
-  // dashboard (agents and admins).
+  // read tickets; agents the dashboard too; admins /readyz and the dead
+  // letters as well; the metrics role /readyz only. Changing status or agent
+  // goes with the dashboard (agents and admins).
   async function probe() {
     const may = async (path, allow) => {
       try {
@@ -135,11 +137,12 @@
     const tickets = await may('/tickets?limit=1');
     const dashboard = await may('/dashboard');
     const ops = await may('/readyz', [503]);
+    const deadLetters = ops && await may('/projections/dead-letters');
     const role = !app.token ? 'auth off'
       : ops && tickets ? 'admin'
         : ops ? 'metrics'
           : dashboard ? 'agent' : 'customer';
-    return { tickets, dashboard, ops, work: dashboard, role };
+    return { tickets, dashboard, ops, deadLetters, work: dashboard, role };
   }
 
   async function start() {
@@ -609,8 +612,10 @@
     }
   }
 
-  // A PATCH with If-Match: the version on screen. 412 and 409 are explained.
-  async function change(body, done) {
+  // A PATCH with If-Match: the version on screen, or `*` when the user chose
+  // to apply the change to whatever the ticket is now (after a 412). 412 and
+  // 409 are explained, never swallowed.
+  async function change(body, done, { anyVersion } = {}) {
     const t = app.ticket.detail;
     const form = $('#actions');
     clearErrors(form);
@@ -618,7 +623,8 @@
     alert.replaceChildren();
     for (const button of form.querySelectorAll('button')) button.disabled = true;
     try {
-      const { data } = await api('PATCH', `/tickets/${t.id}`, { body, headers: { 'if-match': `"${t.version}"` } });
+      const ifMatch = anyVersion ? '*' : `"${t.version}"`;
+      const { data } = await api('PATCH', `/tickets/${t.id}`, { body, headers: { 'if-match': ifMatch } });
       const events = await api('GET', `/tickets/${t.id}/events`);
       app.ticket = { detail: data, events: events.data.events, newerVersion: null };
       drawTicket(false);
@@ -634,14 +640,22 @@
           h('p', {}, `You were looking at version ${t.version}; someone else (or another tab) changed it since. `
             + 'Nothing was written, so no change of theirs is overwritten. Your input is kept: reload to see the ticket as it is now, then decide again.'),
           h('p', { class: 'muted' }, problemText(error)),
-          h('button', { type: 'button', id: 'reload-button', onclick: () => reloadTicket(keep) }, 'Reload the ticket'));
+          h('div', { class: 'actions' },
+            h('button', { type: 'button', id: 'reload-button', onclick: () => reloadTicket(keep) }, 'Reload the ticket'),
+            h('button', { type: 'button', id: 'apply-anyway-button', class: 'secondary', onclick: () => change(body, done, { anyVersion: true }) },
+              'Apply my change anyway')));
       } else if (error.status === 409) {
-        const closed = 'status' in body;
+        // The rule a 409 names: `status` is "a closed ticket keeps its
+        // status"; none is a lost race (or another rule: its detail says).
+        const field = error.problem.field;
+        const lostRace = !field && /race|kept changing/i.test(error.message);
         alertNow.replaceChildren(
           h('p', {}, h('strong', {}, 'Not applied: conflict.')),
-          h('p', {}, closed
-            ? 'The ticket is closed (perhaps just now, elsewhere), and a closed ticket cannot change status. Notes and agents are still allowed.'
-            : 'Another change to this ticket kept winning the race, even after retries. Nothing was written; try again.'),
+          h('p', {}, field === 'status'
+            ? 'The ticket is closed (perhaps just now, elsewhere), and a closed ticket cannot change status. Nothing was written. Notes and agents are still allowed.'
+            : lostRace
+              ? 'Another change to this ticket kept winning the race, even after retries. Nothing was written; try again.'
+              : 'The server refused this change to the ticket as it is now. Nothing was written.'),
           h('p', { class: 'muted' }, problemText(error)),
           h('button', { type: 'button', id: 'reload-button', onclick: () => reloadTicket(keep) }, 'Reload the ticket'));
       } else if (!showFieldError($('#actions'), 'change', error)) {
@@ -759,6 +773,7 @@
   }
 
   async function sampleOps() {
+    if (app.caps && app.caps.deadLetters && app.screen === 'ops') loadDeadLetters();
     let report;
     try {
       report = (await api('GET', '/readyz', { allow: [503] })).data;
@@ -776,8 +791,17 @@
   }
 
   function renderOps() {
-    show('ops', 'Ops', h('div', { id: 'ops' }, h('p', { class: 'muted' }, 'Asking /readyz…')));
+    app.ops.confirm = null;
+    app.ops.error = '';
+    app.ops.done = '';
+    show('ops', 'Ops',
+      h('div', { id: 'ops' }, h('p', { class: 'muted' }, 'Asking /readyz…')),
+      app.caps.deadLetters ? h('section', { class: 'card', id: 'dead-letters', 'aria-labelledby': 'dead-title' }) : null);
     if (app.ops.last) drawOps(true);
+    if (app.caps.deadLetters) {
+      drawDeadLetters();
+      loadDeadLetters();
+    }
   }
 
   function drawOps() {
@@ -791,14 +815,152 @@
       `From GET /readyz every ${OPS_EVERY_MS / 1000} s; the charts show lag since this tab began sampling (at most the last ${OPS_WINDOW_MS / 60000} minutes).`));
     const cards = (report.projections || []).map((p) => projectionCard(p, report.head));
     body.push(h('div', { class: 'projections', id: 'ops-projections' }, cards));
-    body.push(h('section', { class: 'card', 'aria-labelledby': 'dead-title' },
-      h('h2', { id: 'dead-title' }, 'Dead letters'),
-      h('p', {}, 'Pending per projection: ',
-        (report.projections || []).map((p) => `${p.projection} ${p.dead_letters_pending}`).join(', ') || '—', '.'),
-      h('p', { class: 'muted' }, 'The HTTP API has no dead-letter endpoints yet: list, retry and skip them with ',
-        h('code', {}, 'ticket-projector dead-letters list|retry|skip'), ' (see docs/operations.md).')));
+    if (!app.caps.deadLetters) {
+      // The metrics role: the counts only; the letters are an admin's.
+      body.push(h('section', { class: 'card', 'aria-labelledby': 'dead-title' },
+        h('h2', { id: 'dead-title' }, 'Dead letters'),
+        h('p', {}, 'Pending per projection: ',
+          (report.projections || []).map((p) => `${p.projection} ${p.dead_letters_pending}`).join(', ') || '—', '.'),
+        h('p', { class: 'muted' }, 'Listing, retrying and skipping them takes an admin token (or ',
+          h('code', {}, 'ticket-projector dead-letters list|retry|skip'), ').')));
+    }
     const ops = $('#ops');
     if (ops) ops.replaceChildren(...body);
+  }
+
+  // ---- Ops: dead letters (admins) -----------------------------------------
+
+  const OPEN_STATES = ['pending', 'retry'];
+
+  async function loadDeadLetters() {
+    let letters;
+    try {
+      letters = (await api('GET', '/projections/dead-letters')).data.dead_letters;
+    } catch (error) {
+      if (app.ops.error === problemText(error)) return;
+      app.ops.error = problemText(error);
+      drawDeadLetters();
+      return;
+    }
+    const key = JSON.stringify(letters);
+    if (key === app.ops.lettersKey) return;
+    app.ops.letters = letters;
+    app.ops.lettersKey = key;
+    drawDeadLetters();
+  }
+
+  // Draws the dead letters, per projection; keeps the focus where it was.
+  // Not while a skip waits for its confirmation or an action is in flight.
+  function drawDeadLetters(force) {
+    const section = $('#dead-letters');
+    if (!section || ((app.ops.confirm || app.ops.busy) && !force)) return;
+    const active = document.activeElement;
+    const focused = active && section.contains(active) ? active.id : null;
+    const letters = app.ops.letters;
+    const children = [
+      h('h2', { id: 'dead-title', tabindex: '-1' }, 'Dead letters'),
+      h('p', { class: 'muted' },
+        'Events a projection could not apply. A projection stops at one until it is retried (applied again, after an upgrade) or skipped (passed by for good: the ticket’s row moves to its version, nothing else changes).'),
+      h('div', { id: 'dead-alert', class: 'alert error', role: 'alert', tabindex: '-1' }, app.ops.error),
+      // Said through the polite announcer too (a region drawn anew is not read).
+      h('div', { id: 'dead-done', class: 'alert ok' }, app.ops.done),
+    ];
+    if (letters === null) {
+      children.push(h('p', { class: 'muted' }, 'Asking /projections/dead-letters…'));
+    } else {
+      for (const name of ['detail', 'list', 'dashboard']) {
+        const mine = letters.filter((l) => l.projection === name);
+        const open = mine.filter((l) => OPEN_STATES.includes(l.state));
+        const closed = mine.filter((l) => !OPEN_STATES.includes(l.state));
+        const history = closed.length
+          ? h('details', { id: `dead-${name}-history`, open: Boolean(app.ops.opened[name]), ontoggle: (event) => { app.ops.opened[name] = event.target.open; } },
+            h('summary', {}, `${closed.length} skipped or resolved`),
+            letterTable(name, closed, false))
+          : null;
+        children.push(h('section', { class: 'dead-projection', 'data-dead-projection': name, 'aria-labelledby': `dead-${name}-title` },
+          h('h3', { id: `dead-${name}-title` }, `${name}: ${open.length ? `${open.length} waiting` : 'none waiting'}`),
+          open.length ? letterTable(name, open, true) : h('p', { class: 'muted' }, 'No dead letters waiting.'),
+          history));
+      }
+    }
+    section.replaceChildren(...children);
+    if (focused) (document.getElementById(focused) || $('#dead-title')).focus();
+  }
+
+  function letterTable(name, letters, actions) {
+    const columns = ['Position', 'Ticket', 'Event type', 'State', 'Recorded', 'Error'];
+    if (actions) columns.push('Actions');
+    return h('table', { class: 'letters' },
+      h('caption', { class: 'visually-hidden' }, `${name}: ${actions ? 'dead letters waiting' : 'skipped or resolved dead letters'}`),
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, letters.map((l) => h('tr', { id: `dl-${name}-${l.position}`, 'data-position': String(l.position), 'data-state': l.state },
+        h('td', { class: 'mono nowrap', 'data-label': 'Position' }, String(l.position)),
+        h('td', { class: 'mono wrap', 'data-label': 'Ticket' }, `${l.ticket_id} v${l.version}`),
+        h('td', { class: 'mono nowrap', 'data-label': 'Event type' }, l.event_type),
+        h('td', { class: 'nowrap', 'data-label': 'State' }, l.state),
+        h('td', { 'data-label': 'Recorded' }, when(l.recorded_at)),
+        h('td', { class: 'reason wrap', 'data-label': 'Error' }, l.reason),
+        actions ? h('td', { 'data-label': 'Actions' }, letterActions(name, l)) : null))));
+  }
+
+  function letterActions(name, l) {
+    const id = `dl-${name}-${l.position}`;
+    if (app.ops.confirm === id) {
+      return h('div', { class: 'confirm', role: 'group', 'aria-labelledby': `${id}-confirm-text`, onkeydown: (event) => { if (event.key === 'Escape') cancelSkip(id); } },
+        h('p', { id: `${id}-confirm-text` },
+          `Skip position ${l.position} in ${name} for good? The projection passes it by; only a rebuild would apply it later.`),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', id: `${id}-confirm`, class: 'danger', disabled: app.ops.busy, onclick: () => act(name, l, 'skip') }, 'Skip it'),
+          h('button', { type: 'button', id: `${id}-cancel`, class: 'secondary', disabled: app.ops.busy, onclick: () => cancelSkip(id) }, 'Cancel')));
+    }
+    return h('div', { class: 'actions' },
+      h('button', { type: 'button', id: `${id}-retry`, disabled: app.ops.busy || l.state === 'retry', 'aria-label': `Retry ${name} position ${l.position}`, onclick: () => act(name, l, 'retry') }, 'Retry'),
+      h('button', { type: 'button', id: `${id}-skip`, class: 'secondary', disabled: app.ops.busy, 'aria-label': `Skip ${name} position ${l.position}…`, onclick: () => askSkip(id) }, 'Skip…'));
+  }
+
+  function askSkip(id) {
+    app.ops.confirm = id;
+    app.ops.done = '';
+    drawDeadLetters(true);
+    $(`#${id}-confirm`).focus();
+  }
+
+  function cancelSkip(id) {
+    app.ops.confirm = null;
+    drawDeadLetters(true);
+    const skip = $(`#${id}-skip`);
+    if (skip) skip.focus();
+  }
+
+  // POST .../retry or .../skip; the answer (or the problem) is said, and
+  // the list read again.
+  async function act(name, l, action) {
+    const id = `dl-${name}-${l.position}`;
+    app.ops.busy = true;
+    app.ops.error = '';
+    app.ops.done = '';
+    drawDeadLetters(true);
+    try {
+      const { data } = await api('POST', `/projections/${name}/dead-letters/${l.position}/${action}`);
+      const what = action === 'retry' ? 'marked for retry' : 'skipped';
+      app.ops.done = data.already_passed
+        ? `${name} position ${l.position}: ${what}. The projection is already past it (checkpoint ${data.live_checkpoint})${action === 'retry' ? ': only a rebuild applies it again' : ''}.`
+        : `${name} position ${l.position}: ${what}. The projection stopped at it ${action === 'retry' ? 'applies it again' : 'carries on'} within a second.`;
+      announce(app.ops.done);
+    } catch (error) {
+      app.ops.error = `${action === 'retry' ? 'Retry' : 'Skip'} of ${name} position ${l.position} failed: ${problemText(error)}`;
+    }
+    app.ops.busy = false;
+    app.ops.confirm = null;
+    app.ops.lettersKey = '';
+    await loadDeadLetters();
+    drawDeadLetters(true);
+    if (app.ops.error) {
+      $('#dead-alert').focus();
+    } else {
+      const again = $(`#${id}-${action === 'retry' ? 'retry' : 'skip'}`);
+      (again && !again.disabled ? again : $('#dead-title')).focus();
+    }
   }
 
   function projectionCard(p, head) {

@@ -6,7 +6,8 @@
 //! chromium chromium-driver`; `.ci/run` installs them). Without them the
 //! test fails in CI (`CI` set) and is skipped with a reason elsewhere.
 //!
-//! The screenshots of the three screens land in this test binary's
+//! The screenshots of the three screens (and of the ops screen's dead
+//! letters) land in this test binary's
 //! `CARGO_TARGET_TMPDIR/console/`, and in `docs/console/` (those the README
 //! shows) when `UPDATE_CONSOLE_SCREENSHOTS` is set.
 
@@ -24,6 +25,8 @@ const LIVE_WITHIN: Duration = Duration::from_secs(2);
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The WebDriver key code of Enter.
 const ENTER: char = '\u{E007}';
+/// The WebDriver key code of Escape.
+const ESCAPE: char = '\u{E00C}';
 /// One browser at a time: the machine may have two cores.
 static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Desktop and phone viewports.
@@ -166,9 +169,52 @@ fn the_console_in_a_browser_with_auth_on() {
     assert_eq!(session.attribute("#change-note", "aria-invalid"), "true");
     session.clear("#change-note");
 
-    // Close it; the history says who did what.
+    // A third window closes the ticket meanwhile. Window A's status change,
+    // made on the version it shows, is a 412; applied anyway (`If-Match: *`)
+    // it is a 409, "closed is final": explained, not swallowed, and nothing
+    // is written.
+    let c = session.new_window();
+    session.switch_to(&c);
+    session.goto(&format!("{base}/#/ticket/{id}"));
+    session.wait_for("#token");
+    session.type_into("#token", &format!("{admin_secret}{ENTER}"));
+    session.wait_text("#ticket-status", "open");
     session.click("#close-button");
     session.wait_text("#ticket-status", "closed");
+    let closed = admin.get(&format!("/tickets/{id}")).body;
+    session.close_window();
+    session.switch_to(&a);
+    session.wait_text("#ticket-banner", "Changed elsewhere");
+    session.wait_text("#ticket-status", "open");
+    session.click("#triage-button");
+    session.wait_text("#ticket-alert", "changed after you loaded it");
+    session.click("#apply-anyway-button");
+    session.wait_text("#ticket-alert", "a closed ticket cannot change status");
+    let alert = session.text("#ticket-alert");
+    assert!(
+        alert.contains("409") && alert.contains("Nothing was written"),
+        "{alert}"
+    );
+    assert_eq!(
+        session.focused(),
+        "ticket-alert",
+        "the alert takes the focus"
+    );
+    let after = admin.get(&format!("/tickets/{id}")).body;
+    assert_eq!(after["status"], "closed", "{after}");
+    assert_eq!(after["version"], closed["version"], "the 409 wrote nothing");
+    session.click("#reload-button");
+
+    // Closed (by window C); the history says who did what.
+    session.wait_text("#ticket-status", "closed");
+    assert_eq!(
+        session.exec(
+            "return document.querySelector('#triage-button').disabled;",
+            json!([])
+        ),
+        true,
+        "a closed ticket's status buttons are disabled"
+    );
     session.wait_until("the history shows the close", || {
         session.text("#history-body").contains("closed")
     });
@@ -213,6 +259,30 @@ fn the_console_in_a_browser_with_auth_on() {
     session.wait_until("three projections on the ops screen", || {
         session.count("#ops-projections [data-projection]") == 3
     });
+    session.wait_text("#dead-letters", "none waiting");
+
+    // A poison event (of a type this build does not know) in a seeded
+    // ticket: every projection stops at it, and the ops screen lists it.
+    let umbrella = admin.get("/tickets?customer=Umbrella").body["items"][0].clone();
+    let poison = ws.insert_poison(
+        umbrella["id"].as_str().expect("id"),
+        umbrella["version"].as_u64().expect("version") + 1,
+        "TicketMerged",
+    );
+    let row = |projection: &str| format!("#dl-{projection}-{poison}");
+    for projection in ["detail", "list", "dashboard"] {
+        session.wait_for(&row(projection));
+    }
+    let listed = session.text(&row("list"));
+    for expected in [
+        &*poison.to_string(),
+        "TicketMerged",
+        "pending",
+        "unknown event type",
+    ] {
+        assert!(listed.contains(expected), "{expected:?} in {listed}");
+    }
+    session.wait_text("[data-projection=list] .state", "stopped on error");
     // A few samples, so the lag charts have lines.
     std::thread::sleep(Duration::from_secs(5));
     session.wait_until("a lag chart with samples", || {
@@ -234,6 +304,70 @@ fn the_console_in_a_browser_with_auth_on() {
         );
     }
     shots.save(&session, "ops");
+
+    // Skip asks first; Escape takes the question back, and nothing changed.
+    let letter_state = |projection: &str| {
+        admin
+            .get(&format!(
+                "/projections/dead-letters?projection={projection}"
+            ))
+            .body["dead_letters"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["position"] == poison).cloned())
+            .map(|l| l["state"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let skip = format!("{}-skip", row("list"));
+    let confirm = format!("{}-confirm", row("list"));
+    session.exec(
+        "document.querySelector('#dead-letters').scrollIntoView();",
+        json!([]),
+    );
+    session.click(&skip);
+    session.wait_for(&confirm);
+    shots.save(&session, "ops-dead-letters");
+    assert_eq!(format!("#{}", session.focused()), confirm);
+    assert!(session.text(&row("list")).contains("for good"));
+    assert_eq!(
+        letter_state("list"),
+        "pending",
+        "a skip before its confirmation"
+    );
+    session.type_into(&confirm, &ESCAPE.to_string());
+    session.wait_until("the question to go away", || {
+        session.find(&confirm).is_none()
+    });
+    assert_eq!(format!("#{}", session.focused()), skip);
+    assert_eq!(letter_state("list"), "pending");
+    // By keyboard: Enter on Skip, Enter on the confirmation.
+    session.type_into(&skip, &ENTER.to_string());
+    session.wait_for(&confirm);
+    session.type_into(&confirm, &ENTER.to_string());
+    session.wait_text("#dead-done", "skipped");
+    session.wait_until("the list's letter to show as skipped", || {
+        session.attribute(&row("list"), "data-state") == "skipped"
+    });
+    assert_eq!(letter_state("list"), "skipped");
+    assert_eq!(
+        session.find(&skip),
+        None,
+        "a skipped letter keeps no buttons"
+    );
+    for projection in ["detail", "dashboard"] {
+        session.click(&format!("{}-skip", row(projection)));
+        session.click(&format!("{}-confirm", row(projection)));
+        session.wait_until("the letter to show as skipped", || {
+            session.attribute(&row(projection), "data-state") == "skipped"
+        });
+        assert_eq!(letter_state(projection), "skipped");
+    }
+    session.wait_text("#dead-letters", "none waiting");
+    session.wait_until("every projection to run again", || {
+        !session
+            .text("#ops-projections")
+            .contains("stopped on error")
+    });
+    session.wait_text("#readiness", "Ready");
 
     session.resize(PHONE);
     for (hash, ready) in [
@@ -315,6 +449,7 @@ fn the_console_with_auth_off_needs_no_sign_in() {
     session.wait_until("the ops screen", || {
         session.count("#ops-projections [data-projection]") == 3
     });
+    session.wait_text("#dead-letters", "No dead letters waiting");
 }
 
 fn web_console_paths() -> [&'static str; 4] {
@@ -597,6 +732,22 @@ impl Session<'_> {
     fn new_window(&self) -> String {
         let opened = self.cmd("POST", "/window/new", json!({"type": "window"}));
         opened["handle"].as_str().expect("handle").to_owned()
+    }
+
+    /// Closes the current window (then switch to another).
+    fn close_window(&self) {
+        self.cmd("DELETE", "/window", Value::Null);
+    }
+
+    /// The id of the element that has the focus ("" when none has one).
+    fn focused(&self) -> String {
+        self.exec(
+            "return document.activeElement ? document.activeElement.id : '';",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     fn switch_to(&self, handle: &str) {
