@@ -35,6 +35,18 @@ const KNOWN_TYPES: [&str; 8] = [
     "CustomerErased",
 ];
 
+/// The fields of each event type's payload that hold a customer's personal
+/// data (its words): sealed at rest with the customer's key (crate
+/// `sealing`), left out of copies such as dead letters, and what an erasure
+/// forgets. Other fields, and the envelope, are not personal.
+pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        "TicketOpened" => &["customer", "message", "subject"],
+        "NoteAdded" => &["text"],
+        _ => &[],
+    }
+}
+
 impl NewEvent {
     /// Wraps a domain event in an envelope with a fresh time-ordered id.
     pub fn from_domain(event: &Event, occurred_at: DateTime<Utc>, metadata: Metadata) -> Self {

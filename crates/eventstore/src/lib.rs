@@ -13,7 +13,7 @@ mod forwarding;
 mod payload;
 mod wait;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, personal_fields};
 pub use envelope::{Metadata, NewEvent, RecordedEvent};
 pub use forwarding::Forwarding;
 pub use payload::Payload;

@@ -120,7 +120,28 @@ pub struct DeadLetter {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// What a dead letter keeps of a personal field: the words themselves stay
+/// in the event store, sealed with the customer's key, so that erasing the
+/// customer forgets them here too.
+pub const LEFT_OUT: &str = "[personal: left out, see the event store]";
+
+/// The event's payload with its personal fields ([`eventstore::personal_fields`])
+/// replaced by [`LEFT_OUT`].
+fn without_personal_fields(event: &RecordedEvent) -> serde_json::Value {
+    let mut data = event.data.to_value();
+    if let serde_json::Value::Object(fields) = &mut data {
+        for field in eventstore::personal_fields(&event.event_type) {
+            if let Some(value) = fields.get_mut(*field) {
+                *value = serde_json::Value::String(LEFT_OUT.to_owned());
+            }
+        }
+    }
+    data
+}
+
 impl DeadLetter {
+    /// A dead letter of `event`: its envelope and payload, personal fields
+    /// left out (see [`LEFT_OUT`]).
     pub fn new(
         projection: Projection,
         event: &RecordedEvent,
@@ -143,7 +164,7 @@ impl DeadLetter {
                 "type": event.event_type,
                 "schema_version": event.schema_version,
                 "occurred_at": event.occurred_at,
-                "data": event.data,
+                "data": without_personal_fields(event),
                 "metadata": event.metadata,
             }),
             state,

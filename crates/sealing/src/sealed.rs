@@ -22,16 +22,10 @@ use eventstore::{EventStore, Forwarding, NewEvent, Payload, Position, RecordedEv
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::cipher::DataKey;
 use crate::keys::{CACHE_ENTRIES, KeyError, Keyring};
 
-/// The personal fields of each event type that has any.
-pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
-    match event_type {
-        "TicketOpened" => &["customer", "message", "subject"],
-        "NoteAdded" => &["text"],
-        _ => &[],
-    }
-}
+pub use eventstore::personal_fields;
 
 /// Whether a stored payload holds a sealed field: the text `"sealed":`
 /// occurs in no JSON string (its quotes would be escaped), only as the key
@@ -50,6 +44,31 @@ pub fn sealed_key(data: &Payload) -> Option<Uuid> {
         .as_object()?
         .values()
         .find_map(|field| field.get("key")?.as_str()?.parse().ok())
+}
+
+/// The payload of an event of type `event_type` with its personal fields
+/// sealed under the data key `key` whose id is `key_id`, as
+/// [`SealedEvents`] stores it: each plain personal field becomes
+/// `{"key": "<key id>", "sealed": "<base64url>"}`, every other field is left
+/// as it is. For tools that write sealed events without a [`SealedEvents`]
+/// (a bulk seed).
+pub fn seal_payload(
+    event_type: &str,
+    data: &Payload,
+    key_id: Uuid,
+    key: &DataKey,
+) -> Result<Payload, StoreError> {
+    let mut fields = object(data, event_type)?;
+    for name in personal_fields(event_type) {
+        if let Some(Value::String(text)) = fields.get(*name) {
+            let sealed = key.seal(name, text);
+            fields.insert(
+                (*name).to_owned(),
+                serde_json::json!({ "key": key_id, "sealed": sealed }),
+            );
+        }
+    }
+    Ok(Payload::from_value(&Value::Object(fields)))
 }
 
 /// An [`EventStore`] that seals on append and opens on read (see the module
@@ -133,17 +152,7 @@ impl SealedEvents {
                     what: "the ticket's customer was erased; nothing more is recorded for it",
                 })
             })?;
-        let mut fields = object(&event.data, &event.event_type)?;
-        for name in personal_fields(&event.event_type) {
-            if let Some(Value::String(text)) = fields.get(*name) {
-                let sealed = data_key.seal(name, text);
-                fields.insert(
-                    (*name).to_owned(),
-                    serde_json::json!({ "key": key, "sealed": sealed }),
-                );
-            }
-        }
-        Ok(Payload::from_value(&Value::Object(fields)))
+        seal_payload(&event.event_type, &event.data, key, &data_key)
     }
 
     /// The event with its sealed fields opened (or marked erased).

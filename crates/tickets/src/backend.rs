@@ -28,6 +28,9 @@ pub struct Backend {
     pub keyring: Arc<Keyring>,
     /// The key store itself (to scrub the files after an erasure).
     pub keys: Arc<dyn KeyStore>,
+    /// A MongoDB store, to take off record on a graceful stop (see
+    /// [`Backend::close`]).
+    mongo: Option<Arc<store_mongo::MongoStore>>,
 }
 
 /// The master key that wraps data keys at rest, set once per process from
@@ -81,6 +84,7 @@ impl Backend {
                     tokens: store.clone(),
                     keyring,
                     keys: store,
+                    mongo: None,
                 })
             }
             StoreUrl::Mongo(uri) => {
@@ -92,9 +96,22 @@ impl Backend {
                     views: store.clone(),
                     tokens: store.clone(),
                     keyring,
-                    keys: store,
+                    keys: store.clone(),
+                    mongo: Some(store),
                 })
             }
+        }
+    }
+
+    /// Ends what a process leaves on the store when it stops: on MongoDB,
+    /// the record of its sessions, so that no other process sweeps them
+    /// (`store_mongo`'s `sessions`). Call on a graceful stop, once no more
+    /// writes will come; a stop without it costs the others a sweep.
+    pub async fn close(&self) {
+        if let Some(mongo) = &self.mongo
+            && let Err(error) = mongo.shutdown().await
+        {
+            tracing::warn!(%error, "could not take this process's sessions off record");
         }
     }
 

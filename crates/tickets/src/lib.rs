@@ -151,6 +151,7 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             .context("joining the in-process projector")?
             .context("in-process projector")?;
     }
+    backend.close().await;
     tracing::info!("ticketd stopped");
     Ok(())
 }
@@ -164,8 +165,10 @@ pub async fn run_projector(
     let backend = Backend::open(store)
         .await
         .with_context(|| format!("opening the store {store}"))?;
-    let projector = Projector::new(backend.events, backend.views, config);
-    projector.run(shutdown).await.context("projector")
+    let projector = Projector::new(backend.events.clone(), backend.views.clone(), config);
+    let outcome = projector.run(shutdown).await.context("projector");
+    backend.close().await;
+    outcome
 }
 
 /// Applies pending migrations to the store and reports what it did on stdout.

@@ -234,7 +234,48 @@ fn erasure_over_http_is_for_admins_and_shows_at_once(ws: Workspace) {
     assert_eq!(again["customer"], "Cy", "{again}");
 }
 
+fn a_master_key_wraps_the_data_keys_and_every_process_needs_it(ws: Workspace) {
+    let master = ws.dir.path().join("master.key");
+    std::fs::write(&master, format!("{}\n", "5a".repeat(32))).expect("write the master key");
+    let master = master.display().to_string();
+    let ticketd = Ticketd::start(&ws, &["--master-key-file", &master]);
+    let ticket = ticketd.http.create("Dee", "subject", "message");
+    crate::harness::read_model_reaches(&ticketd.http, &ticket);
+
+    // At rest the data key is wrapped: 60 bytes, not the raw 32.
+    let url: tickets::StoreUrl = ws.store_url().parse().expect("store url");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stored = runtime.block_on(async {
+        let backend = tickets::Backend::open(&url).await.expect("open store");
+        backend.keys.by_customer("Dee").await.expect("read the key")
+    });
+    assert_eq!(stored.expect("Dee's key").material.len(), 60);
+
+    // A process without it cannot open the customer's fields, and says why;
+    // with it, it can.
+    let without = ws.projector(&["verify"]);
+    assert!(!without.status.success(), "{without:?}");
+    assert!(
+        without.stderr.contains("--master-key-file"),
+        "the refusal names the flag: {without:?}"
+    );
+    let with = ws.projector(&["verify", "--master-key-file", &master]);
+    assert!(with.status.success(), "{with:?}");
+    let wrong = ws.dir.path().join("wrong.key");
+    std::fs::write(&wrong, "ab".repeat(32)).expect("write a wrong key");
+    let wrong = ws.projector(&["verify", "--master-key-file", &wrong.display().to_string()]);
+    assert!(!wrong.status.success(), "{wrong:?}");
+    let bad = ws.dir.path().join("bad.key");
+    std::fs::write(&bad, "not a key").expect("write a bad key");
+    let bad = ws.projector(&["verify", "--master-key-file", &bad.display().to_string()]);
+    assert!(!bad.status.success() && bad.stderr.contains("32 bytes"), "{bad:?}");
+}
+
 crate::on_every_backend!(
+    a_master_key_wraps_the_data_keys_and_every_process_needs_it,
     an_erased_customer_leaves_no_words_and_keeps_every_count,
     erasure_over_http_is_for_admins_and_shows_at_once,
 );
