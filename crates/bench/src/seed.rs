@@ -174,7 +174,7 @@ fn apply(ticket: &mut Option<FinalTicket>, id: Uuid, event: &Event, at: DateTime
         Event::AgentAssigned { agent } => ticket.agent = Some(agent.clone()),
         Event::AgentUnassigned => ticket.agent = None,
         Event::NoteAdded { text } => ticket.notes.push((text.clone(), at)),
-        Event::TicketOpened { .. } | Event::CustomerErased => {}
+        Event::TicketOpened { .. } | Event::CustomerErased { .. } => {}
     }
 }
 

@@ -67,6 +67,7 @@ pub enum Command {
     Open(OpenTicket),
     Change(ChangeTicket),
     /// Erase the customer's personal data from the ticket (an erasure of
-    /// the customer runs this on each of its tickets).
-    Erase,
+    /// the customer runs this on each of its tickets), recording which of
+    /// its events stored in clear the erasure rewrites.
+    Erase { rewritten: Vec<u64> },
 }

@@ -62,10 +62,10 @@ pub fn decide(state: &TicketState, command: Command) -> Result<Vec<Event>, Domai
         },
         // Erasing an erased ticket again changes nothing: an erasure that
         // stopped half-way can simply be run again.
-        Command::Erase => match state {
+        Command::Erase { rewritten } => match state {
             TicketState::Missing => Err(DomainError::NotFound),
             TicketState::Exists(ticket) if ticket.erased => Ok(Vec::new()),
-            TicketState::Exists(_) => Ok(vec![Event::CustomerErased]),
+            TicketState::Exists(_) => Ok(vec![Event::CustomerErased { rewritten }]),
         },
     }
 }

@@ -30,7 +30,12 @@ pub enum Event {
     /// The customer's personal data was erased: from here on the ticket's
     /// customer, subject, message and notes read [`ERASED`], and it takes no
     /// more changes. Its id, status, agent and times stay.
-    CustomerErased,
+    CustomerErased {
+        /// The versions of this ticket's events that were stored in clear
+        /// (before sealing) and whose words the erasure rewrote: the record
+        /// of the one exception to the events' immutability.
+        rewritten: Vec<u64>,
+    },
 }
 
 /// What an erased customer's words read as, wherever they were.
@@ -47,7 +52,7 @@ impl Event {
             Event::AgentAssigned { .. } => "AgentAssigned",
             Event::AgentUnassigned => "AgentUnassigned",
             Event::NoteAdded { .. } => "NoteAdded",
-            Event::CustomerErased => "CustomerErased",
+            Event::CustomerErased { .. } => "CustomerErased",
         }
     }
 
@@ -61,7 +66,7 @@ impl Event {
             Event::AgentAssigned { .. }
             | Event::AgentUnassigned
             | Event::NoteAdded { .. }
-            | Event::CustomerErased => None,
+            | Event::CustomerErased { .. } => None,
         }
     }
 

@@ -92,7 +92,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 Event::AgentAssigned { agent } => ticket.agent = Some(agent.clone()),
                 Event::AgentUnassigned => ticket.agent = None,
                 Event::NoteAdded { .. } => ticket.notes += 1,
-                Event::CustomerErased => ticket.erased = true,
+                Event::CustomerErased { .. } => ticket.erased = true,
                 _ => {}
             }
             TicketState::Exists(ticket)

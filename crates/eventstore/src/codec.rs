@@ -82,8 +82,10 @@ fn encode(event: &Event) -> Payload {
         Event::TicketTriaged
         | Event::TicketReopened
         | Event::TicketClosed
-        | Event::AgentUnassigned
-        | Event::CustomerErased => serde_json::value::to_raw_value(&fields::Empty {}),
+        | Event::AgentUnassigned => serde_json::value::to_raw_value(&fields::Empty {}),
+        Event::CustomerErased { rewritten } => {
+            serde_json::value::to_raw_value(&fields::Erased { rewritten })
+        }
     };
     // Structs of strings always serialise.
     Payload::from_raw(json.unwrap_or_else(|e| unreachable!("a payload serialises: {e}")))
@@ -131,7 +133,8 @@ pub fn decode(event_type: &str, schema_version: u32, data: &Payload) -> Result<E
         "TicketReopened" => Ok(Event::TicketReopened),
         "TicketClosed" => Ok(Event::TicketClosed),
         "AgentUnassigned" => Ok(Event::AgentUnassigned),
-        "CustomerErased" => Ok(Event::CustomerErased),
+        "CustomerErased" => serde_json::from_str::<fields::Erased<Vec<u64>>>(json)
+            .map(|e| Event::CustomerErased { rewritten: e.rewritten }),
         other => return Err(DecodeError::UnknownType(other.to_owned())),
     };
     decoded.map_err(|e| bad(e.to_string()))
@@ -158,6 +161,11 @@ mod fields {
     #[derive(Serialize, Deserialize)]
     pub(super) struct Noted<S> {
         pub text: S,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Erased<V> {
+        pub rewritten: V,
     }
 
     /// The payload of a type without fields.
@@ -238,7 +246,8 @@ mod tests {
         roundtrip(Event::TicketClosed);
         roundtrip(Event::AgentAssigned { agent: "a".into() });
         roundtrip(Event::AgentUnassigned);
-        roundtrip(Event::CustomerErased);
+        roundtrip(Event::CustomerErased { rewritten: vec![] });
+        roundtrip(Event::CustomerErased { rewritten: vec![1, 3] });
         roundtrip(Event::NoteAdded { text: "n".into() });
     }
 

@@ -119,7 +119,7 @@ fn changes(event: Event) -> Change {
         Event::AgentAssigned { agent } => Change::Agent(Some(agent)),
         Event::AgentUnassigned => Change::Agent(None),
         Event::NoteAdded { text } => Change::Note(text),
-        Event::CustomerErased => Change::Erased,
+        Event::CustomerErased { .. } => Change::Erased,
         status_change => status_change
             .new_status()
             .map_or(Change::None, Change::Status),

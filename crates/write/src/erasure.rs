@@ -144,7 +144,13 @@ pub async fn erase_customer(
         ..ErasureReport::default()
     };
     for ticket in &found.tickets {
-        let outcome = commands.erase(*ticket, context.clone()).await?;
+        let rewritten = found
+            .in_clear
+            .iter()
+            .filter(|event| event.ticket_id == *ticket)
+            .map(|event| event.version)
+            .collect();
+        let outcome = commands.erase(*ticket, rewritten, context.clone()).await?;
         if outcome.appended > 0 {
             report.newly_erased += 1;
             report.position = report.position.max(outcome.position);

@@ -182,9 +182,11 @@ impl CommandService {
     pub async fn erase(
         &self,
         ticket_id: Uuid,
+        rewritten: Vec<u64>,
         context: CommandContext,
     ) -> Result<WriteOutcome, WriteError> {
-        self.execute(ticket_id, Command::Erase, context, None).await
+        self.execute(ticket_id, Command::Erase { rewritten }, context, None)
+            .await
     }
 
     /// Changes an existing ticket's status, agent and/or notes.
@@ -324,7 +326,7 @@ impl CommandService {
             Command::Open(_) => None,
             Command::Change(_) => self.known.get(ticket_id),
             // Always decided on the stream as stored.
-            Command::Erase => None,
+            Command::Erase { .. } => None,
         };
         let from_memory = remembered.is_some();
         let mut known = match remembered {

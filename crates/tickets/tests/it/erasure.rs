@@ -128,6 +128,15 @@ fn an_erased_customer_leaves_no_words_and_keeps_every_count(ws: Workspace) {
         let refused = http.patch(&format!("/tickets/{id}"), &json!({"note": "more"}));
         refused.assert_problem(409, None);
     }
+    let history = http.get(&format!("/tickets/{legacy}/events")).body;
+    let erasure = history["events"]
+        .as_array()
+        .expect("events")
+        .last()
+        .expect("the erasure")
+        .clone();
+    assert_eq!(erasure["type"], "CustomerErased", "{history}");
+    assert_eq!(erasure["data"], json!({"rewritten": [1, 2]}), "{history}");
     let bob_now = http
         .get(&format!("/tickets/{}", bob["id"].as_str().expect("id")))
         .body;

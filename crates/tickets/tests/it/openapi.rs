@@ -11,7 +11,7 @@ use crate::harness::{PATIENCE, Ticketd, Workspace};
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// The routes docs/api.md documents (method, path template).
-const DOCUMENTED_ROUTES: [(&str, &str); 14] = [
+const DOCUMENTED_ROUTES: [(&str, &str); 15] = [
     ("post", "/tickets"),
     ("get", "/tickets"),
     ("get", "/tickets/{id}"),
@@ -32,6 +32,7 @@ const DOCUMENTED_ROUTES: [(&str, &str); 14] = [
         "post",
         "/projections/{projection}/dead-letters/{position}/skip",
     ),
+    ("delete", "/customers/{customer}"),
 ];
 
 /// A concrete path for a template: the ticket `id`, and a dead letter's
@@ -41,7 +42,12 @@ fn concrete(template: &str, id: &str) -> String {
         .replace("{id}", id)
         .replace("{projection}", "list")
         .replace("{position}", "1")
+        .replace("{customer}", ERASABLE)
 }
+
+/// The customer whose erasure the route check asks for: it has a ticket of
+/// its own, so that no other check meets an erased ticket.
+const ERASABLE: &str = "Erasable";
 
 /// Status, content type and body (JSON, or the text as a string; an event
 /// stream, which never ends, is not read: its body is `null`).
@@ -124,6 +130,7 @@ fn the_served_document_and_the_router_agree() {
         .http
         .create("ACME", "Spec", "Every route is described.");
     let id = ticket["id"].as_str().expect("id");
+    server.http.create(ERASABLE, "Spec", "Erased by the route check.");
 
     let operations = operations(&spec);
     assert!(!operations.is_empty());
