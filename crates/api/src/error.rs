@@ -287,6 +287,12 @@ impl From<StoreError> for ApiError {
             }
             // The write side answers a taken key with a replay; one that
             // escapes means the recorded key could not be read back yet.
+            // A ticket opened with a key an erasure was destroying: erased
+            // in effect, as a `CustomerErased` makes it.
+            StoreError::Erased { .. } => ApiError::Conflict {
+                field: None,
+                detail: "the ticket's customer was erased; it takes no more changes".into(),
+            },
             StoreError::IdempotencyKeyTaken { .. } => ApiError::Conflict {
                 field: Some("Idempotency-Key".into()),
                 detail: "a request with this key is being recorded; try again".into(),

@@ -49,6 +49,10 @@ pub enum StoreError {
     /// Stored data breaks an invariant; retrying will not help.
     #[error("event store data is corrupt: {0}")]
     Corrupt(String),
+    /// The ticket's customer was erased (its key destroyed): nothing more
+    /// is recorded for it; retrying will not help.
+    #[error("ticket {ticket_id}'s customer was erased; nothing more is recorded for it")]
+    Erased { ticket_id: Uuid },
 }
 
 impl StoreError {

@@ -140,18 +140,20 @@ impl SealedEvents {
         Ok(key)
     }
 
-    /// The payload with its personal fields sealed under `key`.
-    async fn seal(&self, event: &NewEvent, key: Uuid) -> Result<Payload, StoreError> {
+    /// The payload with its personal fields sealed under `key`; `Erased`
+    /// when the key is destroyed (an erasure got there first).
+    async fn seal(
+        &self,
+        ticket_id: Uuid,
+        event: &NewEvent,
+        key: Uuid,
+    ) -> Result<Payload, StoreError> {
         let data_key = self
             .keyring
             .key(key)
             .await
             .map_err(key_error)?
-            .ok_or_else(|| {
-                StoreError::unavailable(Erased {
-                    what: "the ticket's customer was erased; nothing more is recorded for it",
-                })
-            })?;
+            .ok_or(StoreError::Erased { ticket_id })?;
         seal_payload(&event.event_type, &event.data, key, &data_key)
     }
 
@@ -202,13 +204,6 @@ impl SealedEvents {
         }
         Ok(opened)
     }
-}
-
-/// A refusal to seal for an erased customer.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}")]
-struct Erased {
-    what: &'static str,
 }
 
 /// The type of the event that erases a ticket's personal fields.
@@ -276,7 +271,7 @@ impl Forwarding for SealedEvents {
                 self.ticket_key(ticket_id).await?
             };
             let mut event_sealed = event.clone();
-            event_sealed.data = self.seal(event, key).await?;
+            event_sealed.data = self.seal(ticket_id, event, key).await?;
             sealed.push(event_sealed);
         }
         let recorded = self

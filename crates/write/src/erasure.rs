@@ -40,6 +40,10 @@ use crate::{CommandContext, CommandService, WriteError};
 /// Events read per page while looking for the customer's tickets.
 const PAGE: usize = 1_000;
 
+/// Beyond the key caches' age bound, for an open already past its key
+/// lookup to reach the store before the second look for tickets.
+const LATE_OPEN_SLACK: Duration = Duration::from_millis(500);
+
 /// What an erasure did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErasureReport {
@@ -163,6 +167,20 @@ pub async fn erase_customer(
     }
     if let Some(key) = key {
         report.key_destroyed = keyring.destroy(key).await?;
+        // A ticket opened meanwhile, by a process that still had the key in
+        // its cache, is sealed with the destroyed key: erased in effect (it
+        // reads erased and refuses changes), and made so by its own
+        // `CustomerErased` once caches have let the key go.
+        tokio::time::sleep(sealing::keys::CUSTOMER_CACHE_TTL + LATE_OPEN_SLACK).await;
+        let late = find_tickets(raw, Some(key), customer).await?;
+        for ticket in late.tickets.difference(&found.tickets) {
+            let outcome = commands.erase(*ticket, Vec::new(), context.clone()).await?;
+            report.tickets += 1;
+            if outcome.appended > 0 {
+                report.newly_erased += 1;
+                report.position = report.position.max(outcome.position);
+            }
+        }
     }
     tracing::info!(
         tickets = report.tickets,
