@@ -69,5 +69,7 @@ pub enum Command {
     /// Erase the customer's personal data from the ticket (an erasure of
     /// the customer runs this on each of its tickets), recording which of
     /// its events stored in clear the erasure rewrites.
-    Erase { rewritten: Vec<u64> },
+    Erase {
+        rewritten: Vec<u64>,
+    },
 }
