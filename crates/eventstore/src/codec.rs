@@ -133,8 +133,11 @@ pub fn decode(event_type: &str, schema_version: u32, data: &Payload) -> Result<E
         "TicketReopened" => Ok(Event::TicketReopened),
         "TicketClosed" => Ok(Event::TicketClosed),
         "AgentUnassigned" => Ok(Event::AgentUnassigned),
-        "CustomerErased" => serde_json::from_str::<fields::Erased<Vec<u64>>>(json)
-            .map(|e| Event::CustomerErased { rewritten: e.rewritten }),
+        "CustomerErased" => {
+            serde_json::from_str::<fields::Erased<Vec<u64>>>(json).map(|e| Event::CustomerErased {
+                rewritten: e.rewritten,
+            })
+        }
         other => return Err(DecodeError::UnknownType(other.to_owned())),
     };
     decoded.map_err(|e| bad(e.to_string()))
@@ -247,7 +250,9 @@ mod tests {
         roundtrip(Event::AgentAssigned { agent: "a".into() });
         roundtrip(Event::AgentUnassigned);
         roundtrip(Event::CustomerErased { rewritten: vec![] });
-        roundtrip(Event::CustomerErased { rewritten: vec![1, 3] });
+        roundtrip(Event::CustomerErased {
+            rewritten: vec![1, 3],
+        });
         roundtrip(Event::NoteAdded { text: "n".into() });
     }
 

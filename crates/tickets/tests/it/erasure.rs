@@ -280,7 +280,10 @@ fn a_master_key_wraps_the_data_keys_and_every_process_needs_it(ws: Workspace) {
     let bad = ws.dir.path().join("bad.key");
     std::fs::write(&bad, "not a key").expect("write a bad key");
     let bad = ws.projector(&["verify", "--master-key-file", &bad.display().to_string()]);
-    assert!(!bad.status.success() && bad.stderr.contains("32 bytes"), "{bad:?}");
+    assert!(
+        !bad.status.success() && bad.stderr.contains("32 bytes"),
+        "{bad:?}"
+    );
 }
 
 crate::on_every_backend!(

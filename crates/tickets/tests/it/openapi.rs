@@ -130,7 +130,9 @@ fn the_served_document_and_the_router_agree() {
         .http
         .create("ACME", "Spec", "Every route is described.");
     let id = ticket["id"].as_str().expect("id");
-    server.http.create(ERASABLE, "Spec", "Erased by the route check.");
+    server
+        .http
+        .create(ERASABLE, "Spec", "Erased by the route check.");
 
     let operations = operations(&spec);
     assert!(!operations.is_empty());
