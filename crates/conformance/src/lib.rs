@@ -35,10 +35,23 @@
 //! async fn make_tokens() -> Option<(conformance::TokenStores, TempDir)> { ... }
 //! conformance::token_contract_tests!(make_tokens);
 //! ```
+//!
+//! So has the customers' key store ([`sealing::KeyStore`], `keys`), with a
+//! factory of the same shape ([`KeyStores`]):
+//!
+//! ```ignore
+//! async fn make_keys() -> Option<(conformance::KeyStores, TempDir)> { ... }
+//! conformance::key_contract_tests!(make_keys);
+//! ```
+//!
+//! The event store's one exception to immutability, `EventStore::redact`
+//! (`redact`), is part of the store contract.
 
 mod events;
 mod fixtures;
+mod keys;
 mod operations;
+mod redact;
 mod tokens;
 mod views;
 
@@ -55,9 +68,18 @@ pub use events::{
     wrong_expected_version_conflicts,
 };
 pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence, fold_into};
+pub use keys::{
+    KeyStores, a_customers_key_is_created_once, concurrent_creates_for_one_customer_share_one_key,
+    created_keys_are_found_by_customer_and_id, destroying_a_key_is_once_and_forgets_it,
+    keys_survive_reopening, scrub_succeeds_and_keeps_the_keys,
+};
 pub use operations::{
     dead_letters_are_kept_and_counted, heartbeat_records_state_and_last_error,
     leases_fence_every_write, shadow_rebuild_swaps_what_queries_read,
+};
+pub use redact::{
+    redact_rewrites_only_that_events_payload,
+    redacting_a_missing_event_is_corrupt_and_changes_nothing,
 };
 pub use tokens::{
     TokenStores, concurrent_creates_of_one_name_store_one, created_tokens_are_found_by_their_hash,
@@ -117,6 +139,16 @@ macro_rules! store_contract_tests {
             $make_store,
             shared,
             concurrent_appends_with_one_key_commit_once
+        );
+        $crate::__store_contract_case!(
+            $make_store,
+            events,
+            redact_rewrites_only_that_events_payload
+        );
+        $crate::__store_contract_case!(
+            $make_store,
+            events,
+            redacting_a_missing_event_is_corrupt_and_changes_nothing
         );
         $crate::__store_contract_case!($make_store, both, empty_store_starts_at_zero);
         $crate::__store_contract_case!($make_store, both, commit_writes_views_and_moves_checkpoint);
@@ -218,6 +250,42 @@ macro_rules! __token_contract_case {
             };
             let tokens: $crate::TokenStores = tokens;
             $crate::within_time_limit(stringify!($case), $crate::$case(&tokens)).await;
+        }
+    };
+}
+
+/// Expands into one `#[tokio::test]` per case of the key store contract.
+/// `$make_keys` (callable with no arguments, returning a future) gives
+/// `Option<(KeyStores, guard)>`: a fresh, empty store for every case and a
+/// guard that keeps it alive, or `None` to skip the case, as for
+/// [`store_contract_tests!`].
+#[macro_export]
+macro_rules! key_contract_tests {
+    ($make_keys:expr) => {
+        $crate::__key_contract_case!($make_keys, created_keys_are_found_by_customer_and_id);
+        $crate::__key_contract_case!($make_keys, a_customers_key_is_created_once);
+        $crate::__key_contract_case!(
+            $make_keys,
+            concurrent_creates_for_one_customer_share_one_key
+        );
+        $crate::__key_contract_case!($make_keys, destroying_a_key_is_once_and_forgets_it);
+        $crate::__key_contract_case!($make_keys, keys_survive_reopening);
+        $crate::__key_contract_case!($make_keys, scrub_succeeds_and_keeps_the_keys);
+    };
+}
+
+/// One case of [`key_contract_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __key_contract_case {
+    ($make_keys:expr, $case:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let Some((keys, _guard)) = ($make_keys)().await else {
+                return;
+            };
+            let keys: $crate::KeyStores = keys;
+            $crate::within_time_limit(stringify!($case), $crate::$case(&keys)).await;
         }
     };
 }

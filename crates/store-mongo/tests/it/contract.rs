@@ -43,3 +43,26 @@ mod tokens {
 
     conformance::token_contract_tests!(make_tokens);
 }
+
+/// The key store contract, on a fresh database per case; reopening connects
+/// to the same database again.
+mod keys {
+    use conformance::KeyStores;
+    use store_mongo::{MongoStore, testing};
+
+    async fn make_keys() -> Option<(KeyStores, testing::TestDatabase)> {
+        let (store, database) = testing::store("keys").await?;
+        let uri = database.uri().to_owned();
+        let reopen = move || {
+            let uri = uri.clone();
+            async move {
+                MongoStore::connect(&uri)
+                    .await
+                    .unwrap_or_else(|e| panic!("connecting to {uri} again: {e}"))
+            }
+        };
+        Some((KeyStores::new(store, reopen), database))
+    }
+
+    conformance::key_contract_tests!(make_keys);
+}

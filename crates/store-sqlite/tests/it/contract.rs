@@ -36,3 +36,24 @@ mod tokens {
 
     conformance::token_contract_tests!(make_tokens);
 }
+
+/// The key store contract, on a fresh file per case; reopening opens the
+/// same file again.
+mod keys {
+    use conformance::KeyStores;
+    use store_sqlite::SqliteStore;
+    use tempfile::TempDir;
+
+    async fn make_keys() -> Option<(KeyStores, TempDir)> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("tickets.db");
+        let store = SqliteStore::open(&path).expect("open a fresh store");
+        let reopen = move || {
+            let path = path.clone();
+            async move { SqliteStore::open(&path).expect("open the file again") }
+        };
+        Some((KeyStores::new(store, reopen), dir))
+    }
+
+    conformance::key_contract_tests!(make_keys);
+}
