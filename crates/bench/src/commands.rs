@@ -35,6 +35,13 @@ pub struct ClosedLoop {
     pub commands_per_second: f64,
     pub latency: Summary,
     pub ticketd: Memory,
+    /// Tickets opened, and the distinct customers who opened them (ten
+    /// tickets each: a data key made for one opening in ten).
+    pub tickets: u64,
+    pub customers: u64,
+    /// ticketd's CPU time (user + system, all threads, its projector's
+    /// included) over the run, per acknowledged command.
+    pub ticketd_cpu_us_per_command: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +61,14 @@ pub struct OpenLoop {
     pub ticketd: Memory,
 }
 
+/// The customer who opens ticket `n`: ten consecutive tickets per customer,
+/// so one opening in ten makes the customer's data key, and the others find
+/// it (in the keyring's cache or the key store) as a returning customer's
+/// ticket does.
+pub(crate) fn customer_index(n: u64) -> u64 {
+    n / seed::TICKETS_PER_CUSTOMER
+}
+
 /// The body of each command of ticket `n`, in order.
 pub(crate) fn ticket_commands(n: u64) -> [(Method, String); 5] {
     let script = |v: serde_json::Value| v.to_string();
@@ -61,7 +76,7 @@ pub(crate) fn ticket_commands(n: u64) -> [(Method, String); 5] {
         (
             Method::POST,
             script(serde_json::json!({
-                "customer": seed::customer(n),
+                "customer": format!("customer-{:04}", customer_index(n)),
                 "subject": format!("Benchmark ticket {n}"),
                 "message": "The printer on the third floor is on fire again. Please help.",
             })),
@@ -91,6 +106,8 @@ struct Tally {
     latencies: Latencies,
     commands: u64,
     errors: u64,
+    /// The tickets opened.
+    opened: Vec<u64>,
 }
 
 impl Tally {
@@ -98,6 +115,14 @@ impl Tally {
         self.latencies.merge(&other.latencies);
         self.commands += other.commands;
         self.errors += other.errors;
+        self.opened.extend(other.opened);
+    }
+
+    /// The distinct customers of the tickets opened.
+    fn customers(&self) -> u64 {
+        let customers: std::collections::HashSet<u64> =
+            self.opened.iter().map(|&n| customer_index(n)).collect();
+        customers.len() as u64
     }
 }
 
@@ -138,6 +163,7 @@ async fn worker(
                 acked(position, done);
             }
             if method == Method::POST {
+                tally.opened.push(n);
                 match reply.location {
                     Some(location) => path = location,
                     None => bail!("a create answered without Location"),
@@ -168,6 +194,7 @@ pub async fn closed_loop(
     let ticketd = Ticketd::start(binaries, store, log, &[])?;
     ticketd.wait_ready().await?;
     let clients = connect_all(ticketd.addr, concurrency).await?;
+    let cpu_before = ticketd.cpu_seconds();
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = tokio::task::JoinSet::new();
@@ -186,14 +213,23 @@ pub async fn closed_loop(
         tally.add(done.context("joining a worker")??);
     }
     let elapsed = started.elapsed();
+    let cpu = ticketd.cpu_seconds() - cpu_before;
+    let acknowledged = tally.commands - tally.errors;
     Ok(ClosedLoop {
         concurrency,
         commands: tally.commands,
         errors: tally.errors,
         seconds: elapsed.as_secs_f64(),
-        commands_per_second: per_second(tally.commands - tally.errors, elapsed),
+        commands_per_second: per_second(acknowledged, elapsed),
         latency: tally.latencies.summary(),
         ticketd: ticketd.memory(),
+        tickets: tally.opened.len() as u64,
+        customers: tally.customers(),
+        ticketd_cpu_us_per_command: if acknowledged == 0 {
+            0.0
+        } else {
+            cpu * 1e6 / acknowledged as f64
+        },
     })
 }
 
@@ -371,5 +407,7 @@ mod tests {
         assert_eq!(commands[0].0, Method::POST);
         assert!(commands[2].1.contains("agent-07"));
         assert!(commands[4].1.contains("closed"));
+        assert!(ticket_commands(9)[0].1.contains("customer-0000"));
+        assert!(ticket_commands(10)[0].1.contains("customer-0001"));
     }
 }

@@ -118,6 +118,7 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
         lag: None,
         import: None,
         replay: None,
+        sealed: None,
         rebuild: None,
         under_load: None,
         reads: Vec::new(),
@@ -159,7 +160,13 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
             }
             if replay && largest {
                 say("replaying");
-                report.replay = Some(history::replay(&store).await?);
+                let clear = history::replay(&store).await?;
+                say(format_args!(
+                    "replayed {} events in clear at {:.0} events/s",
+                    clear.events, clear.events_per_second
+                ));
+                report.replay = Some(clear);
+                report.sealed = Some(sealed_history(settings, n).await?);
             }
             if rebuild {
                 say(format_args!("rebuilding the views of {n} tickets"));
@@ -193,6 +200,34 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
     Ok(report)
 }
 
+/// The same tickets seeded sealed (ten per customer) into a store of their
+/// own, and replayed: sealing's cost per replayed event, beside the replay
+/// of the clear seed.
+async fn sealed_history(settings: &Settings, n: u64) -> anyhow::Result<report::SealedHistory> {
+    let store = settings.stores.fresh(&format!("sealed-{n}"));
+    say(format_args!(
+        "seeding {n} tickets sealed ({} customers) into {store}",
+        seed::customers_for(n)
+    ));
+    let (seeded, made) = history::import_sealed(&store, n).await?;
+    say(format_args!(
+        "made {} keys in {:.1} s; imported {} sealed events at {:.0} events/s",
+        made.customers, made.keys_seconds, seeded.events, made.import.events_per_second
+    ));
+    say("replaying the sealed events");
+    let replay = history::replay(&store).await?;
+    say(format_args!(
+        "replayed {} sealed events at {:.0} events/s ({} keys loaded)",
+        replay.events, replay.events_per_second, replay.key_loads
+    ));
+    Ok(report::SealedHistory {
+        customers: made.customers,
+        keys_seconds: made.keys_seconds,
+        import: made.import,
+        replay,
+    })
+}
+
 async fn commands(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
     for &c in &settings.concurrency {
         say(format_args!(
@@ -210,8 +245,12 @@ async fn commands(settings: &Settings, report: &mut Report) -> anyhow::Result<()
         .await
         .with_context(|| format!("closed loop at {c} connections"))?;
         say(format_args!(
-            "  {:.0} commands/s, p50 {:.2} ms, p95 {:.2} ms",
-            level.commands_per_second, level.latency.p50_ms, level.latency.p95_ms
+            "  {:.0} commands/s, p50 {:.2} ms, p95 {:.2} ms; ticketd {:.0} µs CPU per command; {} customers",
+            level.commands_per_second,
+            level.latency.p50_ms,
+            level.latency.p95_ms,
+            level.ticketd_cpu_us_per_command,
+            level.customers
         ));
         report.commands.push(level);
     }
@@ -317,6 +356,12 @@ fn meta(settings: &Settings) -> Meta {
         "seed: {} tickets (≈3.3 events each: open, then triage 3/4, agent 4/5, note 1/2, close 1/4); read sizes {:?}",
         settings.tickets,
         settings.sizes()
+    ));
+    notes.push(format!(
+        "sealed seed (replay): the same tickets with their personal fields sealed, {} customers ({} tickets each, spread over the history), one data key each; commands: ticket n opened by customer n/{}",
+        seed::customers_for(settings.tickets),
+        seed::TICKETS_PER_CUSTOMER,
+        seed::TICKETS_PER_CUSTOMER
     ));
     notes.push(format!(
         "closed loop: {:?} per level at {:?} connections; open loop: {} events/s on {} connections for {:?}",

@@ -149,6 +149,35 @@ impl Ticketd {
     pub fn memory(&self) -> Memory {
         Memory::of(self.pid())
     }
+
+    /// The CPU time ticketd has used so far, all threads, user + system.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid())
+    }
+}
+
+/// A process's CPU time so far (user + system, every thread), in seconds,
+/// from `/proc/PID/stat`; 0 where `/proc` says nothing.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| parse_cpu_seconds(&stat))
+        .unwrap_or_default()
+}
+
+/// `utime` and `stime` (fields 14 and 15, counted after the parenthesised
+/// command name, which may hold spaces), in clock ticks of 1/100 s: the
+/// `USER_HZ` Linux reports them in on every architecture.
+fn parse_cpu_seconds(stat: &str) -> f64 {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    // `rest` starts at field 3 (the state).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => 0.0,
+    }
 }
 
 impl Drop for Ticketd {
@@ -272,5 +301,14 @@ mod tests {
             }
         );
         assert_eq!(Memory::parse("nothing"), Memory::default());
+    }
+
+    #[test]
+    fn cpu_time_from_proc_stat() {
+        let stat = "4242 (ticket d) S 1 4242 4242 0 -1 4194304 900 0 0 0 250 75 0 0 20 0 9 0 \
+                    100 1000000 2000 18446744073709551615";
+        assert!((parse_cpu_seconds(stat) - 3.25).abs() < 1e-9);
+        assert_eq!(parse_cpu_seconds("garbage"), 0.0);
+        assert!(cpu_seconds(std::process::id()) >= 0.0);
     }
 }

@@ -39,7 +39,10 @@ pub struct Report {
     pub commands: Vec<ClosedLoop>,
     pub lag: Option<OpenLoop>,
     pub import: Option<ImportResult>,
+    /// Replay of the seed in clear (events from before sealing).
     pub replay: Option<ReplayResult>,
+    /// The same tickets seeded sealed, and replayed.
+    pub sealed: Option<SealedHistory>,
     pub rebuild: Option<RebuildResult>,
     pub under_load: Option<UnderLoadResult>,
     pub reads: Vec<ReadsResult>,
@@ -102,6 +105,17 @@ pub enum Better {
 pub enum Verdict {
     Meets,
     Misses,
+}
+
+/// The seed with its personal fields sealed (ten tickets per customer, one
+/// data key each), its import and its replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealedHistory {
+    pub customers: u64,
+    /// Making and storing the customers' keys before the import.
+    pub keys_seconds: f64,
+    pub import: ImportResult,
+    pub replay: ReplayResult,
 }
 
 /// One target of the issue read against one measured figure.
@@ -217,7 +231,28 @@ pub fn targets(report: &Report) -> Vec<TargetRow> {
             1_000_000.0,
             "events/s",
             Higher,
-            format!("{} events", count(replay.events)),
+            format!("{} events in clear", count(replay.events)),
+        ));
+    }
+    if let Some(sealed) = &report.sealed {
+        let vs_clear = report.replay.as_ref().map_or(String::new(), |clear| {
+            format!(
+                "; {:+.0}% vs clear",
+                100.0 * (sealed.replay.events_per_second / clear.events_per_second - 1.0)
+            )
+        });
+        rows.push(row(
+            "replay, sealed",
+            "read + open + decode",
+            sealed.replay.events_per_second,
+            1_000_000.0,
+            "events/s",
+            Higher,
+            format!(
+                "{} events, {} customers' keys{vs_clear}",
+                count(sealed.replay.events),
+                count(sealed.customers)
+            ),
         ));
     }
     if let Some(rebuild) = &report.rebuild {
@@ -550,13 +585,16 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| connections | commands/s | p50 ms | p95 ms | p99 ms | max ms | commands | errors | ticketd peak RSS |"
+                "| connections | commands/s | p50 ms | p95 ms | p99 ms | max ms | commands | errors | ticketd peak RSS | ticketd CPU per command | customers (keys) |"
             );
-            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             for l in &self.commands {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MB |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MB | {:.0} µs | {} |",
                     l.concurrency,
                     group(l.commands_per_second),
                     ms(l.latency.p50_ms),
@@ -565,7 +603,9 @@ impl Report {
                     ms(l.latency.max_ms),
                     group(l.commands as f64),
                     l.errors,
-                    l.ticketd.peak_rss_mb
+                    l.ticketd.peak_rss_mb,
+                    l.ticketd_cpu_us_per_command,
+                    group(l.customers as f64)
                 );
             }
         }
@@ -642,7 +682,11 @@ impl Report {
             );
             let _ = writeln!(md, "\n```\n{}\n```", load.said);
         }
-        if self.import.is_some() || self.replay.is_some() || self.rebuild.is_some() {
+        if self.import.is_some()
+            || self.replay.is_some()
+            || self.sealed.is_some()
+            || self.rebuild.is_some()
+        {
             let _ = writeln!(md, "\n## Event history\n");
             let _ = writeln!(
                 md,
@@ -663,11 +707,37 @@ impl Report {
             if let Some(r) = &self.replay {
                 let _ = writeln!(
                     md,
-                    "| replay (read_all by {}, decode) | {} | {:.2} | {} | | |",
+                    "| replay in clear (read_all by {}, decode) | {} | {:.2} | {} | | |",
                     group(r.batch as f64),
                     group(r.events as f64),
                     r.seconds,
                     group(r.events_per_second)
+                );
+            }
+            if let Some(sealed) = &self.sealed {
+                let i = &sealed.import;
+                let _ = writeln!(
+                    md,
+                    "| import, sealed ({} tickets, {} customers, {} path) | {} | {:.2} | {} | | {} keys made first in {:.1} s (not in the import's time) |",
+                    group(i.tickets as f64),
+                    group(sealed.customers as f64),
+                    i.path,
+                    group(i.events as f64),
+                    i.seconds,
+                    group(i.events_per_second),
+                    group(sealed.customers as f64),
+                    sealed.keys_seconds
+                );
+                let r = &sealed.replay;
+                let _ = writeln!(
+                    md,
+                    "| replay, sealed (read_all by {}, open, decode) | {} | {:.2} | {} | | {} keys loaded (cache misses), {:.2} s in those loads |",
+                    group(r.batch as f64),
+                    group(r.events as f64),
+                    r.seconds,
+                    group(r.events_per_second),
+                    group(r.key_loads as f64),
+                    r.key_load_seconds
                 );
             }
             if let Some(rebuild) = &self.rebuild {

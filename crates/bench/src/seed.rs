@@ -1,7 +1,11 @@
 //! The seeded data: N tickets generated from their index alone, so every run
 //! (and the naive table beside the event store) holds the same tickets.
 //!
-//! Ticket `i` is opened by customer `i·7919 mod 1000`; three in four are
+//! Ticket `i` is opened by customer `i·7919 mod C`, where C is 1000 (the
+//! default seed: a thousand tickets per customer at 1,000,000 tickets) or
+//! about one in ten of the tickets (the sealed seed, [`chunk_with`]: ten
+//! tickets per customer, spread over the whole history as a real
+//! customer's are); three in four are
 //! triaged, four in five get an agent (50 agents), every second gets a note,
 //! one in four is closed: about 3.3 events per ticket, and every list filter
 //! and dashboard count has rows. Tickets are generated in chunks whose events
@@ -16,8 +20,27 @@ use uuid::Uuid;
 pub const CUSTOMERS: u64 = 1000;
 pub const AGENTS: u64 = 50;
 
+/// Tickets per customer in the sealed seed and the `commands` workload.
+pub const TICKETS_PER_CUSTOMER: u64 = 10;
+
 pub fn customer(n: u64) -> String {
-    format!("customer-{:04}", n % CUSTOMERS)
+    customer_of(n, CUSTOMERS)
+}
+
+/// Customer `n mod customers`.
+pub fn customer_of(n: u64, customers: u64) -> String {
+    format!("customer-{:04}", n % customers.max(1))
+}
+
+/// The customers of a sealed seed of `tickets` tickets: about one in
+/// [`TICKETS_PER_CUSTOMER`], and prime to the seed's stride (7919), so that
+/// every one of them opens tickets.
+pub fn customers_for(tickets: u64) -> u64 {
+    let mut customers = tickets.div_ceil(TICKETS_PER_CUSTOMER).max(1);
+    if customers.is_multiple_of(7919) {
+        customers += 1;
+    }
+    customers
 }
 
 pub fn agent(n: u64) -> String {
@@ -69,8 +92,13 @@ impl Clock {
 
 /// The events ticket `i` goes through, in order.
 pub fn script(i: u64) -> Vec<Event> {
+    script_with(i, CUSTOMERS)
+}
+
+/// [`script`] with `customers` customers.
+pub fn script_with(i: u64, customers: u64) -> Vec<Event> {
     let mut events = vec![Event::TicketOpened {
-        customer: customer(i.wrapping_mul(7919)),
+        customer: customer_of(i.wrapping_mul(7919), customers),
         subject: format!("Printer {i} is on fire"),
         message: format!(
             "Ticket {i}: the printer on floor {} started smoking after the   morning job. \
@@ -106,7 +134,12 @@ fn metadata() -> Metadata {
 
 /// Tickets `from..to`, their events interleaved step by step.
 pub fn chunk(from: u64, to: u64, clock: &mut Clock) -> Chunk {
-    let scripts: Vec<Vec<Event>> = (from..to).map(script).collect();
+    chunk_with(from, to, clock, CUSTOMERS)
+}
+
+/// [`chunk`] with `customers` customers.
+pub fn chunk_with(from: u64, to: u64, clock: &mut Clock, customers: u64) -> Chunk {
+    let scripts: Vec<Vec<Event>> = (from..to).map(|i| script_with(i, customers)).collect();
     let mut ids = vec![Uuid::nil(); scripts.len()];
     let mut tickets: Vec<Option<FinalTicket>> = vec![None; scripts.len()];
     let mut events = Vec::with_capacity(scripts.iter().map(Vec::len).sum());
@@ -211,5 +244,19 @@ mod tests {
         );
         assert_eq!(chunk.tickets[1].agent.as_deref(), Some("agent-01"));
         assert_eq!(chunk.tickets[2].notes.len(), 1);
+    }
+
+    #[test]
+    fn a_sealed_seed_has_ten_tickets_per_customer_spread_out() {
+        assert_eq!(customers_for(1_000_000), 100_000);
+        assert_eq!(customers_for(79_190), 7_920);
+        let customers = customers_for(100);
+        let chunk = chunk_with(0, 100, &mut Clock::default(), customers);
+        let mut seen: Vec<&str> = chunk.tickets.iter().map(|t| t.customer.as_str()).collect();
+        // Neighbours belong to different customers.
+        assert_ne!(seen[0], seen[1]);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len() as u64, customers);
     }
 }

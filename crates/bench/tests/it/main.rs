@@ -75,6 +75,15 @@ fn the_smoke_run_measures_every_workload() {
             level["ticketd"]["peak_rss_mb"].as_f64() > Some(0.0),
             "{level}"
         );
+        // Ten tickets per customer.
+        let tickets = count(&level["tickets"]);
+        assert!(tickets > 0, "{level}");
+        let customers = count(&level["customers"]);
+        assert!(
+            customers * 10 >= tickets && customers <= tickets.div_ceil(10) + 1,
+            "{level}"
+        );
+        assert!(level["ticketd_cpu_us_per_command"].as_f64() >= Some(0.0));
     }
 
     let lag = &report["lag"];
@@ -90,6 +99,13 @@ fn the_smoke_run_measures_every_workload() {
         events,
         "the replay saw every event"
     );
+    assert_eq!(count(&report["replay"]["key_loads"]), 0, "clear events");
+    // The same tickets sealed, one key per ten tickets, and replayed.
+    let sealed = &report["sealed"];
+    assert_eq!(count(&sealed["customers"]), 60, "{sealed}");
+    assert_eq!(count(&sealed["import"]["events"]), events, "{sealed}");
+    assert_eq!(count(&sealed["replay"]["events"]), events, "{sealed}");
+    assert!(count(&sealed["replay"]["key_loads"]) >= 60, "{sealed}");
     let runs = report["rebuild"]["runs"].as_array().expect("rebuild runs");
     let projections: Vec<&str> = runs
         .iter()
