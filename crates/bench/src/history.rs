@@ -258,6 +258,9 @@ pub struct ReplayResult {
     pub batch: usize,
     /// Keys read from the key store (the keyring's cache missed).
     pub key_loads: u64,
+    /// The key store reads those keys took (a batch's misses are read at
+    /// once).
+    pub key_queries: u64,
     /// Time spent in those reads, summed (they overlap the decoding).
     pub key_load_seconds: f64,
 }
@@ -268,6 +271,7 @@ pub struct ReplayResult {
 struct CountedKeys {
     inner: Arc<dyn KeyStore>,
     loads: AtomicU64,
+    queries: AtomicU64,
     nanos: AtomicU64,
 }
 
@@ -281,9 +285,21 @@ impl KeyStore for CountedKeys {
         let started = Instant::now();
         let key = self.inner.by_id(key_id).await;
         self.loads.fetch_add(1, Ordering::Relaxed);
+        self.queries.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.nanos.fetch_add(nanos, Ordering::Relaxed);
         key
+    }
+
+    async fn by_ids(&self, key_ids: &[Uuid]) -> Result<Vec<StoredKey>, KeyError> {
+        let started = Instant::now();
+        let keys = self.inner.by_ids(key_ids).await;
+        self.loads
+            .fetch_add(key_ids.len() as u64, Ordering::Relaxed);
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        keys
     }
 
     async fn create(&self, key: StoredKey) -> Result<StoredKey, KeyError> {
@@ -306,6 +322,7 @@ pub async fn replay(store: &StoreUrl) -> anyhow::Result<ReplayResult> {
     let keys = Arc::new(CountedKeys {
         inner: backend.keys.clone(),
         loads: AtomicU64::new(0),
+        queries: AtomicU64::new(0),
         nanos: AtomicU64::new(0),
     });
     let keyring = Arc::new(Keyring::new(keys.clone(), None));
@@ -344,6 +361,7 @@ pub async fn replay(store: &StoreUrl) -> anyhow::Result<ReplayResult> {
         events_per_second: per_second(count, elapsed),
         batch: REPLAY_BATCH,
         key_loads: keys.loads.load(Ordering::Relaxed),
+        key_queries: keys.queries.load(Ordering::Relaxed),
         key_load_seconds: keys.nanos.load(Ordering::Relaxed) as f64 / 1e9,
     })
 }

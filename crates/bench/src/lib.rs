@@ -217,8 +217,12 @@ async fn sealed_history(settings: &Settings, n: u64) -> anyhow::Result<report::S
     say("replaying the sealed events");
     let replay = history::replay(&store).await?;
     say(format_args!(
-        "replayed {} sealed events at {:.0} events/s ({} keys loaded)",
-        replay.events, replay.events_per_second, replay.key_loads
+        "replayed {} sealed events at {:.0} events/s ({} keys loaded in {} reads, {:.2} s)",
+        replay.events,
+        replay.events_per_second,
+        replay.key_loads,
+        replay.key_queries,
+        replay.key_load_seconds
     ));
     Ok(report::SealedHistory {
         customers: made.customers,

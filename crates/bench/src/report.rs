@@ -731,12 +731,13 @@ impl Report {
                 let r = &sealed.replay;
                 let _ = writeln!(
                     md,
-                    "| replay, sealed (read_all by {}, open, decode) | {} | {:.2} | {} | | {} keys loaded (cache misses), {:.2} s in those loads |",
+                    "| replay, sealed (read_all by {}, open, decode) | {} | {:.2} | {} | | {} keys loaded (cache misses) in {} key store reads, {:.2} s in those reads |",
                     group(r.batch as f64),
                     group(r.events as f64),
                     r.seconds,
                     group(r.events_per_second),
                     group(r.key_loads as f64),
+                    group(r.key_queries as f64),
                     r.key_load_seconds
                 );
             }

@@ -164,6 +164,67 @@ pub async fn created_keys_are_found_by_customer_and_id(keys: &KeyStores) {
     );
 }
 
+/// `by_ids` answers the keys with the ids asked for that exist, as stored,
+/// each once (whatever the order, repeats, destroyed or unknown ids among
+/// them); nothing for no ids; and it goes past one query's worth of ids
+/// (1,200 keys, more than SQLite's smallest limit on bound variables).
+pub async fn keys_are_found_by_many_ids_at_once(keys: &KeyStores) {
+    let store = &*keys.store;
+    let made: Vec<StoredKey> = (0..1_200)
+        .map(|n| {
+            key(
+                &format!("customer {n}"),
+                if n % 2 == 0 { RAW } else { WRAPPED },
+            )
+        })
+        .collect();
+    for key in &made {
+        create(store, key).await;
+    }
+    let gone = &made[7];
+    assert!(destroy(store, gone.key_id).await);
+    let by_ids = |ids: Vec<Uuid>| async move {
+        let mut found = store
+            .by_ids(&ids)
+            .await
+            .unwrap_or_else(|e| panic!("{} keys by id: {e}", ids.len()));
+        found.sort_by_key(|key| key.key_id);
+        found.dedup_by_key(|key| key.key_id);
+        found
+    };
+    assert_eq!(by_ids(Vec::new()).await, Vec::new(), "no ids, no keys");
+    // Every key but the destroyed one, in reverse order, with an unknown id,
+    // the destroyed one and a repeat among them.
+    let mut ids: Vec<Uuid> = made.iter().rev().map(|key| key.key_id).collect();
+    ids.insert(3, Uuid::now_v7());
+    ids.insert(600, made[0].key_id);
+    let found = by_ids(ids).await;
+    let mut expected: Vec<&StoredKey> = made
+        .iter()
+        .filter(|key| key.key_id != gone.key_id)
+        .collect();
+    expected.sort_by_key(|key| key.key_id);
+    assert_eq!(found.len(), expected.len(), "every key there is, once");
+    for (read, sent) in found.iter().zip(expected) {
+        assert_key(read, sent, "by_ids");
+    }
+    let few = by_ids(vec![made[3].key_id, gone.key_id, made[1].key_id]).await;
+    assert_eq!(few.len(), 2, "the destroyed key is not found");
+    for read in &few {
+        let sent = if read.key_id == made[3].key_id {
+            &made[3]
+        } else {
+            &made[1]
+        };
+        assert_key(read, sent, "by_ids, a few");
+    }
+    assert_eq!(
+        by_ids(vec![Uuid::now_v7(), gone.key_id]).await,
+        Vec::new(),
+        "only ids no key has"
+    );
+}
+
 /// A create for a customer who has a key stores nothing and answers the key
 /// the customer has; the refused key's id finds nothing.
 pub async fn a_customers_key_is_created_once(keys: &KeyStores) {

@@ -71,7 +71,7 @@ pub use fixtures::{CATCH_UP_HOLDER, CATCH_UP_TTL, catch_up, fence, fold_into};
 pub use keys::{
     KeyStores, a_customers_key_is_created_once, concurrent_creates_for_one_customer_share_one_key,
     created_keys_are_found_by_customer_and_id, destroying_a_key_is_once_and_forgets_it,
-    keys_survive_reopening, scrub_succeeds_and_keeps_the_keys,
+    keys_are_found_by_many_ids_at_once, keys_survive_reopening, scrub_succeeds_and_keeps_the_keys,
 };
 pub use operations::{
     dead_letters_are_kept_and_counted, heartbeat_records_state_and_last_error,
@@ -264,6 +264,7 @@ macro_rules! key_contract_tests {
     ($make_keys:expr) => {
         $crate::__key_contract_case!($make_keys, created_keys_are_found_by_customer_and_id);
         $crate::__key_contract_case!($make_keys, a_customers_key_is_created_once);
+        $crate::__key_contract_case!($make_keys, keys_are_found_by_many_ids_at_once);
         $crate::__key_contract_case!(
             $make_keys,
             concurrent_creates_for_one_customer_share_one_key

@@ -10,7 +10,7 @@
 //! `nonce ‖ AES-256-GCM(master, data key)` (60 bytes) with the key's id as
 //! associated data, so a wrapped key cannot be moved to another id.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -71,51 +71,89 @@ impl DataKey {
         DataKey(Secret(random()))
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.0.0.into())
+    /// The key with its cipher set up (the AES key schedule and the GHASH
+    /// key), for sealing or opening several values with one setup.
+    pub fn cipher(&self) -> KeyCipher {
+        KeyCipher(Aes256Gcm::new(&self.0.0.into()))
     }
 
     /// Seals `text` as the value of the field `field`.
     pub fn seal(&self, field: &str, text: &str) -> String {
-        let nonce: [u8; NONCE_LEN] = random();
-        let sealed = self
-            .cipher()
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: text.as_bytes(),
-                    aad: field.as_bytes(),
-                },
-            )
-            // Encryption fails only past GCM's message length limit (64 GiB).
-            .unwrap_or_else(|e| unreachable!("AES-GCM seals a field: {e}"));
-        let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(bytes)
+        self.cipher().seal(field, text)
     }
 
     /// Opens a value [`DataKey::seal`] made for the field `field`.
     pub fn open(&self, field: &str, sealed: &str) -> Result<String, CipherError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(sealed)
+        self.cipher().open(field, sealed)
+    }
+}
+
+/// A data key's cipher, set up once ([`DataKey::cipher`]): what seals and
+/// opens values. Never printed.
+#[derive(Clone)]
+pub struct KeyCipher(Aes256Gcm);
+
+impl std::fmt::Debug for KeyCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyCipher(…)")
+    }
+}
+
+impl KeyCipher {
+    /// Seals `text` as the value of the field `field`.
+    pub fn seal(&self, field: &str, text: &str) -> String {
+        let nonce: [u8; NONCE_LEN] = random();
+        let mut bytes = Vec::with_capacity(NONCE_LEN + text.len() + TAG_LEN);
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(text.as_bytes());
+        let tag = self
+            .0
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                field.as_bytes(),
+                (&mut bytes[NONCE_LEN..]).into(),
+            )
+            // Encryption fails only past GCM's message length limit (64 GiB).
+            .unwrap_or_else(|e| unreachable!("AES-GCM seals a field: {e}"));
+        bytes.extend_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Opens a value [`KeyCipher::seal`] made for the field `field`.
+    pub fn open(&self, field: &str, sealed: &str) -> Result<String, CipherError> {
+        let mut buffer = Vec::new();
+        self.open_in(field, sealed, &mut buffer).map(str::to_owned)
+    }
+
+    /// Opens a value [`KeyCipher::seal`] made for the field `field`, in
+    /// `buffer` (cleared first; reused across values, it spares an
+    /// allocation or two per value): the text, borrowed from it.
+    pub fn open_in<'b>(
+        &self,
+        field: &str,
+        sealed: &str,
+        buffer: &'b mut Vec<u8>,
+    ) -> Result<&'b str, CipherError> {
+        buffer.clear();
+        URL_SAFE_NO_PAD
+            .decode_vec(sealed, buffer)
             .map_err(|e| CipherError::NotBase64(e.to_string()))?;
-        if bytes.len() < NONCE_LEN + TAG_LEN {
+        if buffer.len() < NONCE_LEN + TAG_LEN {
             return Err(CipherError::TooShort);
         }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CipherError::TooShort)?;
-        let text = self
-            .cipher()
-            .decrypt(
+        let (nonce, rest) = buffer.split_at_mut(NONCE_LEN);
+        let (text, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| CipherError::TooShort)?;
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| CipherError::TooShort)?;
+        self.0
+            .decrypt_inout_detached(
                 &Nonce::from(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: field.as_bytes(),
-                },
+                field.as_bytes(),
+                text.into(),
+                &tag.into(),
             )
             .map_err(|_| CipherError::Unopenable)?;
-        String::from_utf8(text).map_err(|_| CipherError::NotText)
+        std::str::from_utf8(text).map_err(|_| CipherError::NotText)
     }
 }
 

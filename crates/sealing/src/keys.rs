@@ -28,7 +28,13 @@ use crate::cipher::{self, CipherError, DataKey, MasterKey};
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 /// How long a customer's key id is reused.
 pub const CUSTOMER_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Most entries of each cache; a full cache is emptied and refilled.
+/// Most keys cached: enough for a replay's working set (every customer whose
+/// tickets are spread over the history) at a few tens of bytes each (a
+/// full cache of keys is under 20 MB). A full cache first drops what has
+/// expired, then an arbitrary half of the rest: never everything at once.
+pub const KEY_CACHE_ENTRIES: usize = 200_000;
+/// Most customers' key ids cached, and most tickets whose key is known
+/// ([`crate::SealedEvents`]); full, they shed entries as the keys' cache does.
 pub const CACHE_ENTRIES: usize = 10_000;
 
 /// A data key as a store holds it.
@@ -75,6 +81,19 @@ pub trait KeyStore: Send + Sync + Debug {
     /// The key with this id, unless it was destroyed (or never was).
     async fn by_id(&self, key_id: Uuid) -> Result<Option<StoredKey>, KeyError>;
 
+    /// The keys with these ids that exist, in any order (a destroyed or
+    /// unknown id is left out, a repeated one answered once or more): a
+    /// replay's batch loads every key it misses in one call. Provided: one
+    /// [`KeyStore::by_id`] after another; every real store overrides it with
+    /// one query (or a few, for a long list).
+    async fn by_ids(&self, key_ids: &[Uuid]) -> Result<Vec<StoredKey>, KeyError> {
+        let mut found = Vec::with_capacity(key_ids.len());
+        for &key_id in key_ids {
+            found.extend(self.by_id(key_id).await?);
+        }
+        Ok(found)
+    }
+
     /// Stores `key` unless its customer has a key already; returns the
     /// customer's key either way (two first tickets of one customer at once
     /// both end up with the same key).
@@ -97,8 +116,8 @@ pub trait KeyStore: Send + Sync + Debug {
 pub struct Keyring {
     store: Arc<dyn KeyStore>,
     master: Option<MasterKey>,
-    keys: Mutex<HashMap<Uuid, (Option<DataKey>, Instant)>>,
-    customers: Mutex<HashMap<String, (Uuid, Instant)>>,
+    keys: Mutex<Cache<Uuid, Option<DataKey>>>,
+    customers: Mutex<Cache<String, Uuid>>,
 }
 
 impl Keyring {
@@ -106,15 +125,15 @@ impl Keyring {
         Self {
             store,
             master,
-            keys: Mutex::new(HashMap::new()),
-            customers: Mutex::new(HashMap::new()),
+            keys: Mutex::new(Cache::new(KEY_CACHE_ENTRIES, KEY_CACHE_TTL)),
+            customers: Mutex::new(Cache::new(CACHE_ENTRIES, CUSTOMER_CACHE_TTL)),
         }
     }
 
     /// The customer's key, made and stored if it has none yet.
     pub async fn key_for(&self, customer: &str) -> Result<(Uuid, DataKey), KeyError> {
-        if let Some(key_id) = cached(&self.customers, customer, CUSTOMER_CACHE_TTL)
-            && let Some(Some(key)) = cached(&self.keys, &key_id, KEY_CACHE_TTL)
+        if let Some(key_id) = lock(&self.customers).get(customer)
+            && let Some(Some(key)) = lock(&self.keys).get(&key_id)
         {
             return Ok((key_id, key));
         }
@@ -137,22 +156,72 @@ impl Keyring {
             }
         };
         let key = self.load(&stored)?;
-        remember(&self.customers, customer.to_owned(), stored.key_id);
-        remember(&self.keys, stored.key_id, Some(key.clone()));
+        lock(&self.customers).insert(customer.to_owned(), stored.key_id);
+        lock(&self.keys).insert(stored.key_id, Some(key.clone()));
         Ok((stored.key_id, key))
     }
 
     /// The key with this id; `None` once it is destroyed.
     pub async fn key(&self, key_id: Uuid) -> Result<Option<DataKey>, KeyError> {
-        if let Some(key) = cached(&self.keys, &key_id, KEY_CACHE_TTL) {
+        if let Some(key) = lock(&self.keys).get(&key_id) {
             return Ok(key);
         }
         let key = match self.store.by_id(key_id).await? {
             Some(stored) => Some(self.load(&stored)?),
             None => None,
         };
-        remember(&self.keys, key_id, key.clone());
+        lock(&self.keys).insert(key_id, key.clone());
         Ok(key)
+    }
+
+    /// The keys with these ids (`None` for one destroyed), cached or loaded:
+    /// every id not cached is loaded by one [`KeyStore::by_ids`].
+    pub async fn keys(
+        &self,
+        key_ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<HashMap<Uuid, Option<DataKey>>, KeyError> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = lock(&self.keys);
+            let now = Instant::now();
+            for key_id in key_ids {
+                if found.contains_key(&key_id) {
+                    continue;
+                }
+                match cache.get_at(&key_id, now) {
+                    Some(key) => {
+                        found.insert(key_id, key);
+                    }
+                    None => {
+                        found.insert(key_id, None);
+                        missing.push(key_id);
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let mut loaded = Vec::new();
+        for stored in self.store.by_ids(&missing).await? {
+            if let Some(slot) = found.get_mut(&stored.key_id) {
+                let key = self.load(&stored)?;
+                *slot = Some(key.clone());
+                loaded.push((stored.key_id, Some(key)));
+            }
+        }
+        let mut cache = lock(&self.keys);
+        for (key_id, key) in loaded {
+            cache.insert(key_id, key);
+        }
+        // An id asked for and not found is destroyed (or never was).
+        for key_id in missing {
+            if found.get(&key_id).is_some_and(Option::is_none) {
+                cache.insert(key_id, None);
+            }
+        }
+        Ok(found)
     }
 
     /// The id of the customer's key, if it has one (read from the store).
@@ -163,8 +232,10 @@ impl Keyring {
     /// Destroys the key, here and in the store; whether the store had it.
     pub async fn destroy(&self, key_id: Uuid) -> Result<bool, KeyError> {
         let destroyed = self.store.destroy(key_id).await?;
-        remember(&self.keys, key_id, None);
-        lock(&self.customers).retain(|_, (id, _)| *id != key_id);
+        lock(&self.keys).insert(key_id, None);
+        lock(&self.customers)
+            .entries
+            .retain(|_, (id, _)| *id != key_id);
         Ok(destroyed)
     }
 
@@ -189,21 +260,104 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn cached<K, Q, V>(cache: &Mutex<HashMap<K, (V, Instant)>>, key: &Q, ttl: Duration) -> Option<V>
-where
-    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
-    Q: std::hash::Hash + Eq + ?Sized,
-    V: Clone,
-{
-    let cache = lock(cache);
-    let (value, at) = cache.get(key)?;
-    (at.elapsed() < ttl).then(|| value.clone())
+/// A cache bounded in entries and in age: an entry older than its `ttl` is
+/// never answered. Full, it drops what has expired, then, if that freed
+/// less than a quarter, every other entry left (in the map's order, which
+/// is unrelated to age or use): amortised, an insert stays O(1), and the
+/// rest stays cached.
+#[derive(Debug)]
+pub(crate) struct Cache<K, V> {
+    entries: HashMap<K, (V, Instant)>,
+    capacity: usize,
+    ttl: Duration,
 }
 
-fn remember<K: std::hash::Hash + Eq, V>(cache: &Mutex<HashMap<K, (V, Instant)>>, key: K, value: V) {
-    let mut cache = lock(cache);
-    if cache.len() >= CACHE_ENTRIES {
-        cache.clear();
+impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            entries: HashMap::new(),
+            capacity,
+            ttl,
+        }
     }
-    cache.insert(key, (value, Instant::now()));
+
+    /// The value, unless it is older than the cache's age bound.
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.get_at(key, Instant::now())
+    }
+
+    /// [`Cache::get`] as of `now` (one clock reading for many lookups).
+    pub(crate) fn get_at<Q>(&self, key: &Q, now: Instant) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let (value, at) = self.entries.get(key)?;
+        (now.saturating_duration_since(*at) < self.ttl).then(|| value.clone())
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            self.make_room();
+        }
+        self.entries.insert(key, (value, Instant::now()));
+    }
+
+    fn make_room(&mut self) {
+        let ttl = self.ttl;
+        self.entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        if self.entries.len() > self.capacity / 4 * 3 {
+            let mut keep = false;
+            self.entries.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cache_sheds_the_expired_then_half_never_everything() {
+        let ttl = Duration::from_secs(5);
+        let mut cache = Cache::new(100, ttl);
+        for n in 0..100 {
+            cache.insert(n, n);
+        }
+        assert_eq!(cache.len(), 100);
+        cache.insert(100, 100);
+        assert_eq!(
+            cache.len(),
+            51,
+            "half of the full cache kept, and the new entry"
+        );
+        assert_eq!(cache.get(&100), Some(100));
+        let kept = (0..100).filter(|n| cache.get(n).is_some()).count();
+        assert_eq!(kept, 50);
+        tokio::time::advance(ttl).await;
+        assert_eq!(cache.get(&100), None, "expired: never answered");
+        for n in 200..249 {
+            cache.insert(n, n);
+        }
+        assert_eq!(cache.len(), 100);
+        cache.insert(1000, 1000);
+        assert_eq!(
+            cache.len(),
+            50,
+            "the 51 expired entries go first, and nothing fresh is dropped"
+        );
+        assert!((200..249).all(|n| cache.get(&n) == Some(n)));
+    }
 }

@@ -15,14 +15,18 @@
 //! `write::erasure`).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use eventstore::{EventStore, Forwarding, NewEvent, Payload, Position, RecordedEvent, StoreError};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::cipher::DataKey;
+use crate::cipher::{CipherError, DataKey, KeyCipher};
 use crate::keys::{CACHE_ENTRIES, KeyError, Keyring};
 
 pub use eventstore::personal_fields;
@@ -58,17 +62,77 @@ pub fn seal_payload(
     key_id: Uuid,
     key: &DataKey,
 ) -> Result<Payload, StoreError> {
-    let mut fields = object(data, event_type)?;
-    for name in personal_fields(event_type) {
-        if let Some(Value::String(text)) = fields.get(*name) {
-            let sealed = key.seal(name, text);
-            fields.insert(
-                (*name).to_owned(),
-                serde_json::json!({ "key": key_id, "sealed": sealed }),
-            );
+    let plain = plain_fields(data, event_type)?;
+    sealed_with(data, event_type, &plain, key_id, &key.cipher())
+}
+
+/// A personal field stored in clear: where its value (a JSON string) is in
+/// the payload's text, and its text.
+#[derive(Debug)]
+struct Plain {
+    name: &'static str,
+    value: Range<usize>,
+    text: String,
+}
+
+/// The personal fields of the payload that are strings (in clear), in the
+/// order of its text; others (absent, null, sealed) are left out.
+fn plain_fields(data: &Payload, event_type: &str) -> Result<Vec<Plain>, StoreError> {
+    let json = data.json();
+    let mut found = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    (&mut deserializer)
+        .deserialize_map(PersonalValues {
+            fields: personal_fields(event_type),
+            found: &mut found,
+        })
+        .map_err(|e| {
+            StoreError::Corrupt(format!("a {event_type} payload that is not an object: {e}"))
+        })?;
+    let mut plain = Vec::with_capacity(found.len());
+    for (name, raw) in found {
+        let value = raw.get();
+        if !value.starts_with('"') {
+            continue;
         }
+        let text: String = serde_json::from_str(value)
+            .map_err(|e| StoreError::Corrupt(format!("a {event_type} payload's `{name}`: {e}")))?;
+        let start = value.as_ptr() as usize - json.as_ptr() as usize;
+        plain.push(Plain {
+            name,
+            value: start..start + value.len(),
+            text,
+        });
     }
-    Ok(Payload::from_value(&Value::Object(fields)))
+    Ok(plain)
+}
+
+/// The payload with its `plain` fields (found by [`plain_fields`]) sealed
+/// with `cipher`, the key `key_id`'s: each becomes
+/// `{"key":"<key id>","sealed":"<base64url>"}` in the text, every other
+/// byte left as it was.
+fn sealed_with(
+    data: &Payload,
+    event_type: &str,
+    plain: &[Plain],
+    key_id: Uuid,
+    cipher: &KeyCipher,
+) -> Result<Payload, StoreError> {
+    let json = data.json();
+    let mut text = String::with_capacity(json.len() * 2 + 64 * plain.len());
+    let mut at = 0;
+    for field in plain {
+        text.push_str(&json[at..field.value.start]);
+        text.push_str("{\"key\":\"");
+        text.push_str(key_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        text.push_str("\",\"sealed\":\"");
+        text.push_str(&cipher.seal(field.name, &field.text));
+        text.push_str("\"}");
+        at = field.value.end;
+    }
+    text.push_str(&json[at..]);
+    Payload::from_json(text)
+        .map_err(|e| StoreError::Corrupt(format!("a {event_type} payload, sealed, not JSON: {e}")))
 }
 
 /// An [`EventStore`] that seals on append and opens on read (see the module
@@ -140,70 +204,283 @@ impl SealedEvents {
         Ok(key)
     }
 
-    /// The payload with its personal fields sealed under `key`; `Erased`
-    /// when the key is destroyed (an erasure got there first).
-    async fn seal(
+    /// The events with their sealed fields opened (or marked erased). The
+    /// keys of the whole batch are found first, every one not cached loaded
+    /// in one call to the key store, and each key's cipher is set up once
+    /// for the batch. A payload is not parsed into a `Value`: its sealed
+    /// fields are found in its text and replaced there by their opened text,
+    /// every other byte left as stored.
+    async fn open_all(
         &self,
-        ticket_id: Uuid,
-        event: &NewEvent,
-        key: Uuid,
-    ) -> Result<Payload, StoreError> {
-        let data_key = self
-            .keyring
-            .key(key)
-            .await
-            .map_err(key_error)?
-            .ok_or(StoreError::Erased { ticket_id })?;
-        seal_payload(&event.event_type, &event.data, key, &data_key)
-    }
-
-    /// The event with its sealed fields opened (or marked erased).
-    async fn open(&self, mut event: RecordedEvent) -> Result<RecordedEvent, StoreError> {
-        if personal_fields(&event.event_type).is_empty() || !is_sealed(&event.data) {
-            return Ok(event);
-        }
-        let mut fields = object(&event.data, &event.event_type)?;
-        for name in personal_fields(&event.event_type) {
-            let Some(Value::Object(sealed)) = fields.get(*name) else {
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The sealed fields of every event, in order: (event index, span).
+        let mut spans: Vec<(usize, Span)> = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            let fields = personal_fields(&event.event_type);
+            if fields.is_empty() || !is_sealed(&event.data) {
                 continue;
-            };
-            let (Some(key), Some(text)) = (
-                sealed
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .and_then(|k| k.parse::<Uuid>().ok()),
-                sealed.get("sealed").and_then(Value::as_str),
-            ) else {
-                return Err(StoreError::Corrupt(format!(
-                    "event {} ({}): a sealed `{name}` without its key or value",
-                    event.position, event.event_type
-                )));
-            };
-            if event.event_type == "TicketOpened" {
-                self.remember_ticket(event.ticket_id, key);
             }
-            let opened = match self.keyring.key(key).await.map_err(key_error)? {
-                Some(data_key) => data_key.open(name, text).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "event {} ({}): `{name}` does not open: {e}",
-                        event.position, event.event_type
-                    ))
-                })?,
-                None => domain::ERASED.to_owned(),
-            };
-            fields.insert((*name).to_owned(), Value::String(opened));
+            let first = spans.len();
+            find_sealed(event.data.json(), fields, index, &mut spans).map_err(|why| {
+                StoreError::Corrupt(format!(
+                    "event {} ({}): {why}",
+                    event.position, event.event_type
+                ))
+            })?;
+            if event.event_type == "TicketOpened"
+                && let Some((_, span)) = spans.get(first)
+            {
+                self.remember_ticket(event.ticket_id, span.key);
+            }
         }
-        event.data = Payload::from_value(&Value::Object(fields));
-        Ok(event)
-    }
-
-    async fn open_all(&self, events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut opened = Vec::with_capacity(events.len());
-        for event in events {
-            opened.push(self.open(event).await?);
+        if spans.is_empty() {
+            return Ok(events);
         }
+        let keys = self
+            .keyring
+            .keys(spans.iter().map(|(_, span)| span.key))
+            .await
+            .map_err(key_error)?;
+        let ciphers: Arc<Ciphers> = Arc::new(
+            keys.into_iter()
+                .map(|(id, key)| (id, key.map(|key| key.cipher())))
+                .collect(),
+        );
+        if events.len() < PARALLEL_OPEN_MIN {
+            return open_spans(events, &spans, &ciphers);
+        }
+        // A big batch (a replay's) is opened in two halves at once: the
+        // half on a blocking thread, the other here.
+        let middle = events.len() / 2;
+        let later = events.split_off(middle);
+        let split = spans.partition_point(|(index, _)| *index < middle);
+        let later_spans: Vec<(usize, Span)> = spans
+            .split_off(split)
+            .into_iter()
+            .map(|(index, span)| (index - middle, span))
+            .collect();
+        let shared = Arc::clone(&ciphers);
+        let later = tokio::task::spawn_blocking(move || open_spans(later, &later_spans, &shared));
+        let mut opened = open_spans(events, &spans, &ciphers)?;
+        opened.extend(
+            later
+                .await
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))??,
+        );
         Ok(opened)
     }
+}
+
+/// The smallest batch opened in two halves at once.
+const PARALLEL_OPEN_MIN: usize = 2048;
+
+/// Each key's cipher for a batch; `None` for a destroyed key.
+type Ciphers = HashMap<Uuid, Option<KeyCipher>>;
+
+/// The events with their sealed fields, at `spans`, opened.
+fn open_spans(
+    mut events: Vec<RecordedEvent>,
+    spans: &[(usize, Span)],
+    ciphers: &Ciphers,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut buffer = Vec::new();
+    let mut spans = spans;
+    while let Some(&(index, _)) = spans.first() {
+        let count = spans.iter().take_while(|(i, _)| *i == index).count();
+        let (own, rest) = spans.split_at(count);
+        spans = rest;
+        let event = &mut events[index];
+        let text =
+            opened_text(event.data.json(), own, ciphers, &mut buffer).map_err(|(name, e)| {
+                StoreError::Corrupt(format!(
+                    "event {} ({}): `{name}` does not open: {e}",
+                    event.position, event.event_type
+                ))
+            })?;
+        event.data = Payload::from_json(text).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "event {} ({}): opened, not JSON: {e}",
+                event.position, event.event_type
+            ))
+        })?;
+    }
+    Ok(events)
+}
+
+/// The payload's text with the sealed fields at `spans` (this payload's,
+/// in order) replaced by their opened text, or by [`domain::ERASED`] where
+/// their key is destroyed (`None`).
+fn opened_text(
+    json: &str,
+    spans: &[(usize, Span)],
+    ciphers: &Ciphers,
+    buffer: &mut Vec<u8>,
+) -> Result<String, (&'static str, CipherError)> {
+    let mut text = String::with_capacity(json.len());
+    let mut at = 0;
+    for (_, span) in spans {
+        text.push_str(&json[at..span.value.start]);
+        match ciphers.get(&span.key).and_then(Option::as_ref) {
+            Some(cipher) => {
+                let opened = cipher
+                    .open_in(span.name, &json[span.sealed.clone()], buffer)
+                    .map_err(|e| (span.name, e))?;
+                push_json_string(&mut text, opened);
+            }
+            None => push_json_string(&mut text, domain::ERASED),
+        }
+        at = span.value.end;
+    }
+    text.push_str(&json[at..]);
+    Ok(text)
+}
+
+/// Where a sealed field is in a payload's text: the whole value (the
+/// object, replaced by the opened text), and the sealed text inside it.
+#[derive(Debug)]
+struct Span {
+    name: &'static str,
+    key: Uuid,
+    value: Range<usize>,
+    sealed: Range<usize>,
+}
+
+/// A sealed field's object, borrowed from the payload's text (a key id and
+/// base64url need no escapes).
+#[derive(Deserialize)]
+struct SealedField<'a> {
+    key: &'a str,
+    sealed: &'a str,
+}
+
+/// Pushes onto `spans` where each sealed personal field of the payload
+/// `json` is, as `(index, span)`, in the order of the text. A personal field
+/// that is not an object (a string: in clear) is left out.
+fn find_sealed(
+    json: &str,
+    fields: &'static [&'static str],
+    index: usize,
+    spans: &mut Vec<(usize, Span)>,
+) -> Result<(), String> {
+    let offset = |inner: &str| inner.as_ptr() as usize - json.as_ptr() as usize;
+    let mut found: Vec<(&'static str, &RawValue)> = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    (&mut deserializer)
+        .deserialize_map(PersonalValues {
+            fields,
+            found: &mut found,
+        })
+        .map_err(|e| format!("a payload that is not an object: {e}"))?;
+    // The fields of one payload share their key: its id is parsed once.
+    let mut last: Option<(&str, Uuid)> = None;
+    for (name, raw) in found {
+        let value = raw.get();
+        if !value.starts_with('{') {
+            continue;
+        }
+        let sealed: SealedField<'_> = serde_json::from_str(value)
+            .map_err(|e| format!("a sealed `{name}` without its key or value: {e}"))?;
+        let key = match last {
+            Some((text, key)) if text == sealed.key => key,
+            _ => sealed
+                .key
+                .parse::<Uuid>()
+                .map_err(|e| format!("a sealed `{name}` with a key that is not an id: {e}"))?,
+        };
+        last = Some((sealed.key, key));
+        let start = offset(value);
+        let sealed_start = offset(sealed.sealed);
+        spans.push((
+            index,
+            Span {
+                name,
+                key,
+                value: start..start + value.len(),
+                sealed: sealed_start..sealed_start + sealed.sealed.len(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Collects the raw values of the personal fields of one object, skipping
+/// the others without building them.
+struct PersonalValues<'f, 'de> {
+    fields: &'static [&'static str],
+    found: &'f mut Vec<(&'static str, &'de RawValue)>,
+}
+
+impl<'de> Visitor<'de> for PersonalValues<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(field) = map.next_key_seed(FieldName(self.fields))? {
+            match field {
+                Some(name) => self.found.push((name, map.next_value()?)),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key of the payload's object: which personal field it is, if any.
+struct FieldName(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for FieldName {
+    type Value = Option<&'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for FieldName {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|field| *field == name))
+    }
+}
+
+/// Pushes `text` as a JSON string (quoted and escaped as serde_json
+/// escapes it).
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[plain..at]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{byte:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        plain = at + 1;
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
 }
 
 /// The type of the event that erases a ticket's personal fields.
@@ -258,21 +535,38 @@ impl Forwarding for SealedEvents {
                 sealed.push(event.clone());
                 continue;
             }
+            let plain = plain_fields(&event.data, &event.event_type)?;
             let key = if event.event_type == "TicketOpened" {
-                let customer = object(&event.data, &event.event_type)?
-                    .get("customer")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
+                let customer = plain
+                    .iter()
+                    .find(|field| field.name == "customer")
                     .ok_or_else(|| StoreError::Corrupt("an opening without a customer".into()))?;
-                let (key, _) = self.keyring.key_for(&customer).await.map_err(key_error)?;
+                let (key, _) = self
+                    .keyring
+                    .key_for(&customer.text)
+                    .await
+                    .map_err(key_error)?;
                 self.remember_ticket(ticket_id, key);
                 key
             } else {
                 self.ticket_key(ticket_id).await?
             };
-            let mut event_sealed = event.clone();
-            event_sealed.data = self.seal(ticket_id, event, key).await?;
-            sealed.push(event_sealed);
+            let data_key = self
+                .keyring
+                .key(key)
+                .await
+                .map_err(key_error)?
+                .ok_or(StoreError::Erased { ticket_id })?;
+            sealed.push(NewEvent {
+                data: sealed_with(
+                    &event.data,
+                    &event.event_type,
+                    &plain,
+                    key,
+                    &data_key.cipher(),
+                )?,
+                ..event.clone()
+            });
         }
         let recorded = self
             .inner
@@ -302,7 +596,7 @@ impl Forwarding for SealedEvents {
 
     async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
         match self.inner.read_idempotent(key).await? {
-            Some(event) => Ok(Some(self.open(event).await?)),
+            Some(event) => Ok(self.open_all(vec![event]).await?.pop()),
             None => Ok(None),
         }
     }
@@ -323,5 +617,93 @@ impl Forwarding for SealedEvents {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.inner.read_by_ticket(after, limit).await?;
         self.open_all(events).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_is_spelled_as_serde_json_spells_it() {
+        for text in [
+            "",
+            "plain",
+            "Printer \"on\" fire \\ 🔥\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f} é",
+            "\"",
+            "ends with \\",
+        ] {
+            let mut spelled = String::new();
+            push_json_string(&mut spelled, text);
+            let expected = serde_json::to_string(text).expect("a string");
+            assert_eq!(spelled, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_payload_opens_in_its_text_and_reads_erased_without_its_key() {
+        let key = DataKey::generate();
+        let key_id = Uuid::now_v7();
+        let plain = serde_json::json!({
+            "ticket_id": "t-1",
+            "customer": "Ada \"Countess\" Lovelace",
+            "subject": "Printer on fire 🔥",
+            "message": "line one\nline \\ two\u{1}",
+            "priority": {"sealed": false, "key": 3},
+            "tags": ["a", {"b": "sealed"}],
+        });
+        let sealed = seal_payload("TicketOpened", &Payload::from_value(&plain), key_id, &key)
+            .expect("sealed");
+        assert!(is_sealed(&sealed));
+        let mut spans = Vec::new();
+        find_sealed(
+            sealed.json(),
+            personal_fields("TicketOpened"),
+            4,
+            &mut spans,
+        )
+        .expect("found");
+        assert_eq!(spans.len(), 3);
+        assert!(
+            spans
+                .iter()
+                .all(|(index, span)| *index == 4 && span.key == key_id)
+        );
+        let mut buffer = Vec::new();
+        let ciphers = HashMap::from([(key_id, Some(key.cipher()))]);
+        let opened = opened_text(sealed.json(), &spans, &ciphers, &mut buffer).expect("opens");
+        assert_eq!(Payload::from_json(opened).expect("JSON"), plain);
+
+        let erased = HashMap::from([(key_id, None)]);
+        let opened = opened_text(sealed.json(), &spans, &erased, &mut buffer).expect("erased");
+        let mut expected = plain.clone();
+        for field in ["customer", "subject", "message"] {
+            expected[field] = Value::String(domain::ERASED.to_owned());
+        }
+        assert_eq!(Payload::from_json(opened).expect("JSON"), expected);
+
+        let other = HashMap::from([(key_id, Some(DataKey::generate().cipher()))]);
+        assert!(matches!(
+            opened_text(sealed.json(), &spans, &other, &mut buffer),
+            Err((_, CipherError::Unopenable))
+        ));
+    }
+
+    #[test]
+    fn a_payload_in_clear_or_malformed_is_told_apart() {
+        let mut spans = Vec::new();
+        let clear = r#"{"customer":"acme","subject":"s","message":"m"}"#;
+        find_sealed(clear, personal_fields("TicketOpened"), 0, &mut spans).expect("clear");
+        assert!(spans.is_empty(), "nothing sealed in clear");
+        for bad in [
+            r#"{"text":{"sealed":"abc"}}"#,
+            r#"{"text":{"key":"not an id","sealed":"abc"}}"#,
+            r#"["text"]"#,
+        ] {
+            assert!(
+                find_sealed(bad, personal_fields("NoteAdded"), 0, &mut spans).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, Document, doc};
@@ -60,6 +61,26 @@ async fn find(keys: &Collection<Document>, filter: Document) -> Result<Option<St
         .transpose()
 }
 
+/// Ids per `by_ids` query: a few tens of kilobytes of filter, far under a
+/// command's 16 MB.
+const IDS_PER_QUERY: usize = 1_000;
+
+async fn find_all(keys: &Collection<Document>, key_ids: &[Uuid]) -> Result<Vec<StoredKey>> {
+    let mut found = Vec::with_capacity(key_ids.len());
+    for chunk in key_ids.chunks(IDS_PER_QUERY) {
+        let ids: Vec<Bson> = chunk.iter().map(|&id| codec::id(id).into()).collect();
+        let documents: Vec<Document> = keys
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await?;
+        for document in &documents {
+            found.push(read(document).map_err(DbError::Corrupt)?);
+        }
+    }
+    Ok(found)
+}
+
 async fn create(keys: &Collection<Document>, key: &StoredKey) -> Result<StoredKey> {
     let document = doc! {
         "_id": codec::id(key.key_id),
@@ -97,6 +118,11 @@ impl KeyStore for MongoStore {
         let keys = self.customer_keys();
         let filter = doc! { "_id": codec::id(key_id) };
         Ok(bounds::read("a key", find(&keys, filter)).await?)
+    }
+
+    async fn by_ids(&self, key_ids: &[Uuid]) -> Result<Vec<StoredKey>, KeyError> {
+        let keys = self.customer_keys();
+        Ok(bounds::read("keys", find_all(&keys, key_ids)).await?)
     }
 
     async fn create(&self, key: StoredKey) -> Result<StoredKey, KeyError> {

@@ -65,6 +65,35 @@ fn by_id(connection: &Connection, key_id: Uuid) -> Result<Option<StoredKey>> {
         .transpose()
 }
 
+/// Ids per `by_ids` statement: under SQLite's smallest limit on bound
+/// variables (999 before 3.32), and one statement text, cached: a shorter
+/// last chunk repeats its last id (`IN` answers a row once however often
+/// it is named).
+const IDS_PER_QUERY: usize = 500;
+
+fn by_ids(connection: &Connection, key_ids: &[Uuid]) -> Result<Vec<StoredKey>> {
+    let mut found = Vec::with_capacity(key_ids.len());
+    let Some(&last) = key_ids.last() else {
+        return Ok(found);
+    };
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT key_id, customer, material FROM customer_keys WHERE key_id IN ({})",
+        vec!["?"; IDS_PER_QUERY].join(", ")
+    ))?;
+    for chunk in key_ids.chunks(IDS_PER_QUERY) {
+        let ids = chunk
+            .iter()
+            .chain(std::iter::repeat(&last))
+            .take(IDS_PER_QUERY)
+            .map(|&id| text::id(id));
+        let rows = statement.query_map(rusqlite::params_from_iter(ids), stored)?;
+        for row in rows {
+            found.push(decode(row?)?);
+        }
+    }
+    Ok(found)
+}
+
 fn create(connection: &mut Connection, key: &StoredKey) -> Result<StoredKey> {
     // Flushed by the append that follows (see the module doc).
     connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -108,6 +137,11 @@ impl KeyStore for SqliteStore {
 
     async fn by_id(&self, key_id: Uuid) -> Result<Option<StoredKey>, KeyError> {
         Ok(self.read(move |c| by_id(c, key_id)).await?)
+    }
+
+    async fn by_ids(&self, key_ids: &[Uuid]) -> Result<Vec<StoredKey>, KeyError> {
+        let key_ids = key_ids.to_vec();
+        Ok(self.read(move |c| by_ids(c, &key_ids)).await?)
     }
 
     async fn create(&self, key: StoredKey) -> Result<StoredKey, KeyError> {
