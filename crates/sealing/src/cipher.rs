@@ -10,10 +10,9 @@
 //! `nonce ‖ AES-256-GCM(master, data key)` (60 bytes) with the key's id as
 //! associated data, so a wrapped key cannot be moved to another id.
 
-use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 const NONCE_LEN: usize = 12;
 const KEY_LEN: usize = 32;
@@ -47,6 +46,16 @@ pub enum CipherError {
 #[derive(Clone, PartialEq, Eq)]
 struct Secret([u8; KEY_LEN]);
 
+impl Secret {
+    /// The key's AES-256-GCM cipher: its key schedule and GHASH key set up.
+    fn cipher(&self) -> LessSafeKey {
+        let key = UnboundKey::new(&AES_256_GCM, &self.0)
+            // Only a key of the wrong length is refused; this one is 32 bytes.
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key"));
+        LessSafeKey::new(key)
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(…)")
@@ -74,7 +83,7 @@ impl DataKey {
     /// The key with its cipher set up (the AES key schedule and the GHASH
     /// key), for sealing or opening several values with one setup.
     pub fn cipher(&self) -> KeyCipher {
-        KeyCipher(Aes256Gcm::new(&self.0.0.into()))
+        KeyCipher(self.0.cipher())
     }
 
     /// Seals `text` as the value of the field `field`.
@@ -91,7 +100,7 @@ impl DataKey {
 /// A data key's cipher, set up once ([`DataKey::cipher`]): what seals and
 /// opens values. Never printed.
 #[derive(Clone)]
-pub struct KeyCipher(Aes256Gcm);
+pub struct KeyCipher(LessSafeKey);
 
 impl std::fmt::Debug for KeyCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,14 +117,14 @@ impl KeyCipher {
         bytes.extend_from_slice(text.as_bytes());
         let tag = self
             .0
-            .encrypt_inout_detached(
-                &Nonce::from(nonce),
-                field.as_bytes(),
-                (&mut bytes[NONCE_LEN..]).into(),
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(field.as_bytes()),
+                &mut bytes[NONCE_LEN..],
             )
-            // Encryption fails only past GCM's message length limit (64 GiB).
-            .unwrap_or_else(|e| unreachable!("AES-GCM seals a field: {e}"));
-        bytes.extend_from_slice(&tag);
+            // Sealing fails only past GCM's message length limit (64 GiB).
+            .unwrap_or_else(|_| unreachable!("AES-GCM seals a field"));
+        bytes.extend_from_slice(tag.as_ref());
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -141,16 +150,14 @@ impl KeyCipher {
         if buffer.len() < NONCE_LEN + TAG_LEN {
             return Err(CipherError::TooShort);
         }
-        let (nonce, rest) = buffer.split_at_mut(NONCE_LEN);
-        let (text, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let (nonce, sealed) = buffer.split_at_mut(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| CipherError::TooShort)?;
-        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| CipherError::TooShort)?;
-        self.0
-            .decrypt_inout_detached(
-                &Nonce::from(nonce),
-                field.as_bytes(),
-                text.into(),
-                &tag.into(),
+        let text = self
+            .0
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(field.as_bytes()),
+                sealed,
             )
             .map_err(|_| CipherError::Unopenable)?;
         std::str::from_utf8(text).map_err(|_| CipherError::NotText)
@@ -183,8 +190,8 @@ impl MasterKey {
         Ok(MasterKey(Secret(bytes)))
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.0.0.into())
+    fn cipher(&self) -> LessSafeKey {
+        self.0.cipher()
     }
 }
 
@@ -194,17 +201,17 @@ pub(crate) fn store(key: &DataKey, master: Option<&MasterKey>, key_id: &str) -> 
         return key.0.0.to_vec();
     };
     let nonce: [u8; NONCE_LEN] = random();
-    let wrapped = master
+    let mut wrapped = [nonce.as_slice(), &key.0.0].concat();
+    let tag = master
         .cipher()
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: &key.0.0,
-                aad: key_id.as_bytes(),
-            },
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(key_id.as_bytes()),
+            &mut wrapped[NONCE_LEN..],
         )
-        .unwrap_or_else(|e| unreachable!("AES-GCM wraps a key: {e}"));
-    [nonce.as_slice(), &wrapped].concat()
+        .unwrap_or_else(|_| unreachable!("AES-GCM wraps a key"));
+    wrapped.extend_from_slice(tag.as_ref());
+    wrapped
 }
 
 /// The data key from its stored bytes.
@@ -225,17 +232,16 @@ pub(crate) fn load(
         (WRAPPED_LEN, Some(master)) => {
             let (nonce, wrapped) = stored.split_at(NONCE_LEN);
             let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CipherError::TooShort)?;
+            let mut wrapped = wrapped.to_vec();
             let bytes = master
                 .cipher()
-                .decrypt(
-                    &Nonce::from(nonce),
-                    Payload {
-                        msg: wrapped,
-                        aad: key_id.as_bytes(),
-                    },
+                .open_in_place(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(key_id.as_bytes()),
+                    &mut wrapped,
                 )
                 .map_err(|_| CipherError::Unopenable)?;
-            let bytes: [u8; KEY_LEN] = bytes
+            let bytes: [u8; KEY_LEN] = (&*bytes)
                 .try_into()
                 .map_err(|_| CipherError::BadStoredKey(WRAPPED_LEN))?;
             Ok(DataKey(Secret(bytes)))
@@ -273,6 +279,19 @@ mod tests {
         let tampered = String::from_utf8(tampered).expect("ascii");
         assert_eq!(key.open("subject", &tampered), Err(CipherError::Unopenable));
         assert_eq!(key.open("subject", "AAAA"), Err(CipherError::TooShort));
+    }
+
+    #[test]
+    fn values_sealed_by_the_earlier_cipher_crate_still_open() {
+        // Sealed with RustCrypto's `aes-gcm` (the crate before ring): key
+        // bytes 0..32, nonce 9 × 12, field `subject`. Stores keep such
+        // values; whichever crate does AES-256-GCM must open them.
+        let key = DataKey(Secret(std::array::from_fn(|i| i as u8)));
+        let sealed = "CQkJCQkJCQkJCQkJ42phVfP6MYS-ZxCfwuTe78mNS4v_d_U583hCcRmkdq9MmWRJ";
+        assert_eq!(
+            key.open("subject", sealed).as_deref(),
+            Ok("Printer on fire 🔥")
+        );
     }
 
     #[test]
