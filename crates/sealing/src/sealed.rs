@@ -14,7 +14,6 @@
 //! from before sealing read as they are; an erasure rewrites them (see
 //! `write::erasure`).
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +26,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::cipher::{CipherError, DataKey, KeyCipher};
-use crate::keys::{CACHE_ENTRIES, KeyError, Keyring};
+use crate::keys::{CACHE_ENTRIES, IdMap, KeyError, Keyring};
 
 pub use eventstore::personal_fields;
 
@@ -142,7 +141,7 @@ pub struct SealedEvents {
     inner: Arc<dyn EventStore>,
     keyring: Arc<Keyring>,
     /// Each ticket's key, for sealing its notes without reading its opening.
-    tickets: Mutex<HashMap<Uuid, Uuid>>,
+    tickets: Mutex<IdMap<Uuid>>,
 }
 
 impl SealedEvents {
@@ -150,7 +149,7 @@ impl SealedEvents {
         Self {
             inner,
             keyring,
-            tickets: Mutex::new(HashMap::new()),
+            tickets: Mutex::new(IdMap::default()),
         }
     }
 
@@ -209,10 +208,14 @@ impl SealedEvents {
     /// in one call to the key store, and each key's cipher is set up once
     /// for the batch. A payload is not parsed into a `Value`: its sealed
     /// fields are found in its text and replaced there by their opened text,
-    /// every other byte left as stored.
+    /// every other byte left as stored. With `remember_tickets`, each
+    /// opening's key is remembered for sealing its ticket's notes: a ticket's
+    /// own stream is read before a note is appended to it; a replay's pages
+    /// of the whole history are not, and would only churn that cache.
     async fn open_all(
         &self,
         mut events: Vec<RecordedEvent>,
+        remember_tickets: bool,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // The sealed fields of every event, in order: (event index, span).
         let mut spans: Vec<(usize, Span)> = Vec::new();
@@ -228,7 +231,8 @@ impl SealedEvents {
                     event.position, event.event_type
                 ))
             })?;
-            if event.event_type == "TicketOpened"
+            if remember_tickets
+                && event.event_type == "TicketOpened"
                 && let Some((_, span)) = spans.get(first)
             {
                 self.remember_ticket(event.ticket_id, span.key);
@@ -237,11 +241,14 @@ impl SealedEvents {
         if spans.is_empty() {
             return Ok(events);
         }
-        let keys = self
-            .keyring
-            .keys(spans.iter().map(|(_, span)| span.key))
-            .await
-            .map_err(key_error)?;
+        // An event's fields share its key: one lookup per run of them.
+        let mut key_ids: Vec<Uuid> = Vec::with_capacity(spans.len());
+        for (_, span) in &spans {
+            if key_ids.last() != Some(&span.key) {
+                key_ids.push(span.key);
+            }
+        }
+        let keys = self.keyring.keys(key_ids).await.map_err(key_error)?;
         let ciphers: Arc<Ciphers> = Arc::new(
             keys.into_iter()
                 .map(|(id, key)| (id, key.map(|key| key.cipher())))
@@ -276,7 +283,7 @@ impl SealedEvents {
 const PARALLEL_OPEN_MIN: usize = 2048;
 
 /// Each key's cipher for a batch; `None` for a destroyed key.
-type Ciphers = HashMap<Uuid, Option<KeyCipher>>;
+type Ciphers = IdMap<Option<KeyCipher>>;
 
 /// The events with their sealed fields, at `spans`, opened.
 fn open_spans(
@@ -591,12 +598,12 @@ impl Forwarding for SealedEvents {
         if events.iter().any(|e| e.event_type == ERASURE) {
             return events.into_iter().map(erased).collect();
         }
-        self.open_all(events).await
+        self.open_all(events, true).await
     }
 
     async fn read_idempotent(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
         match self.inner.read_idempotent(key).await? {
-            Some(event) => Ok(self.open_all(vec![event]).await?.pop()),
+            Some(event) => Ok(self.open_all(vec![event], true).await?.pop()),
             None => Ok(None),
         }
     }
@@ -607,7 +614,7 @@ impl Forwarding for SealedEvents {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.inner.read_all(after, limit).await?;
-        self.open_all(events).await
+        self.open_all(events, false).await
     }
 
     async fn read_by_ticket(
@@ -616,7 +623,7 @@ impl Forwarding for SealedEvents {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.inner.read_by_ticket(after, limit).await?;
-        self.open_all(events).await
+        self.open_all(events, false).await
     }
 }
 
@@ -670,11 +677,11 @@ mod tests {
                 .all(|(index, span)| *index == 4 && span.key == key_id)
         );
         let mut buffer = Vec::new();
-        let ciphers = HashMap::from([(key_id, Some(key.cipher()))]);
+        let ciphers = Ciphers::from_iter([(key_id, Some(key.cipher()))]);
         let opened = opened_text(sealed.json(), &spans, &ciphers, &mut buffer).expect("opens");
         assert_eq!(Payload::from_json(opened).expect("JSON"), plain);
 
-        let erased = HashMap::from([(key_id, None)]);
+        let erased = Ciphers::from_iter([(key_id, None)]);
         let opened = opened_text(sealed.json(), &spans, &erased, &mut buffer).expect("erased");
         let mut expected = plain.clone();
         for field in ["customer", "subject", "message"] {
@@ -682,7 +689,7 @@ mod tests {
         }
         assert_eq!(Payload::from_json(opened).expect("JSON"), expected);
 
-        let other = HashMap::from([(key_id, Some(DataKey::generate().cipher()))]);
+        let other = Ciphers::from_iter([(key_id, Some(DataKey::generate().cipher()))]);
         assert!(matches!(
             opened_text(sealed.json(), &spans, &other, &mut buffer),
             Err((_, CipherError::Unopenable))
