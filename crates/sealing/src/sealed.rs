@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::cipher::{CipherError, DataKey, KeyCipher};
@@ -136,12 +137,14 @@ fn sealed_with(
 
 /// An [`EventStore`] that seals on append and opens on read (see the module
 /// doc).
-#[derive(Debug)]
+///
+/// A clone is the same store: it shares the keyring and the tickets' keys.
+#[derive(Debug, Clone)]
 pub struct SealedEvents {
     inner: Arc<dyn EventStore>,
     keyring: Arc<Keyring>,
     /// Each ticket's key, for sealing its notes without reading its opening.
-    tickets: Mutex<IdMap<Uuid>>,
+    tickets: Arc<Mutex<IdMap<Uuid>>>,
 }
 
 impl SealedEvents {
@@ -149,7 +152,7 @@ impl SealedEvents {
         Self {
             inner,
             keyring,
-            tickets: Mutex::new(IdMap::default()),
+            tickets: Arc::new(Mutex::new(IdMap::default())),
         }
     }
 
@@ -203,6 +206,54 @@ impl SealedEvents {
         Ok(key)
     }
 
+    /// Up to `limit` events read by `read` from `cursor` on, opened. A big
+    /// read is made in parts: while one part's fields are opened (on a task
+    /// of its own), the next part is read from the store, so that reading
+    /// and opening overlap instead of following each other. The parts
+    /// together are what one read of `limit` gives: each starts where the
+    /// one before ended (`next`), and a part that comes back short ends it.
+    async fn read_opened<C: Copy, R, F>(
+        &self,
+        mut cursor: C,
+        limit: usize,
+        read: R,
+        next: fn(&RecordedEvent) -> C,
+    ) -> Result<Vec<RecordedEvent>, StoreError>
+    where
+        R: Fn(C, usize) -> F,
+        F: Future<Output = Result<Vec<RecordedEvent>, StoreError>>,
+    {
+        if limit < PARTED_READ_MIN {
+            let events = read(cursor, limit).await?;
+            return self.open_all(events, false).await;
+        }
+        let part = limit.div_ceil(PARTED_READ_PARTS);
+        let mut opened = Vec::with_capacity(limit);
+        let mut opening: Option<JoinHandle<Result<Vec<RecordedEvent>, StoreError>>> = None;
+        let mut left = limit;
+        loop {
+            let size = part.min(left);
+            let events = read(cursor, size).await?;
+            let short = events.len() < size;
+            left -= events.len();
+            if let Some(last) = events.last() {
+                cursor = next(last);
+            }
+            let this = self.clone();
+            let started = tokio::spawn(async move { this.open_all(events, false).await });
+            if let Some(before) = opening.replace(started) {
+                opened.extend(joined(before).await?);
+            }
+            if short || left == 0 {
+                break;
+            }
+        }
+        if let Some(last) = opening {
+            opened.extend(joined(last).await?);
+        }
+        Ok(opened)
+    }
+
     /// The events with their sealed fields opened (or marked erased). The
     /// keys of the whole batch are found first, every one not cached loaded
     /// in one call to the key store, and each key's cipher is set up once
@@ -248,14 +299,9 @@ impl SealedEvents {
                 key_ids.push(span.key);
             }
         }
-        let keys = self.keyring.keys(key_ids).await.map_err(key_error)?;
-        let ciphers: Arc<Ciphers> = Arc::new(
-            keys.into_iter()
-                .map(|(id, key)| (id, key.map(|key| key.cipher())))
-                .collect(),
-        );
+        let keys = Arc::new(self.keyring.keys(key_ids).await.map_err(key_error)?);
         if events.len() < PARALLEL_OPEN_MIN {
-            return open_spans(events, &spans, &ciphers);
+            return open_spans(events, &spans, &keys);
         }
         // A big batch (a replay's) is opened in two halves at once: the
         // half on a blocking thread, the other here.
@@ -267,9 +313,9 @@ impl SealedEvents {
             .into_iter()
             .map(|(index, span)| (index - middle, span))
             .collect();
-        let shared = Arc::clone(&ciphers);
+        let shared = Arc::clone(&keys);
         let later = tokio::task::spawn_blocking(move || open_spans(later, &later_spans, &shared));
-        let mut opened = open_spans(events, &spans, &ciphers)?;
+        let mut opened = open_spans(events, &spans, &keys)?;
         opened.extend(
             later
                 .await
@@ -279,27 +325,53 @@ impl SealedEvents {
     }
 }
 
+/// The smallest read made in parts, each opened while the next is read:
+/// its parts are still as big as the smallest read a store splits in
+/// halves read at once (SQLite's `read_all`), which smaller parts would lose.
+const PARTED_READ_MIN: usize = 8192;
+/// The parts of such a read.
+const PARTED_READ_PARTS: usize = 2;
+
+/// A part's opened events, once its task ends.
+async fn joined(
+    task: JoinHandle<Result<Vec<RecordedEvent>, StoreError>>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    task.await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+}
+
 /// The smallest batch opened in two halves at once.
 const PARALLEL_OPEN_MIN: usize = 2048;
 
 /// Each key's cipher for a batch; `None` for a destroyed key.
 type Ciphers = IdMap<Option<KeyCipher>>;
 
-/// The events with their sealed fields, at `spans`, opened.
+/// The events with their sealed fields, at `spans`, opened with `keys`.
+/// Each key's cipher is set up here, once, when its first field comes:
+/// with the two halves of a big batch, the set-ups are shared between them
+/// too, where they were done one after another before the halves began.
 fn open_spans(
     mut events: Vec<RecordedEvent>,
     spans: &[(usize, Span)],
-    ciphers: &Ciphers,
+    keys: &IdMap<Option<DataKey>>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut ciphers = Ciphers::default();
     let mut buffer = Vec::new();
     let mut spans = spans;
     while let Some(&(index, _)) = spans.first() {
         let count = spans.iter().take_while(|(i, _)| *i == index).count();
         let (own, rest) = spans.split_at(count);
         spans = rest;
+        for (_, span) in own {
+            ciphers.entry(span.key).or_insert_with(|| {
+                keys.get(&span.key)
+                    .and_then(Option::as_ref)
+                    .map(DataKey::cipher)
+            });
+        }
         let event = &mut events[index];
         let text =
-            opened_text(event.data.json(), own, ciphers, &mut buffer).map_err(|(name, e)| {
+            opened_text(event.data.json(), own, &ciphers, &mut buffer).map_err(|(name, e)| {
                 StoreError::Corrupt(format!(
                     "event {} ({}): `{name}` does not open: {e}",
                     event.position, event.event_type
@@ -613,8 +685,13 @@ impl Forwarding for SealedEvents {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let events = self.inner.read_all(after, limit).await?;
-        self.open_all(events, false).await
+        self.read_opened(
+            after,
+            limit,
+            |after, limit| self.inner.read_all(after, limit),
+            |event| event.position,
+        )
+        .await
     }
 
     async fn read_by_ticket(
@@ -622,8 +699,13 @@ impl Forwarding for SealedEvents {
         after: Option<(Uuid, u64)>,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let events = self.inner.read_by_ticket(after, limit).await?;
-        self.open_all(events, false).await
+        self.read_opened(
+            after,
+            limit,
+            |after, limit| self.inner.read_by_ticket(after, limit),
+            |event| Some((event.ticket_id, event.version)),
+        )
+        .await
     }
 }
 
