@@ -111,21 +111,7 @@ impl std::fmt::Debug for KeyCipher {
 impl KeyCipher {
     /// Seals `text` as the value of the field `field`.
     pub fn seal(&self, field: &str, text: &str) -> String {
-        let nonce: [u8; NONCE_LEN] = random();
-        let mut bytes = Vec::with_capacity(NONCE_LEN + text.len() + TAG_LEN);
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(text.as_bytes());
-        let tag = self
-            .0
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(field.as_bytes()),
-                &mut bytes[NONCE_LEN..],
-            )
-            // Sealing fails only past GCM's message length limit (64 GiB).
-            .unwrap_or_else(|_| unreachable!("AES-GCM seals a field"));
-        bytes.extend_from_slice(tag.as_ref());
-        URL_SAFE_NO_PAD.encode(bytes)
+        URL_SAFE_NO_PAD.encode(seal(&self.0, field, text.as_bytes()))
     }
 
     /// Opens a value [`KeyCipher::seal`] made for the field `field`.
@@ -147,21 +133,51 @@ impl KeyCipher {
         URL_SAFE_NO_PAD
             .decode_vec(sealed, buffer)
             .map_err(|e| CipherError::NotBase64(e.to_string()))?;
-        if buffer.len() < NONCE_LEN + TAG_LEN {
-            return Err(CipherError::TooShort);
-        }
-        let (nonce, sealed) = buffer.split_at_mut(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| CipherError::TooShort)?;
-        let text = self
-            .0
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(field.as_bytes()),
-                sealed,
-            )
-            .map_err(|_| CipherError::Unopenable)?;
+        let text = open(&self.0, field, buffer)?;
         std::str::from_utf8(text).map_err(|_| CipherError::NotText)
     }
+}
+
+/// `nonce ‖ ciphertext ‖ tag` of `plain` under `cipher`, with a fresh random
+/// nonce and `aad` as associated data: a sealed field's bytes, and a wrapped
+/// key's.
+fn seal(cipher: &LessSafeKey, aad: &str, plain: &[u8]) -> Vec<u8> {
+    let nonce: [u8; NONCE_LEN] = random();
+    let mut bytes = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(plain);
+    let tag = cipher
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad.as_bytes()),
+            &mut bytes[NONCE_LEN..],
+        )
+        // Sealing fails only past GCM's message length limit (64 GiB).
+        .unwrap_or_else(|_| unreachable!("AES-GCM seals a value"));
+    bytes.extend_from_slice(tag.as_ref());
+    bytes
+}
+
+/// Opens, in place, what [`seal`] made with the same `aad`: the plain bytes,
+/// borrowed from `sealed`.
+fn open<'s>(
+    cipher: &LessSafeKey,
+    aad: &str,
+    sealed: &'s mut [u8],
+) -> Result<&'s [u8], CipherError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CipherError::TooShort);
+    }
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| CipherError::TooShort)?;
+    let plain = cipher
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad.as_bytes()),
+            rest,
+        )
+        .map_err(|_| CipherError::Unopenable)?;
+    Ok(plain)
 }
 
 /// The key that wraps data keys at rest (`--master-key-file`).
@@ -189,10 +205,6 @@ impl MasterKey {
         let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| CipherError::BadMasterKey)?;
         Ok(MasterKey(Secret(bytes)))
     }
-
-    fn cipher(&self) -> LessSafeKey {
-        self.0.cipher()
-    }
 }
 
 /// A data key as it is stored: wrapped when there is a master key.
@@ -200,18 +212,7 @@ pub(crate) fn store(key: &DataKey, master: Option<&MasterKey>, key_id: &str) -> 
     let Some(master) = master else {
         return key.0.0.to_vec();
     };
-    let nonce: [u8; NONCE_LEN] = random();
-    let mut wrapped = [nonce.as_slice(), &key.0.0].concat();
-    let tag = master
-        .cipher()
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(key_id.as_bytes()),
-            &mut wrapped[NONCE_LEN..],
-        )
-        .unwrap_or_else(|_| unreachable!("AES-GCM wraps a key"));
-    wrapped.extend_from_slice(tag.as_ref());
-    wrapped
+    seal(&master.0.cipher(), key_id, &key.0.0)
 }
 
 /// The data key from its stored bytes.
@@ -230,18 +231,8 @@ pub(crate) fn load(
         }
         (WRAPPED_LEN, None) => Err(CipherError::MasterKeyNeeded),
         (WRAPPED_LEN, Some(master)) => {
-            let (nonce, wrapped) = stored.split_at(NONCE_LEN);
-            let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CipherError::TooShort)?;
-            let mut wrapped = wrapped.to_vec();
-            let bytes = master
-                .cipher()
-                .open_in_place(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from(key_id.as_bytes()),
-                    &mut wrapped,
-                )
-                .map_err(|_| CipherError::Unopenable)?;
-            let bytes: [u8; KEY_LEN] = (&*bytes)
+            let mut wrapped = stored.to_vec();
+            let bytes: [u8; KEY_LEN] = open(&master.0.cipher(), key_id, &mut wrapped)?
                 .try_into()
                 .map_err(|_| CipherError::BadStoredKey(WRAPPED_LEN))?;
             Ok(DataKey(Secret(bytes)))

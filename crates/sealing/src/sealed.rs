@@ -347,9 +347,9 @@ const PARALLEL_OPEN_MIN: usize = 2048;
 type Ciphers = IdMap<Option<KeyCipher>>;
 
 /// The events with their sealed fields, at `spans`, opened with `keys`.
-/// Each key's cipher is set up here, once, when its first field comes:
-/// with the two halves of a big batch, the set-ups are shared between them
-/// too, where they were done one after another before the halves began.
+/// Each key's cipher is set up here, once, when its first field comes, so
+/// the two halves of a big batch each set up their own keys' ciphers at
+/// the same time (a key with fields in both halves is set up twice).
 fn open_spans(
     mut events: Vec<RecordedEvent>,
     spans: &[(usize, Span)],
