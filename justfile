@@ -27,13 +27,13 @@ test:
 # bench/results/. Extra flags go to ticket-bench, e.g. `just bench --tickets 300000`.
 bench *ARGS:
     cargo build --release -p tickets -p bench
-    cargo run --release -p bench -- all {{ARGS}}
+    cargo run --release -p bench -- all --peer-python "$(bash scripts/install-peer.sh)" {{ARGS}}
 
 # The benchmark at smoke sizes on debug builds (seconds): proves the tool
 # works; its figures mean nothing.
 bench-smoke:
     cargo build -p tickets -p bench
-    cargo run -p bench -- all --smoke --out target/bench-smoke
+    cargo run -p bench -- all --smoke --peer-python "$(bash scripts/install-peer.sh)" --out target/bench-smoke
 
 # Format the code.
 fmt:

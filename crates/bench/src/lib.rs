@@ -21,6 +21,7 @@ pub mod history;
 pub mod http;
 pub mod machine;
 pub mod naive;
+pub mod peer;
 pub mod plot;
 pub mod procs;
 pub mod reads;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::history::Seeded;
+use crate::peer::Peer;
 use crate::procs::Binaries;
 use crate::report::{Meta, Ratio, Report};
 use crate::stores::Stores;
@@ -82,6 +84,10 @@ pub struct Settings {
     pub smoke: bool,
     /// The MongoDB server is jongodb: label the figures a smoke run.
     pub smoke_server: bool,
+    /// The Python interpreter for the `commands` workload's peer, and whether
+    /// it was named on the command line (then it must work).
+    pub peer_python: PathBuf,
+    pub peer_python_given: bool,
     pub command: String,
     /// Logs and the naive database.
     pub work: tempfile::TempDir,
@@ -116,6 +122,7 @@ pub async fn run(workload: Workload, settings: &Settings) -> anyhow::Result<Repo
         meta: meta(settings),
         commands: Vec::new(),
         lag: None,
+        peer: None,
         import: None,
         replay: None,
         sealed: None,
@@ -258,6 +265,7 @@ async fn commands(settings: &Settings, report: &mut Report) -> anyhow::Result<()
         ));
         report.commands.push(level);
     }
+    report.peer = peer(settings)?;
     say(format_args!(
         "commands: open loop at {} events/s for lag",
         settings.rate
@@ -279,6 +287,45 @@ async fn commands(settings: &Settings, report: &mut Report) -> anyhow::Result<()
     ));
     report.lag = Some(lag);
     Ok(())
+}
+
+/// The Python `eventsourcing` peer on a fresh SQLite file beside the stores,
+/// for as long as a closed-loop level; `None` on MongoDB stores. A peer that
+/// cannot run is skipped with the reason, unless `--peer-python` named it.
+fn peer(settings: &Settings) -> anyhow::Result<Option<Peer>> {
+    let Some(folder) = settings.stores.scratch() else {
+        return Ok(None);
+    };
+    let python = &settings.peer_python;
+    let ran = peer::check(python, settings.work.path()).and_then(|()| {
+        say(format_args!(
+            "commands: the Python eventsourcing peer, {:?}",
+            settings.duration
+        ));
+        peer::run(
+            python,
+            settings.work.path(),
+            &folder.join("peer-eventsourcing.db"),
+            settings.duration,
+        )
+    });
+    Ok(Some(match ran {
+        Ok(result) => {
+            say(format_args!(
+                "  {:.0} commands/s (SQLite {} {}, eventsourcing {})",
+                result.commands_per_second, result.journal_mode, result.synchronous, result.version
+            ));
+            Peer::Ran(result)
+        }
+        Err(error) if settings.peer_python_given => {
+            return Err(error.context("the peer named by --peer-python"));
+        }
+        Err(error) => {
+            let why = format!("{error:#}");
+            say(format_args!("  peer skipped: {why}"));
+            Peer::Skipped(why)
+        }
+    }))
 }
 
 /// `rebuild-under-load` on a seeded store; `prepare`: rebuild its views first,

@@ -80,6 +80,13 @@ struct Args {
     /// run, not MongoDB's performance.
     #[arg(long, global = true)]
     jongodb: bool,
+
+    /// Python interpreter that runs the `commands` workload's peer, the
+    /// `eventsourcing` library (`pip install eventsourcing`) [default:
+    /// python3, and the peer is skipped, with the reason, if it cannot run;
+    /// named here, it must run].
+    #[arg(long, global = true)]
+    peer_python: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -144,6 +151,8 @@ async fn main() -> anyhow::Result<()> {
         out: args.out.clone(),
         smoke,
         smoke_server: args.jongodb,
+        peer_python_given: args.peer_python.is_some(),
+        peer_python: args.peer_python.unwrap_or_else(|| PathBuf::from("python3")),
         command: std::iter::once("ticket-bench".to_owned())
             .chain(std::env::args().skip(1))
             .collect::<Vec<_>>()

@@ -10,6 +10,7 @@ use crate::commands::{ClosedLoop, OpenLoop};
 use crate::history::{ImportResult, ReplayResult};
 use crate::machine::Machine;
 use crate::naive::NaiveResult;
+use crate::peer::Peer;
 use crate::reads::ReadsResult;
 use crate::rebuild::RebuildResult;
 use crate::stats::{median, speedup};
@@ -38,6 +39,9 @@ pub struct Report {
     pub meta: Meta,
     pub commands: Vec<ClosedLoop>,
     pub lag: Option<OpenLoop>,
+    /// The Python `eventsourcing` library's SQLite recorder on the same
+    /// commands (SQLite stores only).
+    pub peer: Option<Peer>,
     pub import: Option<ImportResult>,
     /// Replay of the seed in clear (events from before sealing).
     pub replay: Option<ReplayResult>,
@@ -186,18 +190,21 @@ pub fn targets(report: &Report) -> Vec<TargetRow> {
         let w = "commands (closed loop)";
         rows.push(row(
             w,
-            "throughput",
-            level.commands_per_second,
-            20_000.0,
-            "commands/s",
-            Higher,
-            note.clone(),
+            "ticketd CPU per command",
+            level.ticketd_cpu_us_per_command,
+            70.0,
+            "µs",
+            Lower,
+            format!(
+                "{note}{}its projector included",
+                if note.is_empty() { "" } else { "; " }
+            ),
         ));
         rows.push(row(
             w,
             "p50 latency",
             level.latency.p50_ms,
-            2.0,
+            3.0,
             "ms",
             Lower,
             note.clone(),
@@ -206,11 +213,33 @@ pub fn targets(report: &Report) -> Vec<TargetRow> {
             w,
             "p95 latency",
             level.latency.p95_ms,
-            5.0,
+            8.0,
             "ms",
             Lower,
-            note,
+            note.clone(),
         ));
+        if let Some(Peer::Ran(peer)) = &report.peer {
+            rows.push(row(
+                w,
+                "commands/s vs Python eventsourcing",
+                level.commands_per_second / peer.commands_per_second.max(f64::MIN_POSITIVE),
+                10.0,
+                "×",
+                Higher,
+                format!(
+                    "{} vs {} commands/s; the peer in-process on one thread, SQLite {} {}{}",
+                    group(level.commands_per_second),
+                    group(peer.commands_per_second),
+                    peer.journal_mode,
+                    peer.synchronous,
+                    if note.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {note}")
+                    }
+                ),
+            ));
+        }
     }
     if let Some(import) = &report.import {
         rows.push(row(
@@ -265,7 +294,7 @@ pub fn targets(report: &Report) -> Vec<TargetRow> {
             "rebuild list + dashboard",
             "throughput",
             rebuild.list_and_dashboard_events_per_second,
-            500_000.0,
+            250_000.0,
             "events/s",
             Higher,
             format!(
@@ -608,6 +637,27 @@ impl Report {
                     group(l.customers as f64)
                 );
             }
+        }
+        match &self.peer {
+            Some(Peer::Ran(peer)) => {
+                let _ = writeln!(md, "\n## Peer: Python `eventsourcing` on SQLite\n");
+                let _ = writeln!(
+                    md,
+                    "The same five commands per ticket, each loading the ticket from its events and saving one event in its own transaction, by `eventsourcing` {} in-process on one thread (no HTTP), SQLite journal {} with synchronous {}: {} commands/s ({} commands, {} errors in {:.1} s).",
+                    peer.version,
+                    peer.journal_mode,
+                    peer.synchronous,
+                    group(peer.commands_per_second),
+                    group(peer.commands as f64),
+                    peer.errors,
+                    peer.seconds
+                );
+            }
+            Some(Peer::Skipped(why)) => {
+                let _ = writeln!(md, "\n## Peer: Python `eventsourcing` on SQLite\n");
+                let _ = writeln!(md, "Not run: {why}.");
+            }
+            None => {}
         }
         if let Some(lag) = &self.lag {
             let _ = writeln!(md, "\n## Projection lag, open loop\n");

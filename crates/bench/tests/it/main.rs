@@ -30,6 +30,26 @@ fn binaries() -> PathBuf {
     dir
 }
 
+/// The Python that runs the peer (`PEER_PYTHON`, as `.ci/run` sets it from
+/// `scripts/install-peer.sh`). Required in CI; elsewhere the run without it
+/// checks that the peer is skipped with a reason.
+fn peer_python() -> Option<PathBuf> {
+    match std::env::var_os("PEER_PYTHON") {
+        Some(python) => Some(PathBuf::from(python)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set and PEER_PYTHON is not: run scripts/install-peer.sh and export its path"
+            )
+        }
+        None => {
+            eprintln!(
+                "PEER_PYTHON is not set: the peer is checked skipped, not run (bash scripts/install-peer.sh)"
+            );
+            None
+        }
+    }
+}
+
 fn count(value: &Value) -> u64 {
     value
         .as_u64()
@@ -40,7 +60,12 @@ fn count(value: &Value) -> u64 {
 fn the_smoke_run_measures_every_workload() {
     let bins = binaries();
     let out = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(BENCH)
+    let peer_python = peer_python();
+    let mut bench = Command::new(BENCH);
+    if let Some(python) = &peer_python {
+        bench.arg("--peer-python").arg(python);
+    }
+    let output = bench
         .args(["all", "--smoke", "--tickets", "600", "--sizes", "200"])
         .args([
             "--concurrency",
@@ -84,6 +109,25 @@ fn the_smoke_run_measures_every_workload() {
             "{level}"
         );
         assert!(level["ticketd_cpu_us_per_command"].as_f64() >= Some(0.0));
+    }
+
+    // The peer ran the same commands, or said why not.
+    let peer = &report["peer"];
+    if peer_python.is_some() {
+        let ran = &peer["ran"];
+        assert!(count(&ran["commands"]) > 0, "{peer}");
+        assert_eq!(count(&ran["errors"]), 0, "{peer}");
+        assert_eq!(ran["synchronous"], "FULL", "{peer}");
+        assert!(
+            report["targets"]
+                .as_array()
+                .expect("targets")
+                .iter()
+                .any(|row| row["metric"] == "commands/s vs Python eventsourcing"),
+            "the ratio is read against its target"
+        );
+    } else {
+        assert!(peer["skipped"].is_string(), "{peer}");
     }
 
     let lag = &report["lag"];
