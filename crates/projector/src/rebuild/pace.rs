@@ -8,7 +8,8 @@
 //! starves `ticketd`'s appends, however short each commit. Two rules keep a
 //! rebuild out of their way:
 //!
-//! - each commit is sized to hold the lock for about [`TARGET`]: the rebuild
+//! - each commit is sized to hold the lock for about [`TARGET`] while other
+//!   writers are active, and [`QUIET_TARGET`] while none are: the rebuild
 //!   measures how long its commits take per unit (a ticket's row in the
 //!   by-ticket pass, an event in the global-order replay) and sizes the next
 //!   one from that. A commit's time includes any wait for the lock, which
@@ -28,8 +29,15 @@ use std::time::{Duration, Instant};
 
 use eventstore::Position;
 
-/// About how long one of a rebuild's commits should hold the write lock.
+/// About how long one of a rebuild's commits should hold the write lock
+/// while other writers are active.
 pub(crate) const TARGET: Duration = Duration::from_millis(8);
+
+/// The same on a quiet store: nobody waits for the lock, and bigger commits
+/// spread each page a commit dirties (and logs) over more rows. The first
+/// writer to come waits out at most one such commit; from the next commit on
+/// the rebuild is back at [`TARGET`].
+pub(crate) const QUIET_TARGET: Duration = Duration::from_millis(50);
 
 /// How long after the head last moved other writers count as active.
 const ACTIVE_FOR: Duration = Duration::from_secs(1);
@@ -88,15 +96,22 @@ impl Pace {
             .push_back(took.as_secs_f64().max(1e-7) / units as f64);
         let per_unit = self.per_unit.iter().copied().fold(f64::INFINITY, f64::min);
         let held = Duration::from_secs_f64(per_unit * units as f64);
+        let active = self.active_until.is_some_and(|until| now < until);
         {
-            let ideal = (TARGET.as_secs_f64() / per_unit) as usize;
-            // At most halved or grown by half per commit: one slow commit
-            // (a checkpoint of the log, a busy disk) does not swing it.
-            let low = (self.size / 2).max(self.min);
+            let target = if active { TARGET } else { QUIET_TARGET };
+            let ideal = (target.as_secs_f64() / per_unit) as usize;
+            // At most grown by half per commit, and halved while quiet: one
+            // slow commit (a checkpoint of the log, a busy disk) does not
+            // swing it. Writers that have just come get the small commits
+            // at once.
+            let low = if active {
+                self.min
+            } else {
+                (self.size / 2).max(self.min)
+            };
             let high = (self.size + self.size / 2 + 1).min(self.max);
             self.size = ideal.clamp(low.min(high), high);
         }
-        let active = self.active_until.is_some_and(|until| now < until);
         let pause = if active { held * 2 } else { held / 4 };
         pause.max(Duration::from_millis(1))
     }
@@ -109,11 +124,11 @@ mod tests {
     #[test]
     fn commits_are_sized_toward_the_target() {
         let mut pace = Pace::new(100, 1, 10_000);
-        // 100 units in 16 ms: twice the target, so halved.
-        pace.committed(100, TARGET * 2, 0);
+        // On a quiet store: 100 units in twice the quiet target, so halved.
+        pace.committed(100, QUIET_TARGET * 2, 0);
         assert_eq!(pace.size(), 50);
-        // 50 units in 2 ms: four times under, grown by half at most.
-        pace.committed(50, TARGET / 4, 0);
+        // 50 units in a quarter of it: grown by half at most.
+        pace.committed(50, QUIET_TARGET / 4, 0);
         assert_eq!(pace.size(), 76);
         // A commit that waited for the lock: the estimate keeps the best.
         pace.committed(76, Duration::from_secs(1), 0);
@@ -125,6 +140,20 @@ mod tests {
         let mut pace = Pace::new(5, 4, 6);
         pace.committed(5, Duration::from_micros(1), 0);
         assert_eq!(pace.size(), 6);
+    }
+
+    #[test]
+    fn writers_coming_shrink_the_next_commit_to_the_target_at_once() {
+        let mut pace = Pace::new(1000, 1, 10_000);
+        // Quiet: 1000 units in the quiet target stay 1000.
+        pace.committed(1000, QUIET_TARGET, 10);
+        assert_eq!(pace.size(), 1000);
+        // The head moved: the next commit holds the lock for TARGET, not
+        // half of what the last one did.
+        pace.committed(1000, QUIET_TARGET, 11);
+        let expected = (TARGET.as_secs_f64() / (QUIET_TARGET.as_secs_f64() / 1000.0)) as usize;
+        assert_eq!(pace.size(), expected);
+        assert!(expected < 500);
     }
 
     #[test]
