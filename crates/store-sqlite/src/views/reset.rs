@@ -1,7 +1,7 @@
 //! Emptying a shadow slot in short write transactions.
 //!
 //! A shadow slot is the retired live slot of the last rebuild: at 1,000,000
-//! tickets it holds 1,000,000 rows, and the list's rows are in eight
+//! tickets it holds 1,000,000 rows, and the list's rows are in seven
 //! secondary indexes besides. Deleting them in one transaction held SQLite's
 //! write lock for seconds, and every append of the other process (`ticketd`)
 //! waited that long or failed at its busy timeout. So the slot is emptied in
@@ -59,8 +59,10 @@ pub(crate) fn step(connection: &Connection, fence: &Fence) -> Result<Step> {
     let (slot, _) = slots::resolve(connection, projection, Target::Shadow)?;
     let table = slots::rows_table(projection, slot);
     let started = Instant::now();
+    // By the primary key, which every rows table has (the list's and the
+    // dashboard's tickets have no rowid: migration 0009).
     let mut delete = connection.prepare_cached(&format!(
-        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?1)"
+        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?1)"
     ))?;
     let mut deleted_any = false;
     loop {
