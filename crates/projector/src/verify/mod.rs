@@ -55,7 +55,9 @@ pub struct VerifyOptions {
 impl Default for VerifyOptions {
     fn default() -> Self {
         Self {
-            page_size: 500,
+            // Big pages: a verify of millions of events is mostly round
+            // trips otherwise; a page is a few MB at most.
+            page_size: 5000,
             max_listed: 20,
             count_attempts: 5,
         }
