@@ -2,9 +2,7 @@
 -- slots of each.
 --
 -- Every event rewrites its ticket's list row, and each B-tree a row lives in
--- is one more page to find, change and log per event; a rebuild of one
--- million tickets spent most of its time inserting into the two customer
--- indexes at random places (bench/HISTORY.md, #22). So:
+-- is one more page to find, change and log per event. So:
 --
 -- - the slots become WITHOUT ROWID tables keyed by `id`: the row lives in
 --   its primary key's B-tree, not in a rowid table plus a separate index on
@@ -13,9 +11,9 @@
 --   SQLite walks any index in either direction, and a descending index on a
 --   time that only grows takes every insert at its far left, where page
 --   splits leave pages half full (it was 1.8 times its ascending twin);
--- - `customer_updated` is gone: a customer's tickets sorted by `updated_at`
---   are found by `customer_created` and sorted in memory, which costs in
---   proportion to that one customer's tickets, not to the list.
+-- - every filter × sort keeps its own index: a customer's tickets sorted by
+--   `updated_at` through `customer_created` and a sort step took 3.3 ms a
+--   page for a customer with a thousand tickets, past the list's 1 ms.
 --
 -- The dashboard's per-ticket statuses become WITHOUT ROWID too: two B-trees
 -- (rowid table, index on `id`) for three short columns were one too many.
@@ -68,6 +66,7 @@ CREATE INDEX list_a_status_updated  ON list_a (status, updated_at, id);
 CREATE INDEX list_a_agent_created   ON list_a (agent, created_at, id);
 CREATE INDEX list_a_agent_updated   ON list_a (agent, updated_at, id);
 CREATE INDEX list_a_customer_created ON list_a (customer, created_at, id);
+CREATE INDEX list_a_customer_updated ON list_a (customer, updated_at, id);
 
 CREATE INDEX list_b_newest          ON list_b (created_at, id);
 CREATE INDEX list_b_status_newest   ON list_b (status, created_at, id);
@@ -76,6 +75,7 @@ CREATE INDEX list_b_status_updated  ON list_b (status, updated_at, id);
 CREATE INDEX list_b_agent_created   ON list_b (agent, created_at, id);
 CREATE INDEX list_b_agent_updated   ON list_b (agent, updated_at, id);
 CREATE INDEX list_b_customer_created ON list_b (customer, created_at, id);
+CREATE INDEX list_b_customer_updated ON list_b (customer, updated_at, id);
 
 CREATE TABLE dashboard_tickets_a_new (
     id      TEXT    PRIMARY KEY CHECK (length(id) = 36),

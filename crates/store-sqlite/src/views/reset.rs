@@ -1,7 +1,7 @@
 //! Emptying a shadow slot in short write transactions.
 //!
 //! A shadow slot is the retired live slot of the last rebuild: at 1,000,000
-//! tickets it holds 1,000,000 rows, and the list's rows are in seven
+//! tickets it holds 1,000,000 rows, and the list's rows are in eight
 //! secondary indexes besides. Deleting them in one transaction held SQLite's
 //! write lock for seconds, and every append of the other process (`ticketd`)
 //! waited that long or failed at its busy timeout. So the slot is emptied in

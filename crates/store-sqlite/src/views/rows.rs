@@ -174,7 +174,7 @@ impl StoredRow for TicketListRow {
     // `customer`, `subject` and `created_at` come from the opening event and
     // never change, so an update leaves them out: SQLite then skips the
     // indexes built only on them (`newest`, `customer_created`), two of the
-    // slot's seven secondary indexes, on every event after the first.
+    // slot's eight secondary indexes, on every event after the first.
     const UPDATES: &'static str = "status = excluded.status, agent = excluded.agent, \
          preview = excluded.preview, has_note = excluded.has_note, \
          last_note_preview = excluded.last_note_preview, updated_at = excluded.updated_at, \
@@ -464,12 +464,10 @@ impl ListShape {
         }
     }
 
-    /// The index the query walks (migration 0009): the one of its most
-    /// selective filter (customer, then agent, then status) and its sort
-    /// key, else the sort key's own. The other filters are checked on the
-    /// rows that index yields. A customer's tickets have one index, by
-    /// creation: sorted by update they are sorted after the seek, a sort of
-    /// that one customer's tickets ([`ListShape::sorts`]).
+    /// The index the query walks (migrations 0003, 0004 and 0009): the one
+    /// of its most selective filter (customer, then agent, then status) and
+    /// its sort key, else the sort key's own. The other filters are checked
+    /// on the rows that index yields.
     pub(crate) fn index(self, slot: Slot) -> String {
         let table = rows_table(Projection::List, slot);
         let filter = if self.customer {
@@ -485,18 +483,9 @@ impl ListShape {
             (None, ListSortField::CreatedAt) => format!("{table}_newest"),
             (None, ListSortField::UpdatedAt) => format!("{table}_updated"),
             (Some("status"), ListSortField::CreatedAt) => format!("{table}_status_newest"),
-            (Some("customer"), _) => format!("{table}_customer_created"),
             (Some(filter), ListSortField::CreatedAt) => format!("{table}_{filter}_created"),
             (Some(filter), ListSortField::UpdatedAt) => format!("{table}_{filter}_updated"),
         }
-    }
-
-    /// Whether the rows the index yields are sorted before the page is cut:
-    /// a customer's tickets by update (no index keeps that order, see
-    /// migration 0009). For the plan tests.
-    #[cfg(test)]
-    pub(crate) fn sorts(self) -> bool {
-        self.customer && self.sort.field == ListSortField::UpdatedAt
     }
 }
 

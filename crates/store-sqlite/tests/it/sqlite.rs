@@ -574,7 +574,7 @@ async fn deferred_shadow_indexes_are_built_before_the_slot_is_emptied_or_swapped
     let (shadow, live) = (list_table(&path, false), list_table(&path, true));
     let shadow_indexes = secondary_indexes(&path, &shadow);
     let live_indexes = secondary_indexes(&path, &live);
-    assert!(shadow_indexes.len() >= 7, "{shadow_indexes:?}");
+    assert!(shadow_indexes.len() >= 8, "{shadow_indexes:?}");
     let deferred = || -> i64 {
         raw(&path)
             .query_row("SELECT count(*) FROM deferred_indexes", [], |row| {
