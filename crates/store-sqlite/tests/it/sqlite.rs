@@ -201,6 +201,107 @@ async fn parallel_opens_of_a_new_file_all_succeed() {
     );
 }
 
+/// A file as a build with migrations 1 to `upto` left it (each recorded as
+/// the runner records it), for testing what a later migration does to data.
+fn migrated_up_to(path: &Path, upto: u32) -> rusqlite::Connection {
+    let mut connection = raw(path);
+    connection
+        .execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             checksum TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT",
+        )
+        .expect("the ledger");
+    for migration in migration_files::SQLITE.iter().filter(|m| m.version <= upto) {
+        let tx = connection.transaction().expect("begin");
+        tx.execute_batch(migration.text)
+            .unwrap_or_else(|e| panic!("{}: {e}", migration.name));
+        tx.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2, ?3, '2026-01-01T00:00:00.000000Z')",
+            rusqlite::params![migration.version, migration.name, migration.checksum()],
+        )
+        .expect("record");
+        tx.commit().expect("commit");
+    }
+    connection
+}
+
+/// 0010 rebuilds the detail slots with a cheaper check on `notes`: the rows
+/// are copied as they were, an array is still required, and a malformed one
+/// still reads as corrupt, naming its ticket.
+#[tokio::test]
+async fn migration_0010_keeps_the_detail_rows_and_checks_the_notes_shape() {
+    let (_dir, path) = temp();
+    let (kept, retired, malformed) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let insert = |table: &str| {
+        format!(
+            "INSERT INTO {table} VALUES (?1, 'c', 's', 'm', 'triaged', 'ann', ?2,
+             '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', 3)"
+        )
+    };
+    let notes = r#"[{"text":"first","added_at":"2026-01-01T00:00:01.000000Z"},{"text":"second","added_at":"2026-01-01T00:00:02.000000Z"}]"#;
+    {
+        let before = migrated_up_to(&path, 9);
+        before
+            .execute(
+                &insert("detail_a"),
+                rusqlite::params![kept.to_string(), notes],
+            )
+            .expect("a live detail row");
+        before
+            .execute(
+                &insert("detail_b"),
+                rusqlite::params![retired.to_string(), "[]"],
+            )
+            .expect("a retired slot's row");
+    }
+
+    let store = open(&path);
+    let versions: Vec<u32> = applied(&store).await.iter().map(|m| m.version).collect();
+    assert!(versions.contains(&10), "{versions:?}");
+    let detail = store
+        .ticket(kept)
+        .await
+        .expect("read")
+        .expect("the row was copied");
+    assert_eq!(
+        (detail.status, detail.agent.as_deref(), detail.version),
+        (domain::Status::Triaged, Some("ann"), 3)
+    );
+    let texts: Vec<&str> = detail.notes.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(texts, ["first", "second"]);
+    let connection = raw(&path);
+    let copied: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM detail_b WHERE id = ?1",
+            [retired.to_string()],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(copied, 1, "the other slot's rows are copied too");
+
+    for (table, not_an_array) in [("detail_a", "{}"), ("detail_b", "null")] {
+        let error = connection
+            .execute(
+                &insert(table),
+                rusqlite::params![Uuid::now_v7().to_string(), not_an_array],
+            )
+            .expect_err("notes must be an array");
+        assert!(error.to_string().contains("CHECK"), "{table}: {error}");
+    }
+    connection
+        .execute(
+            &insert("detail_a"),
+            rusqlite::params![malformed.to_string(), "[{\"text\""],
+        )
+        .expect("the shape check passes a truncated array");
+    match store.ticket(malformed).await {
+        Err(ViewError::Corrupt(message)) => {
+            assert!(message.contains(&malformed.to_string()), "{message}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn events_cannot_be_updated_or_deleted() {
     let (_dir, path) = temp();
