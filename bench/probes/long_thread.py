@@ -25,6 +25,9 @@ import urllib.parse
 
 
 def cpu_seconds(pid):
+    """The process's user + system CPU time; 0 for no process (`None`)."""
+    if pid is None:
+        return 0.0
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -70,8 +73,7 @@ class Client:
 def block(client, pid, projector_pid, notes, small_ticket):
     """Runs `notes` (callables returning a position) and measures them."""
     cpu_before = cpu_seconds(pid)
-    projector_before = cpu_seconds(projector_pid) if projector_pid else 0.0
-    started = time.perf_counter()
+    projector_before = cpu_seconds(projector_pid)
     latencies = []
     position = 0
     body = 0
@@ -80,14 +82,12 @@ def block(client, pid, projector_pid, notes, small_ticket):
         position, body = note()
         latencies.append(time.perf_counter() - t0)
     client.wait_projected(position, small_ticket)
-    wall = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
-    projector = cpu_seconds(projector_pid) - projector_before if projector_pid else 0.0
+    projector = cpu_seconds(projector_pid) - projector_before
     return {
         "mean_ms": 1000 * sum(latencies) / len(latencies),
         "cpu_us_per_note": 1e6 * cpu / len(latencies),
         "projector_us_per_note": 1e6 * projector / len(latencies),
-        "wall_s": wall,
         "response_bytes": body,
     }
 
@@ -110,7 +110,8 @@ def main():
     text = ("x" * (args.size - 1)) + "."
 
     fresh = [client.open_ticket(n) for n in range(args.block)]
-    base = block(client, args.pid, args.projector_pid, [lambda t=t: client.add_note(t, text) for t in fresh], fresh[0])
+    one_each = [lambda t=t: client.add_note(t, text) for t in fresh]
+    base = block(client, args.pid, args.projector_pid, one_each, fresh[0])
     print(
         f"baseline: one note on each of {args.block} fresh tickets: "
         f"{base['mean_ms']:.2f} ms, {base['cpu_us_per_note']:.0f} µs CPU per note"
@@ -122,7 +123,8 @@ def main():
     print("notes      mean ms  CPU µs/note  projector µs/note  response bytes")
     for start in range(0, args.notes, args.block):
         count = min(args.block, args.notes - start)
-        figures = block(client, args.pid, args.projector_pid, [lambda: client.add_note(thread, text)] * count, fresh[0])
+        same_thread = [lambda: client.add_note(thread, text)] * count
+        figures = block(client, args.pid, args.projector_pid, same_thread, fresh[0])
         print(
             f"{start + 1:>5}–{start + count:<5}{figures['mean_ms']:>8.2f}"
             f"{figures['cpu_us_per_note']:>13.0f}{figures['projector_us_per_note']:>19.0f}"
